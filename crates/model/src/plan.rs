@@ -1,0 +1,131 @@
+//! The expanded pipeline: every stage and step, the targets each touches, its bake and alarms.
+//!
+//! A [`Plan`] is what `gantry plan` prints and what the engine runs. It is derived from a
+//! [`PipelineSpec`](crate::PipelineSpec) and a [`Topology`](crate::Topology) by `gantry-spec`
+//! and holds no references back to either.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{
+    AlarmBlockers, CodeReview, DeploymentStrategy, Limits, PreprodKind, Promotion, SourceKind,
+    TestGate, TimeWindows, UrgentPolicy,
+};
+use crate::{Bake, Source};
+
+/// One pipeline, expanded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub pipeline: String,
+    pub team: String,
+    pub service: String,
+    pub kind: SourceKind,
+    pub sources: Vec<Source>,
+    pub build_command: String,
+    pub build_network: bool,
+    pub code_review: CodeReview,
+    /// Stages in promotion order: pre-production first, then the production waves.
+    pub stages: Vec<Stage>,
+    pub alarm_blockers: AlarmBlockers,
+    pub time_windows: TimeWindows,
+    pub limits: Limits,
+    pub urgent: UrgentPolicy,
+}
+
+/// A promotion point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// `alpha`, `beta`, `gamma`, `zeta`, or the wave's name.
+    pub name: String,
+    pub kind: StageKind,
+    /// How an artifact that passed this stage moves to the next one.
+    pub promotion: Promotion,
+    /// Test gates run after the stage's last step.
+    pub tests: Vec<NamedTestGate>,
+    pub deployment: DeploymentStrategy,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StageKind {
+    Preprod {
+        environment: PreprodKind,
+    },
+    /// Production wave `number` (1-based).
+    Wave {
+        number: u32,
+    },
+}
+
+impl StageKind {
+    pub fn is_production(self) -> bool {
+        matches!(self, StageKind::Wave { .. })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedTestGate {
+    pub name: String,
+    #[serde(flatten)]
+    pub gate: TestGate,
+}
+
+/// One step of a stage: deployments to its targets in parallel, then a bake.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// E.g. `wave-1/one-box`, `wave-1/zone-2`, `gamma/environment`.
+    pub name: String,
+    pub kind: StepKind,
+    /// What this step deploys to; within a production step, at most one per region.
+    pub targets: Vec<Target>,
+    /// Waited for after every target of the step finished deploying.
+    pub bake: Bake,
+    /// Alarms that roll the step's targets back when they go to ALARM.
+    pub rollback_alarms: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// One box per target, taking at most the strategy's one-box share of traffic.
+    OneBox,
+    /// The `n`-th zone (1-based) of each region in the wave.
+    Zone(u32),
+    /// The `n`-th cell (1-based) of each region in the wave.
+    Cell(u32),
+    /// A whole pre-production environment.
+    Environment,
+}
+
+/// What one deployment acts on: the boxes of (environment, region, zone or cell).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    /// `prod`, or the pre-production environment's name.
+    pub environment: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.environment, self.region)?;
+        if let Some(zone) = &self.zone {
+            write!(f, "/{zone}")?;
+        }
+        if let Some(cell) = &self.cell {
+            write!(f, "/{cell}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    pub fn production_stages(&self) -> impl Iterator<Item = &Stage> {
+        self.stages.iter().filter(|stage| stage.kind.is_production())
+    }
+}
