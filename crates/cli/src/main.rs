@@ -26,6 +26,18 @@ enum Command {
     Check(commands::pipelines::CheckArgs),
     /// Print the JSON Schema of pipeline definitions, for editors.
     Schema(commands::pipelines::SchemaArgs),
+    /// Run the deployment engine against a simulated fleet with faults, checking invariants.
+    Simulate(commands::simulate::SimulateArgs),
+    /// Alarms: test alarm definitions against recorded series.
+    Alarm(commands::alarm::AlarmArgs),
+    /// Build a commit without network access into a signed artifact.
+    Build(commands::supply::BuildArgs),
+    /// List, show and verify artifacts.
+    Artifact(commands::supply::ArtifactArgs),
+    /// Record and list code-review approvals.
+    Review(commands::supply::ReviewArgs),
+    /// Block artifacts by commit or package version.
+    Block(commands::supply::BlockArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +47,12 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::pipelines::validate(args),
         Command::Check(args) => commands::pipelines::check(args),
         Command::Schema(args) => commands::pipelines::schema(args),
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::Alarm(args) => commands::alarm::run(args),
+        Command::Build(args) => commands::supply::build(args),
+        Command::Artifact(args) => commands::supply::artifact(args),
+        Command::Review(args) => commands::supply::review(args),
+        Command::Block(args) => commands::supply::block(args),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,6 @@
+//! One module per product area; each owns its arguments and its `run` functions.
+
+pub mod alarm;
 pub mod pipelines;
+pub mod simulate;
+pub mod supply;
