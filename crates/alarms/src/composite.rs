@@ -1,0 +1,771 @@
+//! CloudWatch's composite alarm rule language: parsing, limits and evaluation of one rule.
+//!
+//! A composite alarm's rule combines the states of other alarms (its *children*):
+//!
+//! ```text
+//! ALARM("FrontEndApiService_High_Fault_Rate") OR ALARM("FrontEndApiService_High_P99_Latency")
+//! (ALARM(CPUUtilizationTooHigh) OR ALARM(DiskReadOpsTooHigh)) AND OK(NetworkOutTooHigh)
+//! ```
+//!
+//! # Grammar
+//!
+//! ```text
+//! rule     = expr                         the whole input; whitespace (newlines too) separates tokens
+//! expr     = unary { "AND" unary }        a chain of one operator only:
+//!          | unary { "OR" unary }         AND and OR never mix without parentheses
+//! unary    = "NOT" unary | primary
+//! primary  = "(" expr ")" | "TRUE" | "FALSE"
+//!          | ("ALARM" | "OK" | "INSUFFICIENT_DATA") "(" name ")"
+//! name     = '"' any characters but '"' and control characters '"'
+//!          | one or more characters other than whitespace, '(', ')', '"' and control characters
+//! ```
+//!
+//! # Precedence
+//!
+//! AWS documents none, so Gantry refuses to guess: `NOT` applies to the one operand after it
+//! (`NOT ALARM(a) AND ALARM(b)` is `(NOT ALARM(a)) AND ALARM(b)`), and a rule that mixes `AND`
+//! and `OR` at one level (`ALARM(a) OR ALARM(b) AND ALARM(c)`) is an error that asks for
+//! parentheses. A reader of a rollback rule never has to know a precedence table, and a rule
+//! copied from CloudWatch either means the same here or is refused.
+//!
+//! Keywords are upper case, as in every AWS example; `and` is refused with a hint. A name that
+//! holds spaces or parentheses must be quoted; names cannot contain `"` (AWS documents no escape).
+//!
+//! # Limits
+//!
+//! AWS's own: a rule is 1 to [`MAX_RULE_CHARS`] characters, names at most
+//! [`MAX_ALARM_NAME_CHARS`], at most [`MAX_CHILDREN`] distinct child alarms and
+//! [`MAX_ELEMENTS`] elements. Gantry adds [`MAX_NESTING`].
+//!
+//! Errors carry the 1-based character column in the rule (newlines count as one character) and
+//! say what was expected there.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::AlarmState;
+
+/// AWS's limit on the length of `AlarmRule`, in characters.
+pub const MAX_RULE_CHARS: usize = 10_240;
+/// AWS's limit on the number of distinct child alarms one rule may reference.
+pub const MAX_CHILDREN: usize = 100;
+/// AWS's limit on elements: child alarm references, `TRUE`/`FALSE` and parenthesised groups
+/// (Gantry counts one element per pair of grouping parentheses).
+pub const MAX_ELEMENTS: usize = 500;
+/// AWS's limit on the length of an alarm name, in characters.
+pub const MAX_ALARM_NAME_CHARS: usize = 255;
+/// Gantry's limit on nested groups and `NOT`s. AWS documents none; this bounds the parser's and
+/// the evaluator's recursion so a hostile rule cannot overflow the stack, and no readable rule
+/// comes near it.
+pub const MAX_NESTING: usize = 64;
+
+/// A parsed composite rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// `TRUE` or `FALSE`.
+    Constant(bool),
+    /// `ALARM(name)`, `OK(name)` or `INSUFFICIENT_DATA(name)`: true when the child alarm `name`
+    /// is in `state`.
+    State {
+        state: AlarmState,
+        alarm: String,
+    },
+    Not(Box<Rule>),
+    /// Two or more operands, all of which must hold.
+    And(Vec<Rule>),
+    /// Two or more operands, one of which must hold.
+    Or(Vec<Rule>),
+}
+
+impl Rule {
+    /// The child alarms the rule references, each once, in the order they first appear.
+    pub fn alarm_names(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.collect_names(&mut names);
+        names
+    }
+
+    fn collect_names<'a>(&'a self, names: &mut Vec<&'a str>) {
+        match self {
+            Rule::Constant(_) => {}
+            Rule::State { alarm, .. } => {
+                if !names.contains(&alarm.as_str()) {
+                    names.push(alarm);
+                }
+            }
+            Rule::Not(inner) => inner.collect_names(names),
+            Rule::And(operands) | Rule::Or(operands) => {
+                for operand in operands {
+                    operand.collect_names(names);
+                }
+            }
+        }
+    }
+
+    /// Whether the rule holds, given each child's current state. The caller decides what a
+    /// child it does not know is (see `evaluate` in the alarm set, which treats it as
+    /// `INSUFFICIENT_DATA`).
+    pub fn holds(&self, state_of: &mut impl FnMut(&str) -> AlarmState) -> bool {
+        match self {
+            Rule::Constant(value) => *value,
+            Rule::State { state, alarm } => state_of(alarm) == *state,
+            Rule::Not(inner) => !inner.holds(state_of),
+            Rule::And(operands) => operands.iter().all(|operand| operand.holds(state_of)),
+            Rule::Or(operands) => operands.iter().any(|operand| operand.holds(state_of)),
+        }
+    }
+}
+
+/// The canonical form: names quoted, every nested `AND`/`OR` parenthesised. It parses back to
+/// the same rule.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn operand(rule: &Rule, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match rule {
+                Rule::And(_) | Rule::Or(_) => write!(f, "({rule})"),
+                _ => write!(f, "{rule}"),
+            }
+        }
+        match self {
+            Rule::Constant(true) => f.write_str("TRUE"),
+            Rule::Constant(false) => f.write_str("FALSE"),
+            Rule::State { state, alarm } => write!(f, "{}(\"{alarm}\")", state.name()),
+            Rule::Not(inner) => {
+                f.write_str("NOT ")?;
+                operand(inner, f)
+            }
+            Rule::And(operands) | Rule::Or(operands) => {
+                let keyword = if matches!(self, Rule::And(_)) { " AND " } else { " OR " };
+                for (index, rule) in operands.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(keyword)?;
+                    }
+                    operand(rule, f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why a rule was refused, and where.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct CompositeError {
+    /// 1-based character column in the rule.
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses a composite alarm rule, checking AWS's limits.
+pub fn parse(rule: &str) -> Result<Rule, CompositeError> {
+    let chars: Vec<char> = rule.chars().collect();
+    if chars.len() > MAX_RULE_CHARS {
+        return Err(CompositeError {
+            column: MAX_RULE_CHARS + 1,
+            message: format!(
+                "the rule is {} characters long; CloudWatch allows at most {MAX_RULE_CHARS}: \
+                 split it into several composite alarms",
+                chars.len()
+            ),
+        });
+    }
+    let mut parser = Parser { chars, position: 0, elements: 0, depth: 0, children: HashSet::new() };
+    parser.skip_whitespace();
+    if parser.at_end() {
+        return Err(parser.error_here(
+            "the rule is empty: expected an expression such as `ALARM(\"name\")`".to_string(),
+        ));
+    }
+    let parsed = parser.expression()?;
+    parser.skip_whitespace();
+    if !parser.at_end() {
+        let found = parser.found();
+        let hint = parser.keyword_hint();
+        return Err(
+            parser.error_here(format!("expected `AND`, `OR` or end of rule, found {found}{hint}"))
+        );
+    }
+    Ok(parsed)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operator {
+    And,
+    Or,
+}
+
+impl Operator {
+    fn keyword(self) -> &'static str {
+        match self {
+            Operator::And => "AND",
+            Operator::Or => "OR",
+        }
+    }
+}
+
+const KEYWORDS: [&str; 8] =
+    ["ALARM", "OK", "INSUFFICIENT_DATA", "TRUE", "FALSE", "AND", "OR", "NOT"];
+
+struct Parser {
+    chars: Vec<char>,
+    position: usize,
+    elements: usize,
+    depth: usize,
+    children: HashSet<String>,
+}
+
+impl Parser {
+    fn at_end(&self) -> bool {
+        self.position >= self.chars.len()
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.position).copied()
+    }
+
+    fn column(&self) -> usize {
+        self.position + 1
+    }
+
+    fn error_here(&self, message: String) -> CompositeError {
+        CompositeError { column: self.column(), message }
+    }
+
+    fn skip_whitespace(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.position += 1;
+        }
+    }
+
+    /// The word (letters, digits, `_`) starting at the cursor, if one starts there.
+    fn word(&self) -> Option<String> {
+        let first = self.peek()?;
+        if !(first.is_alphanumeric() || first == '_') {
+            return None;
+        }
+        Some(
+            self.chars[self.position..]
+                .iter()
+                .take_while(|c| c.is_alphanumeric() || **c == '_')
+                .collect(),
+        )
+    }
+
+    /// What is at the cursor, for an error message.
+    fn found(&self) -> String {
+        match (self.word(), self.peek()) {
+            (Some(word), _) => format!("`{word}`"),
+            (None, Some(c)) => format!("`{c}`"),
+            (None, None) => "end of rule".to_string(),
+        }
+    }
+
+    /// A hint when the word at the cursor is a keyword in the wrong case.
+    fn keyword_hint(&self) -> String {
+        let Some(word) = self.word() else { return String::new() };
+        match KEYWORDS.iter().find(|keyword| keyword.eq_ignore_ascii_case(&word)) {
+            Some(keyword) if **keyword != word => {
+                format!(" (keywords are upper case: write `{keyword}`)")
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn count_element(&mut self, column: usize) -> Result<(), CompositeError> {
+        self.elements += 1;
+        if self.elements > MAX_ELEMENTS {
+            return Err(CompositeError {
+                column,
+                message: format!(
+                    "the rule has more than {MAX_ELEMENTS} elements (alarm references, TRUE, \
+                     FALSE and parenthesised groups), CloudWatch's limit: split it into several \
+                     composite alarms"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, column: usize) -> Result<(), CompositeError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(CompositeError {
+                column,
+                message: format!(
+                    "the rule nests groups and `NOT` more than {MAX_NESTING} deep: simplify it"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `unary { AND unary }` or `unary { OR unary }`.
+    fn expression(&mut self) -> Result<Rule, CompositeError> {
+        let mut operands = vec![self.unary()?];
+        let mut chain: Option<(Operator, usize)> = None;
+        loop {
+            self.skip_whitespace();
+            let operator = match self.word().as_deref() {
+                Some("AND") => Operator::And,
+                Some("OR") => Operator::Or,
+                _ => break,
+            };
+            let column = self.column();
+            if let Some((previous, previous_column)) = chain
+                && previous != operator
+            {
+                return Err(self.error_here(format!(
+                    "`{}` after `{}` at column {previous_column}: AND and OR cannot be mixed \
+                     without parentheses; write `(a {} b) {} c` or `a {} (b {} c)`",
+                    operator.keyword(),
+                    previous.keyword(),
+                    previous.keyword(),
+                    operator.keyword(),
+                    previous.keyword(),
+                    operator.keyword(),
+                )));
+            }
+            chain = Some((operator, column));
+            self.position += operator.keyword().len();
+            self.skip_whitespace();
+            if self.at_end() {
+                return Err(self.error_here(format!(
+                    "expected an alarm expression after `{}` at column {column}, found end of rule",
+                    operator.keyword()
+                )));
+            }
+            operands.push(self.unary()?);
+        }
+        Ok(match chain {
+            None => operands.pop().expect("one operand"),
+            Some((Operator::And, _)) => Rule::And(operands),
+            Some((Operator::Or, _)) => Rule::Or(operands),
+        })
+    }
+
+    fn unary(&mut self) -> Result<Rule, CompositeError> {
+        self.skip_whitespace();
+        if self.word().as_deref() == Some("NOT") {
+            let column = self.column();
+            self.enter(column)?;
+            self.position += "NOT".len();
+            self.skip_whitespace();
+            if self.at_end() {
+                return Err(self.error_here(format!(
+                    "expected an alarm expression after `NOT` at column {column}, found end of rule"
+                )));
+            }
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Rule::Not(Box::new(inner)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Rule, CompositeError> {
+        self.skip_whitespace();
+        let column = self.column();
+        if self.peek() == Some('(') {
+            self.count_element(column)?;
+            self.enter(column)?;
+            self.position += 1;
+            let inner = self.expression()?;
+            self.skip_whitespace();
+            if self.peek() != Some(')') {
+                let found = self.found();
+                let hint = self.keyword_hint();
+                return Err(self.error_here(format!(
+                    "expected `AND`, `OR` or `)` to close `(` opened at column {column}, \
+                     found {found}{hint}"
+                )));
+            }
+            self.position += 1;
+            self.depth -= 1;
+            return Ok(inner);
+        }
+        let word = self.word();
+        let state = match word.as_deref() {
+            Some("TRUE" | "FALSE") => {
+                self.count_element(column)?;
+                self.position += word.as_ref().map_or(0, String::len);
+                return Ok(Rule::Constant(word.as_deref() == Some("TRUE")));
+            }
+            Some("ALARM") => AlarmState::Alarm,
+            Some("OK") => AlarmState::Ok,
+            Some("INSUFFICIENT_DATA") => AlarmState::InsufficientData,
+            _ => {
+                let found = self.found();
+                let hint = self.keyword_hint();
+                return Err(self.error_here(format!(
+                    "expected `ALARM(`, `OK(`, `INSUFFICIENT_DATA(`, `TRUE`, `FALSE`, `NOT` or \
+                     `(`, found {found}{hint}"
+                )));
+            }
+        };
+        self.position += state.name().len();
+        self.skip_whitespace();
+        if self.peek() != Some('(') {
+            let found = self.found();
+            return Err(self.error_here(format!(
+                "expected `(` after `{}` at column {column}, found {found}",
+                state.name()
+            )));
+        }
+        self.position += 1;
+        self.skip_whitespace();
+        let alarm = self.name(state, column)?;
+        self.skip_whitespace();
+        if self.peek() != Some(')') {
+            let found = self.found();
+            return Err(self.error_here(format!(
+                "expected `)` to close `{}(` opened at column {column}, found {found}",
+                state.name()
+            )));
+        }
+        self.position += 1;
+        self.count_element(column)?;
+        if self.children.insert(alarm.clone()) && self.children.len() > MAX_CHILDREN {
+            return Err(CompositeError {
+                column,
+                message: format!(
+                    "the rule references more than {MAX_CHILDREN} distinct alarms, CloudWatch's \
+                     limit: group some into their own composite alarm"
+                ),
+            });
+        }
+        Ok(Rule::State { state, alarm })
+    }
+
+    /// A quoted or unquoted alarm name; the cursor is just after `(`.
+    fn name(
+        &mut self,
+        state: AlarmState,
+        function_column: usize,
+    ) -> Result<String, CompositeError> {
+        let start = self.column();
+        let name: String = if self.peek() == Some('"') {
+            self.position += 1;
+            let name: String =
+                self.chars[self.position..].iter().take_while(|c| **c != '"').collect();
+            self.position += name.chars().count();
+            if self.at_end() {
+                return Err(self.error_here(format!(
+                    "expected `\"` to close the alarm name opened at column {start}"
+                )));
+            }
+            self.position += 1;
+            name
+        } else {
+            let name: String = self.chars[self.position..]
+                .iter()
+                .take_while(|c| !(c.is_whitespace() || c.is_control() || "()\"".contains(**c)))
+                .collect();
+            self.position += name.chars().count();
+            if name.is_empty() {
+                let found = self.found();
+                return Err(self.error_here(format!(
+                    "expected an alarm name in `{}(` opened at column {function_column}, found \
+                     {found}",
+                    state.name()
+                )));
+            }
+            name
+        };
+        if name.is_empty() {
+            return Err(CompositeError {
+                column: start,
+                message: "the alarm name is empty".to_string(),
+            });
+        }
+        if let Some(offset) = name.chars().position(char::is_control) {
+            return Err(CompositeError {
+                column: start + 1 + offset,
+                message: "alarm names cannot contain control characters".to_string(),
+            });
+        }
+        let length = name.chars().count();
+        if length > MAX_ALARM_NAME_CHARS {
+            return Err(CompositeError {
+                column: start,
+                message: format!(
+                    "the alarm name is {length} characters long; CloudWatch allows at most \
+                     {MAX_ALARM_NAME_CHARS}"
+                ),
+            });
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `rule` and compares the canonical form (or `error: column N: message`) and the
+    /// referenced names (after ` | names: `) with `expected`.
+    #[track_caller]
+    fn check(rule: &str, expected: &str) {
+        let actual = match parse(rule) {
+            Ok(parsed) => {
+                let reparsed = parse(&parsed.to_string()).expect("canonical form parses");
+                assert_eq!(reparsed, parsed, "canonical form of {rule:?} parses back");
+                format!("{parsed} | names: {}", parsed.alarm_names().join(", "))
+            }
+            Err(error) => format!("error: {error}"),
+        };
+        assert_eq!(actual, expected, "rule: {rule}");
+    }
+
+    #[test]
+    fn aws_documented_examples_parse() {
+        check(
+            "ALARM(CPUUtilizationTooHigh) AND ALARM(DiskReadOpsTooHigh)",
+            r#"ALARM("CPUUtilizationTooHigh") AND ALARM("DiskReadOpsTooHigh") | names: CPUUtilizationTooHigh, DiskReadOpsTooHigh"#,
+        );
+        check(
+            "ALARM(CPUUtilizationTooHigh) AND NOT ALARM(DeploymentInProgress)",
+            r#"ALARM("CPUUtilizationTooHigh") AND NOT ALARM("DeploymentInProgress") | names: CPUUtilizationTooHigh, DeploymentInProgress"#,
+        );
+        check(
+            "(ALARM(CPUUtilizationTooHigh) OR ALARM(DiskReadOpsTooHigh)) AND OK(NetworkOutTooHigh)",
+            r#"(ALARM("CPUUtilizationTooHigh") OR ALARM("DiskReadOpsTooHigh")) AND OK("NetworkOutTooHigh") | names: CPUUtilizationTooHigh, DiskReadOpsTooHigh, NetworkOutTooHigh"#,
+        );
+        check(
+            r#"(ALARM("CPUUtilizationTooHigh") OR ALARM("DiskReadOpsTooHigh")) AND OK("NetworkOutTooHigh")"#,
+            r#"(ALARM("CPUUtilizationTooHigh") OR ALARM("DiskReadOpsTooHigh")) AND OK("NetworkOutTooHigh") | names: CPUUtilizationTooHigh, DiskReadOpsTooHigh, NetworkOutTooHigh"#,
+        );
+        check(
+            "ALARM(CPUUtilizationTooHigh) OR ALARM(DiskReadOpsTooHigh)",
+            r#"ALARM("CPUUtilizationTooHigh") OR ALARM("DiskReadOpsTooHigh") | names: CPUUtilizationTooHigh, DiskReadOpsTooHigh"#,
+        );
+        check(
+            "ALARM(arn:aws:cloudwatch:us-east-1:123456789012:alarm:my-alarm) OR TRUE",
+            r#"ALARM("arn:aws:cloudwatch:us-east-1:123456789012:alarm:my-alarm") OR TRUE | names: arn:aws:cloudwatch:us-east-1:123456789012:alarm:my-alarm"#,
+        );
+    }
+
+    #[test]
+    fn seed_examples_parse() {
+        // The Builders' Library's high-severity microservice alarm, across lines, with a
+        // repeated child: names are deduplicated.
+        check(
+            "ALARM(\"FrontEndApiService_High_Fault_Rate\") OR\n\
+             ALARM(\"FrontEndApiService_High_P99_Latency\") OR\n\
+             ALARM(\"FrontEndApiService_High_Errors_In_Logs\") OR\n\
+             ALARM(\"FrontEndApiService_High_Errors_In_Logs\")",
+            r#"ALARM("FrontEndApiService_High_Fault_Rate") OR ALARM("FrontEndApiService_High_P99_Latency") OR ALARM("FrontEndApiService_High_Errors_In_Logs") OR ALARM("FrontEndApiService_High_Errors_In_Logs") | names: FrontEndApiService_High_Fault_Rate, FrontEndApiService_High_P99_Latency, FrontEndApiService_High_Errors_In_Logs"#,
+        );
+        check(
+            "ALARM(\"FrontEndApiService_High_Severity\") OR\nALARM(\"BackendApiService_High_Severity\") OR\nALARM(\"BackendWorkflows_High_Severity\") OR\nALARM(\"Canaries_High_Severity\")",
+            r#"ALARM("FrontEndApiService_High_Severity") OR ALARM("BackendApiService_High_Severity") OR ALARM("BackendWorkflows_High_Severity") OR ALARM("Canaries_High_Severity") | names: FrontEndApiService_High_Severity, BackendApiService_High_Severity, BackendWorkflows_High_Severity, Canaries_High_Severity"#,
+        );
+        // The seed's one-box example ends in a dangling `OR` (a typo in the article): refused,
+        // pointing at the `OR`.
+        check(
+            "ALARM(\"High_Severity_Aggregate_Rollback_Alarm\") OR\nALARM(\"FrontEndApiService_OneBox_High_Fault_Rate\") OR\n",
+            "error: column 106: expected an alarm expression after `OR` at column 103, found end of rule",
+        );
+    }
+
+    #[test]
+    fn constants_not_and_grouping() {
+        check("TRUE", "TRUE | names: ");
+        check("  FALSE  ", "FALSE | names: ");
+        check("NOT NOT TRUE", "NOT NOT TRUE | names: ");
+        check("NOT ALARM(a) AND OK(b)", r#"NOT ALARM("a") AND OK("b") | names: a, b"#);
+        check("NOT (ALARM(a) AND OK(b))", r#"NOT (ALARM("a") AND OK("b")) | names: a, b"#);
+        check("((ALARM(a)))", r#"ALARM("a") | names: a"#);
+        check(
+            "ALARM(a) OR (ALARM(b) AND INSUFFICIENT_DATA(c))",
+            r#"ALARM("a") OR (ALARM("b") AND INSUFFICIENT_DATA("c")) | names: a, b, c"#,
+        );
+        check("ALARM ( \"my alarm (eu)\" )", r#"ALARM("my alarm (eu)") | names: my alarm (eu)"#);
+        check("ALARM(a)AND(OK(b))", r#"ALARM("a") AND OK("b") | names: a, b"#);
+        check("ALARM(ünïcode-name_1.2)", r#"ALARM("ünïcode-name_1.2") | names: ünïcode-name_1.2"#);
+    }
+
+    #[test]
+    fn and_or_mixed_without_parentheses_is_refused() {
+        check(
+            "ALARM(a) OR ALARM(b) AND ALARM(c)",
+            "error: column 22: `AND` after `OR` at column 10: AND and OR cannot be mixed without \
+             parentheses; write `(a OR b) AND c` or `a OR (b AND c)`",
+        );
+        check(
+            "ALARM(a) AND NOT ALARM(b) OR ALARM(c)",
+            "error: column 27: `OR` after `AND` at column 10: AND and OR cannot be mixed without \
+             parentheses; write `(a AND b) OR c` or `a AND (b OR c)`",
+        );
+    }
+
+    #[test]
+    fn errors_say_what_was_expected_where() {
+        check(
+            "",
+            "error: column 1: the rule is empty: expected an expression such as `ALARM(\"name\")`",
+        );
+        check(
+            "   ",
+            "error: column 4: the rule is empty: expected an expression such as `ALARM(\"name\")`",
+        );
+        check(
+            "TRUE OR ALARM(a",
+            "error: column 16: expected `)` to close `ALARM(` opened at column 9, found end of rule",
+        );
+        check(
+            "ALARM(a b)",
+            "error: column 9: expected `)` to close `ALARM(` opened at column 1, found `b`",
+        );
+        check(
+            "ALARM(\"a)",
+            "error: column 10: expected `\"` to close the alarm name opened at column 7",
+        );
+        check(
+            "ALARM()",
+            "error: column 7: expected an alarm name in `ALARM(` opened at column 1, found `)`",
+        );
+        check("ALARM(\"\")", "error: column 7: the alarm name is empty");
+        check("ALARM a", "error: column 7: expected `(` after `ALARM` at column 1, found `a`");
+        check(
+            "(ALARM(a) OR OK(b)",
+            "error: column 19: expected `AND`, `OR` or `)` to close `(` opened at column 1, found end of rule",
+        );
+        check("ALARM(a))", "error: column 9: expected `AND`, `OR` or end of rule, found `)`");
+        check(
+            "ALARM(a) and ALARM(b)",
+            "error: column 10: expected `AND`, `OR` or end of rule, found `and` (keywords are upper case: write `AND`)",
+        );
+        check(
+            "alarm(a)",
+            "error: column 1: expected `ALARM(`, `OK(`, `INSUFFICIENT_DATA(`, `TRUE`, `FALSE`, `NOT` or `(`, found `alarm` (keywords are upper case: write `ALARM`)",
+        );
+        check(
+            "ALARM(a) OR",
+            "error: column 12: expected an alarm expression after `OR` at column 10, found end of rule",
+        );
+        check(
+            "NOT",
+            "error: column 4: expected an alarm expression after `NOT` at column 1, found end of rule",
+        );
+        check(
+            "ALARM(a) OR OR",
+            "error: column 13: expected `ALARM(`, `OK(`, `INSUFFICIENT_DATA(`, `TRUE`, `FALSE`, `NOT` or `(`, found `OR`",
+        );
+        check(
+            "ALARM(a) OR ALARMS(b)",
+            "error: column 13: expected `ALARM(`, `OK(`, `INSUFFICIENT_DATA(`, `TRUE`, `FALSE`, `NOT` or `(`, found `ALARMS`",
+        );
+        check(
+            "ALARM(\"a\u{7}b\")",
+            "error: column 9: alarm names cannot contain control characters",
+        );
+        check("TRUE FALSE", "error: column 6: expected `AND`, `OR` or end of rule, found `FALSE`");
+    }
+
+    #[test]
+    fn aws_limits_hold() {
+        let long_name = "n".repeat(MAX_ALARM_NAME_CHARS);
+        check(
+            &format!("ALARM({long_name})"),
+            &format!("ALARM(\"{long_name}\") | names: {long_name}"),
+        );
+        check(
+            &format!("ALARM({long_name}x)"),
+            "error: column 7: the alarm name is 256 characters long; CloudWatch allows at most 255",
+        );
+
+        let children = |count: usize| {
+            (0..count).map(|index| format!("ALARM(a{index})")).collect::<Vec<_>>().join(" OR ")
+        };
+        assert!(parse(&children(MAX_CHILDREN)).is_ok());
+        // Child 101 starts after 100 children of `ALARM(aN) OR ` (13 characters for a0..a9, 14
+        // for a10..a99).
+        check(
+            &children(MAX_CHILDREN + 1),
+            "error: column 1391: the rule references more than 100 distinct alarms, \
+             CloudWatch's limit: group some into their own composite alarm",
+        );
+        // Repeating a child does not count against the children limit, only the elements limit.
+        let repeated = |count: usize| vec!["ALARM(a)"; count].join(" OR ");
+        assert!(parse(&repeated(MAX_ELEMENTS)).is_ok());
+        check(
+            &repeated(MAX_ELEMENTS + 1),
+            "error: column 6001: the rule has more than 500 elements (alarm references, TRUE, \
+             FALSE and parenthesised groups), CloudWatch's limit: split it into several \
+             composite alarms",
+        );
+
+        let too_long = format!("TRUE{}", " ".repeat(MAX_RULE_CHARS));
+        check(
+            &too_long,
+            "error: column 10241: the rule is 10244 characters long; CloudWatch allows at most \
+             10240: split it into several composite alarms",
+        );
+
+        let nested = |depth: usize| format!("{}TRUE{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(parse(&nested(MAX_NESTING)).is_ok());
+        check(
+            &nested(MAX_NESTING + 1),
+            "error: column 65: the rule nests groups and `NOT` more than 64 deep: simplify it",
+        );
+        check(
+            &format!("{}TRUE", "NOT ".repeat(MAX_NESTING + 1)),
+            "error: column 257: the rule nests groups and `NOT` more than 64 deep: simplify it",
+        );
+    }
+
+    /// Evaluates `rule` with child states written `a=ALARM b=OK` (unlisted children are
+    /// `INSUFFICIENT_DATA`).
+    #[track_caller]
+    fn check_holds(rule: &str, states: &str, expected: bool) {
+        let states: Vec<(&str, AlarmState)> = states
+            .split_whitespace()
+            .map(|pair| {
+                let (name, state) = pair.split_once('=').unwrap();
+                let state = [AlarmState::Ok, AlarmState::Alarm, AlarmState::InsufficientData]
+                    .into_iter()
+                    .find(|candidate| candidate.name() == state)
+                    .unwrap();
+                (name, state)
+            })
+            .collect();
+        let holds = parse(rule).unwrap().holds(&mut |name| {
+            states
+                .iter()
+                .find(|(child, _)| *child == name)
+                .map_or(AlarmState::InsufficientData, |(_, state)| *state)
+        });
+        assert_eq!(holds, expected, "{rule} with {states:?}");
+    }
+
+    #[test]
+    fn rules_evaluate_against_child_states() {
+        check_holds("ALARM(a) AND ALARM(b)", "a=ALARM b=ALARM", true);
+        check_holds("ALARM(a) AND ALARM(b)", "a=ALARM b=OK", false);
+        check_holds("ALARM(a) AND NOT ALARM(b)", "a=ALARM b=OK", true);
+        check_holds("ALARM(a) AND NOT ALARM(b)", "a=ALARM b=ALARM", false);
+        check_holds("(ALARM(a) OR ALARM(b)) AND OK(c)", "a=OK b=ALARM c=OK", true);
+        check_holds("(ALARM(a) OR ALARM(b)) AND OK(c)", "a=OK b=ALARM c=ALARM", false);
+        check_holds("(ALARM(a) OR ALARM(b)) AND OK(c)", "a=OK b=ALARM", false);
+        check_holds("INSUFFICIENT_DATA(a)", "", true);
+        check_holds("OK(a) OR FALSE", "", false);
+        check_holds("NOT FALSE", "", true);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(rule in "\\PC{0,200}") {
+            let _ = parse(&rule);
+        }
+
+        #[test]
+        fn parse_never_panics_on_rule_like_text(
+            rule in "((ALARM|OK|NOT|AND|OR|TRUE|FALSE|INSUFFICIENT_DATA|\\(|\\)|\"|[a-z]| ){0,40})"
+        ) {
+            if let Err(error) = parse(&rule) {
+                proptest::prop_assert!(error.column >= 1 && error.column <= rule.chars().count() + 1);
+            }
+        }
+    }
+}
