@@ -1,0 +1,523 @@
+//! Semantic checks of a typed definition against the topology: every name refers to something
+//! that exists, every expression parses, every number is in range. Each check adds to one
+//! [`Diagnostics`] so a file reports all its problems at once, each at the place it was written.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use gantry_model::pipeline::{
+    AlarmDefinition, HostCount, HostCountKind, MetricAlarm, PipelineSpec,
+};
+use gantry_model::{Duration, Topology};
+
+use crate::de::closest;
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::located;
+use crate::node::Node;
+
+/// Checks a topology on its own.
+pub fn topology(topology: &Topology, node: &Node) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    let at = |path: &[&str]| located(node, path);
+    if topology.regions.is_empty() {
+        out.push(Diagnostic::error(at(&["regions"]), "the topology lists no regions"));
+    }
+    let mut region_names = HashSet::new();
+    let mut zone_names = HashSet::new();
+    for (index, region) in topology.regions.iter().enumerate() {
+        let index = index.to_string();
+        if !region_names.insert(region.name.as_str()) {
+            out.push(Diagnostic::error(
+                at(&["regions", &index, "name"]),
+                format!("region `{}` is listed twice", region.name),
+            ));
+        }
+        if let Err(message) = check_time_zone(&region.time_zone) {
+            out.push(
+                Diagnostic::error(at(&["regions", &index, "time_zone"]), message)
+                    .with_hint("use an IANA name such as `Europe/Dublin`"),
+            );
+        }
+        if region.zones.is_empty() {
+            out.push(Diagnostic::error(
+                at(&["regions", &index, "zones"]),
+                format!("region `{}` has no availability zones", region.name),
+            ));
+        }
+        for (zone_index, zone) in region.zones.iter().enumerate() {
+            if !zone_names.insert(zone.name.as_str()) {
+                out.push(Diagnostic::error(
+                    at(&["regions", &index, "zones", &zone_index.to_string(), "name"]),
+                    format!("availability zone `{}` is listed twice", zone.name),
+                ));
+            }
+        }
+    }
+    let known_regions: Vec<&str> =
+        topology.regions.iter().map(|region| region.name.as_str()).collect();
+    for (index, environment) in topology.environments.iter().enumerate() {
+        let index = index.to_string();
+        if !["alpha", "beta", "gamma", "zeta"].contains(&environment.name.as_str()) {
+            out.push(
+                Diagnostic::error(
+                    at(&["environments", &index, "name"]),
+                    format!("unknown environment `{}`", environment.name),
+                )
+                .with_hint("pre-production environments are `alpha`, `beta`, `gamma` and `zeta`"),
+            );
+        }
+        for (region_index, region) in environment.regions.iter().enumerate() {
+            if !known_regions.contains(&region.as_str()) {
+                out.push(unknown_region(
+                    at(&["environments", &index, "regions", &region_index.to_string()]),
+                    region,
+                    &known_regions,
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn unknown_region(location: Location, name: &str, known: &[&str]) -> Diagnostic {
+    let diagnostic = Diagnostic::error(location, format!("unknown region `{name}`"));
+    match closest(name, known) {
+        Some(near) => diagnostic
+            .with_hint(format!("did you mean `{near}`? Regions come from the topology file")),
+        None => diagnostic.with_hint("regions come from the topology file"),
+    }
+}
+
+pub fn check_time_zone(name: &str) -> Result<(), String> {
+    jiff::tz::TimeZone::get(name).map(|_| ()).map_err(|_| format!("unknown time zone `{name}`"))
+}
+
+/// Checks a pipeline definition against its topology.
+pub fn pipeline(spec: &PipelineSpec, topology: &Topology, node: &Node) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    let at = |path: &[&str]| located(node, path);
+    let known_regions: Vec<&str> =
+        topology.regions.iter().map(|region| region.name.as_str()).collect();
+
+    if !is_name(&spec.pipeline) {
+        out.push(
+            Diagnostic::error(
+                at(&["pipeline"]),
+                format!("pipeline name `{}` is not a valid name", spec.pipeline),
+            )
+            .with_hint("use lowercase letters, digits, `-`, `_` and `.`"),
+        );
+    }
+    if spec.sources.is_empty() {
+        out.push(Diagnostic::error(
+            at(&["sources"]),
+            "a pipeline needs at least one source repository",
+        ));
+    }
+    if spec.build.command.trim().is_empty() {
+        out.push(Diagnostic::error(at(&["build", "command"]), "the build command is empty"));
+    }
+    if spec.build.outputs.is_empty() {
+        out.push(Diagnostic::error(
+            at(&["build", "outputs"]),
+            "the build declares no outputs to package",
+        ));
+    }
+    for (index, region) in spec.exclude_regions.iter().enumerate() {
+        if !known_regions.contains(&region.as_str()) {
+            out.push(unknown_region(
+                at(&["exclude_regions", &index.to_string()]),
+                region,
+                &known_regions,
+            ));
+        }
+    }
+    for (kind, stage) in spec.preprod.in_order() {
+        let name = kind.name();
+        if topology.environment(name).is_none() {
+            out.push(
+                Diagnostic::error(
+                    at(&["preprod", name]),
+                    format!("stage `{name}` has no environment in the topology"),
+                )
+                .with_hint(format!(
+                    "add `{{name: {name}, regions: [...]}}` to the topology's `environments`"
+                )),
+            );
+        }
+        for (test, gate) in &stage.tests {
+            if gate.command.trim().is_empty() {
+                out.push(Diagnostic::error(
+                    at(&["preprod", name, "tests", test, "command"]),
+                    format!("test `{test}` has an empty command"),
+                ));
+            }
+        }
+        if let Some(deployment) = &stage.deployment {
+            check_deployment(deployment, &["preprod", name, "deployment"], &at, &mut out);
+        }
+    }
+    check_deployment(&spec.deployment, &["deployment"], &at, &mut out);
+    check_waves(spec, &known_regions, &at, &mut out);
+    check_alarms(spec, &at, &mut out);
+    check_time_windows(spec, &at, &mut out);
+    if spec.limits.max_artifacts_in_production == Some(0) {
+        out.push(Diagnostic::error(
+            at(&["limits", "max_artifacts_in_production"]),
+            "a limit of 0 would stop every deployment",
+        ));
+    }
+    let urgent = &spec.urgent;
+    if urgent.required_approvals == 0 {
+        out.push(Diagnostic::error(
+            at(&["urgent", "required_approvals"]),
+            "urgent mode needs at least one approval",
+        ));
+    } else if !urgent.approvers.is_empty()
+        && urgent.required_approvals as usize > urgent.approvers.len()
+    {
+        out.push(Diagnostic::error(
+            at(&["urgent", "required_approvals"]),
+            format!(
+                "{} approvals required but only {} approvers listed",
+                urgent.required_approvals,
+                urgent.approvers.len()
+            ),
+        ));
+    }
+    if urgent.minimum_bake_percent > 100 {
+        out.push(Diagnostic::error(
+            at(&["urgent", "minimum_bake_percent"]),
+            "a percentage above 100",
+        ));
+    }
+    out
+}
+
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+}
+
+fn check_deployment(
+    deployment: &gantry_model::pipeline::DeploymentStrategy,
+    path: &[&str],
+    at: &dyn Fn(&[&str]) -> Location,
+    out: &mut Diagnostics,
+) {
+    let field = |name: &str| at(&[path, &[name]].concat());
+    if !(1..=100).contains(&deployment.one_box_percent) {
+        out.push(Diagnostic::error(
+            field("one_box_percent"),
+            "the one-box share must be between 1 and 100 percent",
+        ));
+    }
+    let mut host_count = |name: &str, count: HostCount, minimum: u32| {
+        if count.kind == HostCountKind::FleetPercent && count.value > 100 {
+            out.push(Diagnostic::error(
+                field(name),
+                format!("{}% is more than the whole fleet", count.value),
+            ));
+        }
+        if count.value < minimum {
+            out.push(Diagnostic::error(
+                field(name),
+                format!("`{name}` must be at least {minimum}"),
+            ));
+        }
+    };
+    host_count("minimum_healthy_hosts", deployment.minimum_healthy_hosts, 0);
+    host_count("batch_size", deployment.batch_size, 1);
+    host_count("rollback_batch_size", deployment.rollback_batch_size, 1);
+    if deployment.health_check_timeout == Duration::ZERO {
+        out.push(Diagnostic::error(
+            field("health_check_timeout"),
+            "a zero health-check timeout fails every box",
+        ));
+    }
+}
+
+fn check_waves(
+    spec: &PipelineSpec,
+    known_regions: &[&str],
+    at: &dyn Fn(&[&str]) -> Location,
+    out: &mut Diagnostics,
+) {
+    if spec.waves.is_empty() {
+        out.push(Diagnostic::error(
+            at(&["waves"]),
+            "a pipeline needs at least one production wave",
+        ));
+    }
+    let mut claimed: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, wave) in spec.waves.iter().enumerate() {
+        let wave_path = index.to_string();
+        let selectors = [
+            ("regions", wave.regions.is_some()),
+            ("lowest_traffic", wave.lowest_traffic.is_some()),
+            ("highest_traffic", wave.highest_traffic.is_some()),
+            ("count", wave.count.is_some()),
+            ("up_to", wave.up_to.is_some()),
+            ("rest", wave.rest),
+        ];
+        let set: Vec<&str> =
+            selectors.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+        match set.as_slice() {
+            [] => out.push(Diagnostic::error(at(&["waves", &wave_path]), format!("wave {} selects no regions", index + 1))
+                .with_hint("set one of `regions`, `lowest_traffic`, `highest_traffic`, `count`, `up_to` or `rest`")),
+            [_] => {}
+            [first, second, ..] => out.push(Diagnostic::error(
+                at(&["waves", &wave_path, second]),
+                format!("wave {} sets both `{first}` and `{second}`; a wave has one selector", index + 1),
+            )),
+        }
+        for (name, value) in [
+            ("lowest_traffic", wave.lowest_traffic),
+            ("highest_traffic", wave.highest_traffic),
+            ("count", wave.count),
+            ("up_to", wave.up_to),
+        ] {
+            if value == Some(0) {
+                out.push(Diagnostic::error(
+                    at(&["waves", &wave_path, name]),
+                    "a wave must select at least one region",
+                ));
+            }
+        }
+        if wave.rest && index + 1 != spec.waves.len() {
+            out.push(Diagnostic::error(
+                at(&["waves", &wave_path, "rest"]),
+                "only the last wave may take the rest of the regions",
+            ));
+        }
+        for (region_index, region) in wave.regions.iter().flatten().enumerate() {
+            let location = at(&["waves", &wave_path, "regions", &region_index.to_string()]);
+            if !known_regions.contains(&region.as_str()) {
+                out.push(unknown_region(location, region, known_regions));
+            } else if spec.exclude_regions.contains(region) {
+                out.push(Diagnostic::error(
+                    location,
+                    format!("region `{region}` is in `exclude_regions`"),
+                ));
+            } else if let Some(previous) = claimed.insert(region, index) {
+                let message = if previous == index {
+                    format!("region `{region}` is listed twice in wave {}", index + 1)
+                } else {
+                    format!("region `{region}` is in wave {} and wave {}", previous + 1, index + 1)
+                };
+                out.push(
+                    Diagnostic::error(location, message)
+                        .with_hint("a region belongs to exactly one wave"),
+                );
+            }
+        }
+    }
+}
+
+fn check_alarms(spec: &PipelineSpec, at: &dyn Fn(&[&str]) -> Location, out: &mut Diagnostics) {
+    let defined: Vec<&str> = spec.alarms.definitions.keys().map(String::as_str).collect();
+    let mut children: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, definition) in &spec.alarms.definitions {
+        let path = ["alarms", "definitions", name.as_str()];
+        match definition {
+            AlarmDefinition::Composite(rule) => match gantry_alarms::composite::parse(rule) {
+                Ok(parsed) => {
+                    let names: Vec<String> =
+                        parsed.alarm_names().into_iter().map(str::to_string).collect();
+                    for child in &names {
+                        if !defined.contains(&child.as_str()) {
+                            out.push(unknown_alarm(at(&[&path[..], &["composite"]].concat()), child, &defined)
+                                .with_hint(format!("composite `{name}` refers to it; define it under `alarms.definitions`")));
+                        }
+                    }
+                    children.insert(name, names);
+                }
+                Err(error) => out.push(Diagnostic::error(
+                    at(&[&path[..], &["composite"]].concat()),
+                    format!(
+                        "composite rule of `{name}`: column {}: {}",
+                        error.column, error.message
+                    ),
+                )),
+            },
+            AlarmDefinition::Metric(metric) => {
+                check_metric_alarm(metric, &[&path[..], &["metric"]].concat(), at, out)
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&children) {
+        out.push(Diagnostic::error(
+            at(&["alarms", "definitions", &cycle[0]]),
+            format!("composite alarms form a cycle: {}", cycle.join(" → ")),
+        ));
+    }
+    let uses: [(&str, &[String], &[&str]); 4] = [
+        ("rollback", &spec.alarms.rollback, &["alarms", "rollback"]),
+        ("one_box_rollback", &spec.alarms.one_box_rollback, &["alarms", "one_box_rollback"]),
+        ("team blockers", &spec.alarms.blockers.team, &["alarms", "blockers", "team"]),
+        (
+            "organisation blockers",
+            &spec.alarms.blockers.organisation,
+            &["alarms", "blockers", "organisation"],
+        ),
+    ];
+    for (_, names, path) in uses {
+        for (index, name) in names.iter().enumerate() {
+            if !defined.contains(&name.as_str()) {
+                out.push(unknown_alarm(
+                    at(&[path, &[index.to_string().as_str()]].concat()),
+                    name,
+                    &defined,
+                ));
+            }
+        }
+    }
+    for (kind, stage) in spec.preprod.in_order() {
+        for (index, name) in stage.rollback_alarms.iter().flatten().enumerate() {
+            if !defined.contains(&name.as_str()) {
+                out.push(unknown_alarm(
+                    at(&["preprod", kind.name(), "rollback_alarms", &index.to_string()]),
+                    name,
+                    &defined,
+                ));
+            }
+        }
+    }
+}
+
+fn unknown_alarm(location: Location, name: &str, defined: &[&str]) -> Diagnostic {
+    let diagnostic = Diagnostic::error(location, format!("unknown alarm `{name}`"));
+    match closest(name, defined) {
+        Some(near) => diagnostic.with_hint(format!("did you mean `{near}`?")),
+        None => diagnostic.with_hint("define it under `alarms.definitions` (here or in a parent)"),
+    }
+}
+
+/// The first cycle among composite alarms, as a path of names that returns to its start.
+fn find_cycle(children: &BTreeMap<&str, Vec<String>>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        children: &'a BTreeMap<&str, Vec<String>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = stack.iter().position(|seen| *seen == name) {
+            let mut cycle: Vec<String> =
+                stack[start..].iter().map(|seen| seen.to_string()).collect();
+            cycle.push(name.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(name) {
+            return None;
+        }
+        stack.push(name);
+        for child in children.get(name).into_iter().flatten() {
+            if let Some(cycle) = visit(child, children, stack, done) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    children.keys().find_map(|name| visit(name, children, &mut Vec::new(), &mut done))
+}
+
+fn check_metric_alarm(
+    metric: &MetricAlarm,
+    path: &[&str],
+    at: &dyn Fn(&[&str]) -> Location,
+    out: &mut Diagnostics,
+) {
+    let field = |name: &str| at(&[path, &[name]].concat());
+    if !is_statistic(&metric.statistic) {
+        out.push(Diagnostic::error(field("statistic"), format!("unknown statistic `{}`", metric.statistic))
+            .with_hint("use `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount` or a percentile such as `p99` or `p99.9`"));
+    }
+    if metric.period.as_seconds() < 10 {
+        out.push(Diagnostic::error(field("period"), "the period must be at least 10s"));
+    }
+    if metric.evaluation_periods == 0 {
+        out.push(Diagnostic::error(
+            field("evaluation_periods"),
+            "at least one evaluation period is needed",
+        ));
+    }
+    if let Some(m) = metric.datapoints_to_alarm
+        && (m == 0 || m > metric.evaluation_periods)
+    {
+        out.push(Diagnostic::error(
+            field("datapoints_to_alarm"),
+            format!(
+                "datapoints_to_alarm ({m}) must be between 1 and evaluation_periods ({})",
+                metric.evaluation_periods
+            ),
+        ));
+    }
+    if !metric.threshold.is_finite() {
+        out.push(Diagnostic::error(field("threshold"), "the threshold must be a finite number"));
+    }
+}
+
+fn is_statistic(text: &str) -> bool {
+    if ["Average", "Sum", "Minimum", "Maximum", "SampleCount"].contains(&text) {
+        return true;
+    }
+    text.strip_prefix('p')
+        .and_then(|number| number.parse::<f64>().ok())
+        .is_some_and(|percentile| percentile > 0.0 && percentile <= 100.0)
+}
+
+fn check_time_windows(
+    spec: &PipelineSpec,
+    at: &dyn Fn(&[&str]) -> Location,
+    out: &mut Diagnostics,
+) {
+    let windows = &spec.time_windows;
+    for (index, window) in windows.allow.iter().enumerate() {
+        let index = index.to_string();
+        if let Err(message) = parse_cron(&window.cron) {
+            out.push(Diagnostic::error(at(&["time_windows", "allow", &index, "cron"]), message)
+                .with_hint("five fields: minute hour day-of-month month day-of-week, e.g. `* 9-14 * * MON-THU`"));
+        }
+        if window.duration == Duration::ZERO {
+            out.push(Diagnostic::error(
+                at(&["time_windows", "allow", &index, "duration"]),
+                "a window of zero length never opens",
+            ));
+        }
+        if let Some(zone) = &window.time_zone
+            && let Err(message) = check_time_zone(zone)
+        {
+            out.push(Diagnostic::error(at(&["time_windows", "allow", &index, "time_zone"]), message)
+                .with_hint("use an IANA name such as `America/New_York`, or leave it out to use each region's zone"));
+        }
+    }
+    if let (Some(before), Some(after)) = (windows.not_before, windows.not_after)
+        && before >= after
+    {
+        out.push(Diagnostic::error(
+            at(&["time_windows", "not_after"]),
+            format!("not_after ({after}) is not later than not_before ({before})"),
+        ));
+    }
+    for (index, calendar) in windows.holidays.calendars.iter().enumerate() {
+        if let Err(message) = crate::calendar::read_dates(std::path::Path::new(calendar)) {
+            out.push(Diagnostic::error(
+                at(&["time_windows", "holidays", "calendars", &index.to_string()]),
+                message,
+            ));
+        }
+    }
+}
+
+/// Parses a five-field cron expression the way the engine will evaluate it.
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    let fields = text.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!("cron `{text}` has {fields} fields; allow-windows use five"));
+    }
+    text.parse::<croner::Cron>().map_err(|error| format!("invalid cron `{text}`: {error}"))
+}
