@@ -4,10 +4,18 @@
 //! samples and the current time go in, alarm states (with reasons) come out; scraping and probing
 //! live at the edge. Modules:
 //!
+//! - [`series`]: the metric store (labelled series, counters as increments, limits, retention).
+//! - [`statistic`]: CloudWatch's statistics and Prometheus histogram quantiles.
+//! - [`metric`]: metric alarms: M out of N data points, `TreatMissingData`.
 //! - [`composite`]: CloudWatch's composite alarm rule language (`ALARM("a") OR ALARM("b")`).
 //! - [`state`]: the three alarm states.
 
 pub mod composite;
+mod error;
+pub mod metric;
+pub mod series;
 pub mod state;
+pub mod statistic;
 
+pub use error::{DefinitionError, Error};
 pub use state::AlarmState;

@@ -1,0 +1,30 @@
+//! The crate's error type: every way a definition, a sample or a source can be refused.
+
+/// An error from the alarm crate. Each says what was refused, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the store holds its limit of {limit} series; refusing new series {series} (look for a \
+         label with unbounded values, or raise the limit)"
+    )]
+    TooManySeries { limit: usize, series: String },
+    #[error("series {series} changed kind between counter and gauge; a series keeps one kind")]
+    KindChanged { series: String },
+    #[error(
+        "sample of {series} at {time} ms is not newer than the previous one at {last} ms; \
+         samples must arrive in time order"
+    )]
+    OutOfOrder { series: String, time: i64, last: i64 },
+    #[error("counter {series} reported {value}; counters must be finite and not negative")]
+    BadCounterValue { series: String, value: f64 },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    InvalidDefinitions(Vec<DefinitionError>),
+}
+
+/// One alarm definition refused, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("alarm `{alarm}`: {message}")]
+pub struct DefinitionError {
+    pub alarm: String,
+    pub message: String,
+}
