@@ -1,40 +1,277 @@
 //! `gantry plan | validate | check | schema`: pipelines as code.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use gantry_model::{Bake, Plan, Stage, Step};
+use gantry_spec::{Definition, Diagnostics, Loaded};
 
 #[derive(Args)]
 pub struct PlanArgs {
-    /// Pipeline definition (YAML or Jsonnet).
-    pub file: PathBuf,
+    /// Pipeline definition (YAML or Jsonnet). Defaults to the example organisation's
+    /// cart-service config pipeline, which inherits everything from its team and organisation.
+    pub file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// Pipeline definitions or directories of them.
+    /// Pipeline definitions, topology files, or directories of them.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct CheckArgs {
+    /// The organisation's policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Check as of this date (YYYY-MM-DD) instead of today, e.g. to preview enforcement.
+    #[arg(long)]
+    pub date: Option<jiff::civil::Date>,
     /// Pipeline definitions or directories of them.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct SchemaArgs {}
 
-pub fn plan(_args: PlanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+/// The pipeline `gantry plan` shows when given none: the example organisation's flagship.
+const EXAMPLE_PIPELINE: &str = "examples/services/cart-service/config.yaml";
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let file = args.file.unwrap_or_else(|| PathBuf::from(EXAMPLE_PIPELINE));
+    let loaded = match gantry_spec::load(&file) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => return Ok(report(&diagnostics)),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &loaded.plan)?;
+            writeln!(out)?;
+        }
+        Format::Table => write!(out, "{}", render_plan(&loaded))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
-pub fn validate(_args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+/// Prints diagnostics to stderr and returns the failing exit code.
+fn report(diagnostics: &Diagnostics) -> ExitCode {
+    eprintln!("{diagnostics}");
+    let count = diagnostics.iter().filter(|d| d.severity == gantry_spec::Severity::Error).count();
+    eprintln!("{count} error{}", if count == 1 { "" } else { "s" });
+    ExitCode::FAILURE
 }
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let files = definition_files(&args.files)?;
+    let mut failed = 0;
+    for file in &files {
+        match validate_one(file) {
+            Ok(summary) => println!("ok    {}  {summary}", file.display()),
+            Err(diagnostics) => {
+                failed += 1;
+                println!("error {}", file.display());
+                eprintln!("{diagnostics}");
+            }
+        }
+    }
+    println!("{} checked, {} valid, {failed} invalid", files.len(), files.len() - failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Validates one file by what it holds: a pipeline (or abstract defaults) or a topology.
+fn validate_one(file: &Path) -> Result<String, Diagnostics> {
+    let node = gantry_spec::read_node(file)?;
+    if node.get("regions").is_some() && node.get("pipeline").is_none() {
+        let topology = gantry_spec::load_topology_file(file)?;
+        return Ok(format!(
+            "topology: {} regions, {} zones",
+            topology.regions.len(),
+            topology.zone_count()
+        ));
+    }
+    match gantry_spec::load_definition(file)? {
+        Definition::Abstract { .. } => {
+            Ok("abstract defaults: checked through the pipelines that extend them".to_string())
+        }
+        Definition::Pipeline(loaded) => {
+            let steps: usize = loaded.plan.stages.iter().map(|stage| stage.steps.len()).sum();
+            Ok(format!(
+                "pipeline {}: {} stages, {steps} steps",
+                loaded.plan.pipeline,
+                loaded.plan.stages.len()
+            ))
+        }
+    }
+}
+
+/// Expands directories into the definition files they hold (YAML and Jsonnet), sorted.
+/// Files named on the command line are taken as they are.
+fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            collect(path, &mut files)
+                .with_context(|| format!("cannot list the directory {}", path.display()))?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn collect(directory: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else if matches!(
+            path.extension().and_then(|extension| extension.to_str()),
+            Some("yaml" | "yml" | "jsonnet")
+        ) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
 pub fn check(_args: CheckArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("not built yet")
 }
+
 pub fn schema(_args: SchemaArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+    let schema = schemars::schema_for!(gantry_model::PipelineSpec);
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan as a readable table: one row per step, one line per target.
+pub fn render_plan(loaded: &Loaded) -> String {
+    let plan = &loaded.plan;
+    let mut text = String::new();
+    let chain: Vec<String> = loaded.files.iter().map(|file| file.display().to_string()).collect();
+    text.push_str(&format!(
+        "pipeline {}  (team {}, service {}, kind {})\n",
+        plan.pipeline,
+        plan.team,
+        plan.service,
+        kind_name(plan)
+    ));
+    text.push_str(&format!("inherits {}\n\n", chain.join(" → ")));
+    let mut rows: Vec<[String; 5]> =
+        vec![["STAGE", "STEP", "TARGETS", "BAKE", "ROLLBACK ALARMS"].map(String::from)];
+    for stage in &plan.stages {
+        for (index, step) in stage.steps.iter().enumerate() {
+            rows.extend(step_rows(stage, index, step));
+        }
+    }
+    text.push_str(&table(&rows));
+    text.push('\n');
+    for stage in &plan.stages {
+        let gates: Vec<String> = stage
+            .tests
+            .iter()
+            .map(|test| format!("{} ({:?}, {})", test.name, test.gate.kind, test.gate.timeout))
+            .collect();
+        let promotion = match stage.promotion {
+            gantry_model::pipeline::Promotion::Automatic => "automatic",
+            gantry_model::pipeline::Promotion::Manual => "manual approval",
+        };
+        if !gates.is_empty() || stage.promotion != gantry_model::pipeline::Promotion::Automatic {
+            text.push_str(&format!(
+                "{}: promotion {promotion}; tests: {}\n",
+                stage.name,
+                if gates.is_empty() { "none".to_string() } else { gates.join(", ") }
+            ));
+        }
+    }
+    let blockers = &plan.alarm_blockers;
+    text.push_str(&format!(
+        "blockers: team alarms [{}], organisation alarms [{}]\n",
+        blockers.team.join(", "),
+        blockers.organisation.join(", ")
+    ));
+    let windows = &plan.time_windows;
+    let allow: Vec<&str> = windows.allow.iter().map(|window| window.cron.as_str()).collect();
+    text.push_str(&format!(
+        "windows: allow [{}] in each region's time zone; not after {}; excluded days [{}]; {} holidays\n",
+        allow.join("; "),
+        windows.not_after.map(|time| time.to_string()).unwrap_or_else(|| "-".into()),
+        windows.exclude_weekdays.iter().map(|day| format!("{day:?}").to_lowercase()).collect::<Vec<_>>().join(", "),
+        windows.holidays.dates.len()
+    ));
+    text
+}
+
+fn kind_name(plan: &Plan) -> String {
+    serde_json::to_value(plan.kind)
+        .ok()
+        .and_then(|value| value.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn step_rows(stage: &Stage, index: usize, step: &Step) -> Vec<[String; 5]> {
+    let stage_name = if index == 0 { stage.name.clone() } else { String::new() };
+    let alarms = if step.rollback_alarms.is_empty() {
+        "-".to_string()
+    } else {
+        step.rollback_alarms.join(", ")
+    };
+    let mut rows = Vec::new();
+    for (line, target) in step.targets.iter().enumerate() {
+        rows.push(if line == 0 {
+            [
+                stage_name.clone(),
+                step.name.clone(),
+                target.to_string(),
+                bake_text(&step.bake),
+                alarms.clone(),
+            ]
+        } else {
+            [String::new(), String::new(), target.to_string(), String::new(), String::new()]
+        });
+    }
+    rows
+}
+
+fn bake_text(bake: &Bake) -> String {
+    if bake.duration == gantry_model::Duration::ZERO && bake.data_points.is_empty() {
+        return "-".to_string();
+    }
+    let mut text = bake.duration.to_string();
+    for (metric, count) in &bake.data_points {
+        text.push_str(&format!(" + {count} {metric}"));
+    }
+    text
+}
+
+fn table(rows: &[[String; 5]]) -> String {
+    let widths: Vec<usize> = (0..5)
+        .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let line: Vec<String> =
+            row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
 }
