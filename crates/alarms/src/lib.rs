@@ -8,8 +8,11 @@
 //! - [`statistic`]: CloudWatch's statistics and Prometheus histogram quantiles.
 //! - [`metric`]: metric alarms: M out of N data points, `TreatMissingData`.
 //! - [`composite`]: CloudWatch's composite alarm rule language (`ALARM("a") OR ALARM("b")`).
+//! - [`alarm_set`]: a scope's alarms evaluated together: states, reasons, history, cycle
+//!   detection, and fail-closed gates.
 //! - [`state`]: the three alarm states.
 
+pub mod alarm_set;
 pub mod composite;
 mod error;
 pub mod metric;

@@ -1,0 +1,573 @@
+//! A set of alarm definitions evaluated together in one scope, with each alarm's state, reason
+//! and history of transitions.
+//!
+//! An [`AlarmSet`] is built from a pipeline's `alarms.definitions` and a *scope*: labels added
+//! to every metric alarm's selector, such as `{region: eu-west-1}` for a region's alarms. A
+//! definition's own labels narrow further — `{role: one-box}` makes a one-box alarm over only
+//! the one box's series, and a team aggregate alarm is a composite over the team's services'
+//! alarms. Building refuses the whole set, listing every problem, when a definition is invalid,
+//! a composite names an alarm that does not exist, or composites form a cycle (CloudWatch stops
+//! evaluating a cycle at run time; Gantry refuses it up front).
+//!
+//! [`AlarmSet::evaluate`] is pure: store and time in, transitions out. Composites are evaluated
+//! after their children, in one pass. A composite is `INSUFFICIENT_DATA` only before its first
+//! evaluation, as in CloudWatch; since `ALARM(x)` is false for a child without data, a gate must
+//! not trust a composite's OK alone: [`AlarmSet::gate`] fails closed when any alarm the rule
+//! depends on lacks data.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use gantry_model::pipeline::AlarmDefinition;
+
+use crate::composite::{self, Rule};
+use crate::metric::{self, MetricSpec};
+use crate::series::{Labels, Store, TimestampMs};
+use crate::{AlarmState, DefinitionError, Error};
+
+/// Transitions kept per alarm. Enough to explain any rollback of the last days; older
+/// transitions belong in the durable audit log, not in memory.
+pub const MAX_HISTORY: usize = 100;
+/// Alarms in one set. A pipeline with more is almost certainly generated wrongly, and each
+/// evaluation pass is linear in this.
+pub const MAX_ALARMS: usize = 10_000;
+
+/// One alarm's current state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlarmStatus {
+    pub state: AlarmState,
+    pub reason: String,
+    /// When the alarm entered `state`; `None` before the first evaluation.
+    pub since: Option<TimestampMs>,
+    /// The time of the latest evaluation.
+    pub evaluated_at: Option<TimestampMs>,
+}
+
+/// One change of state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub alarm: String,
+    pub at: TimestampMs,
+    pub from: AlarmState,
+    pub to: AlarmState,
+    pub reason: String,
+}
+
+/// Whether a gate (a bake's end, a promotion, a blocker check) may pass on an alarm.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gate {
+    Pass,
+    /// Refused, with the reason to show.
+    Fail(String),
+}
+
+#[derive(Clone, Debug)]
+enum AlarmKind {
+    Metric(MetricSpec),
+    Composite(Rule),
+}
+
+#[derive(Clone, Debug)]
+struct Alarm {
+    name: String,
+    kind: AlarmKind,
+    status: AlarmStatus,
+    history: VecDeque<Transition>,
+}
+
+/// Alarms of one scope, evaluated together.
+#[derive(Clone, Debug)]
+pub struct AlarmSet {
+    /// In evaluation order: every composite after the alarms its rule references.
+    alarms: Vec<Alarm>,
+    index: HashMap<String, usize>,
+    scope: Labels,
+}
+
+impl AlarmSet {
+    /// Checks and orders `definitions`; every problem is reported at once.
+    pub fn new(
+        definitions: &BTreeMap<String, AlarmDefinition>,
+        scope: Labels,
+    ) -> Result<AlarmSet, Error> {
+        let mut errors = Vec::new();
+        let mut refuse = |alarm: &str, message: String| {
+            errors.push(DefinitionError { alarm: alarm.to_string(), message })
+        };
+        if definitions.len() > MAX_ALARMS {
+            refuse(
+                "*",
+                format!("{} alarms in one set; the limit is {MAX_ALARMS}", definitions.len()),
+            );
+        }
+        let mut kinds: BTreeMap<&str, AlarmKind> = BTreeMap::new();
+        for (name, definition) in definitions {
+            if name.is_empty() || name.chars().count() > composite::MAX_ALARM_NAME_CHARS {
+                refuse(
+                    name,
+                    format!("names are 1 to {} characters", composite::MAX_ALARM_NAME_CHARS),
+                );
+                continue;
+            }
+            match definition {
+                AlarmDefinition::Metric(metric) => match MetricSpec::from_definition(metric) {
+                    Ok(spec) => {
+                        kinds.insert(name, AlarmKind::Metric(spec));
+                    }
+                    Err(message) => refuse(name, message),
+                },
+                AlarmDefinition::Composite(text) => match composite::parse(text) {
+                    Ok(rule) => {
+                        for child in rule.alarm_names() {
+                            if !definitions.contains_key(child) {
+                                refuse(
+                                    name,
+                                    format!("the rule references `{child}`, which is not defined"),
+                                );
+                            }
+                        }
+                        kinds.insert(name, AlarmKind::Composite(rule));
+                    }
+                    Err(error) => refuse(name, format!("rule {error}")),
+                },
+            }
+        }
+        let order = evaluation_order(&kinds, &mut refuse);
+        if !errors.is_empty() {
+            return Err(Error::InvalidDefinitions(errors));
+        }
+        let alarms: Vec<Alarm> = order
+            .into_iter()
+            .map(|name| Alarm {
+                name: name.to_string(),
+                kind: kinds[name].clone(),
+                status: AlarmStatus {
+                    state: AlarmState::InsufficientData,
+                    reason: "not evaluated yet".to_string(),
+                    since: None,
+                    evaluated_at: None,
+                },
+                history: VecDeque::new(),
+            })
+            .collect();
+        let index = alarms.iter().enumerate().map(|(i, alarm)| (alarm.name.clone(), i)).collect();
+        Ok(AlarmSet { alarms, index, scope })
+    }
+
+    pub fn scope(&self) -> &Labels {
+        &self.scope
+    }
+
+    /// Alarm names in evaluation order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.alarms.iter().map(|alarm| alarm.name.as_str())
+    }
+
+    /// Evaluates every alarm at `now` and returns the transitions, in evaluation order.
+    pub fn evaluate(&mut self, store: &Store, now: TimestampMs) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        for position in 0..self.alarms.len() {
+            let current = self.alarms[position].status.state;
+            let (state, reason) = match &self.alarms[position].kind {
+                AlarmKind::Metric(spec) => {
+                    let decision = metric::evaluate(spec, store, &self.scope, now, current);
+                    (decision.state, decision.reason)
+                }
+                AlarmKind::Composite(rule) => {
+                    let holds =
+                        rule.holds(&mut |child| self.alarms[self.index[child]].status.state);
+                    let children: Vec<String> = rule
+                        .alarm_names()
+                        .iter()
+                        .map(|child| {
+                            format!("{child} is {}", self.alarms[self.index[*child]].status.state)
+                        })
+                        .collect();
+                    let verdict = if holds { "the rule holds" } else { "the rule does not hold" };
+                    let state = if holds { AlarmState::Alarm } else { AlarmState::Ok };
+                    (state, format!("{verdict}: {}", children.join(", ")))
+                }
+            };
+            let alarm = &mut self.alarms[position];
+            alarm.status.evaluated_at = Some(now);
+            if state != current || alarm.status.since.is_none() {
+                let transition = Transition {
+                    alarm: alarm.name.clone(),
+                    at: now,
+                    from: current,
+                    to: state,
+                    reason: reason.clone(),
+                };
+                if alarm.history.len() == MAX_HISTORY {
+                    alarm.history.pop_front();
+                }
+                alarm.history.push_back(transition.clone());
+                if state != current {
+                    transitions.push(transition);
+                }
+                alarm.status.since = Some(now);
+            }
+            alarm.status.state = state;
+            alarm.status.reason = reason;
+        }
+        transitions
+    }
+
+    pub fn status(&self, name: &str) -> Option<&AlarmStatus> {
+        self.index.get(name).map(|&i| &self.alarms[i].status)
+    }
+
+    /// The alarm's transitions, oldest first (at most [`MAX_HISTORY`]); the first records the
+    /// first evaluation.
+    pub fn history(&self, name: &str) -> impl Iterator<Item = &Transition> {
+        self.index.get(name).into_iter().flat_map(|&i| self.alarms[i].history.iter())
+    }
+
+    /// Whether a gate may pass on alarm `name` at `now`. It passes only when the alarm is OK,
+    /// was evaluated at or after `fresh_since`, and — for a composite — every alarm it depends
+    /// on, directly or through other composites, has data (none is `INSUFFICIENT_DATA`).
+    /// Anything else fails closed, with the reason.
+    pub fn gate(&self, name: &str, fresh_since: TimestampMs) -> Gate {
+        let Some(&position) = self.index.get(name) else {
+            return Gate::Fail(format!("alarm `{name}` is not defined"));
+        };
+        let alarm = &self.alarms[position];
+        match alarm.status.evaluated_at {
+            None => return Gate::Fail(format!("alarm `{name}` has not been evaluated yet")),
+            Some(at) if at < fresh_since => {
+                return Gate::Fail(format!(
+                    "alarm `{name}` was last evaluated at {at} ms, before {fresh_since} ms: its \
+                     state is stale"
+                ));
+            }
+            Some(_) => {}
+        }
+        if alarm.status.state != AlarmState::Ok {
+            return Gate::Fail(format!(
+                "alarm `{name}` is {}: {}",
+                alarm.status.state, alarm.status.reason
+            ));
+        }
+        let mut pending = vec![position];
+        let mut seen = vec![false; self.alarms.len()];
+        while let Some(current) = pending.pop() {
+            if std::mem::replace(&mut seen[current], true) {
+                continue;
+            }
+            let alarm = &self.alarms[current];
+            if alarm.status.state == AlarmState::InsufficientData {
+                return Gate::Fail(format!(
+                    "alarm `{name}` is OK but `{}`, which it depends on, has insufficient data: {}",
+                    alarm.name, alarm.status.reason
+                ));
+            }
+            if let AlarmKind::Composite(rule) = &alarm.kind {
+                pending.extend(rule.alarm_names().iter().map(|child| self.index[*child]));
+            }
+        }
+        Gate::Pass
+    }
+}
+
+/// Orders alarms so that every composite comes after the alarms it references, reporting each
+/// cycle found as `a -> b -> a`.
+fn evaluation_order<'a>(
+    kinds: &'a BTreeMap<&'a str, AlarmKind>,
+    refuse: &mut impl FnMut(&str, String),
+) -> Vec<&'a str> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        InProgress,
+        Done,
+    }
+    let mut marks: HashMap<&str, Mark> = kinds.keys().map(|name| (*name, Mark::New)).collect();
+    let mut order = Vec::new();
+    for &root in kinds.keys() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // Iterative depth-first search: (alarm, index of the next child to visit).
+        let mut path: Vec<(&'a str, usize)> = vec![(root, 0)];
+        marks.insert(root, Mark::InProgress);
+        while let Some((name, next)) = path.last().copied() {
+            let children: Vec<&str> = match &kinds[name] {
+                AlarmKind::Composite(rule) => rule.alarm_names(),
+                AlarmKind::Metric(_) => Vec::new(),
+            };
+            let Some(child) = children.get(next) else {
+                marks.insert(name, Mark::Done);
+                order.push(name);
+                path.pop();
+                continue;
+            };
+            path.last_mut().expect("not empty").1 += 1;
+            let Some((&child, _)) = kinds.get_key_value(child) else { continue };
+            match marks[child] {
+                Mark::Done => {}
+                Mark::New => {
+                    marks.insert(child, Mark::InProgress);
+                    path.push((child, 0));
+                }
+                Mark::InProgress => {
+                    let start = path.iter().position(|(n, _)| *n == child).expect("on the path");
+                    let cycle: Vec<&str> =
+                        path[start..].iter().map(|(n, _)| *n).chain([child]).collect();
+                    refuse(
+                        child,
+                        format!(
+                            "composite alarms form a cycle: {}; break it by removing one reference",
+                            cycle.join(" -> ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use gantry_model::Duration;
+    use gantry_model::pipeline::{ComparisonOperator, MetricAlarm, TreatMissingData};
+
+    use super::*;
+    use crate::series::{SeriesKind, StoreLimits};
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// A one-minute `Maximum > threshold` alarm over `metric` with extra `label` selectors,
+    /// 1 of 1 data points, missing data as missing.
+    fn above(metric: &str, threshold: f64, selector: &[(&str, &str)]) -> AlarmDefinition {
+        AlarmDefinition::Metric(MetricAlarm {
+            metric: metric.to_string(),
+            divide_by: None,
+            labels: labels(selector),
+            statistic: "Maximum".to_string(),
+            period: Duration::from_minutes(1),
+            evaluation_periods: 1,
+            datapoints_to_alarm: None,
+            comparison: ComparisonOperator::GreaterThanThreshold,
+            threshold,
+            treat_missing_data: TreatMissingData::Missing,
+        })
+    }
+
+    fn composite(rule: &str) -> AlarmDefinition {
+        AlarmDefinition::Composite(rule.to_string())
+    }
+
+    /// A gauge sample: time in seconds, metric, labels, value.
+    type TestSample<'a> = (i64, &'a str, &'a [(&'a str, &'a str)], f64);
+
+    fn set(definitions: Vec<(&str, AlarmDefinition)>) -> Result<AlarmSet, Error> {
+        let definitions = definitions
+            .into_iter()
+            .map(|(name, definition)| (name.to_string(), definition))
+            .collect();
+        AlarmSet::new(&definitions, labels(&[("region", "eu")]))
+    }
+
+    /// Builds the set, feeds `samples` (`metric{labels} value` at a time in seconds), evaluates
+    /// at each of `times` (seconds), and compares every alarm's state after each with `expected`
+    /// (one line per time: `name=STATE ...` in evaluation order).
+    #[track_caller]
+    fn check(
+        definitions: Vec<(&str, AlarmDefinition)>,
+        samples: &[TestSample],
+        times: &[i64],
+        expected: &str,
+    ) {
+        let mut alarms = match set(definitions) {
+            Ok(alarms) => alarms,
+            Err(error) => {
+                assert_eq!(format!("error: {error}"), expected);
+                return;
+            }
+        };
+        let mut store = Store::new(StoreLimits::default());
+        let mut lines = Vec::new();
+        for &time in times {
+            for (at, metric, pairs, value) in samples {
+                if *at <= time && *at > time - 60 {
+                    store
+                        .ingest(metric, &labels(pairs), SeriesKind::Gauge, at * 1000, *value)
+                        .unwrap();
+                }
+            }
+            alarms.evaluate(&store, time * 1000);
+            let states: Vec<String> = alarms
+                .names()
+                .map(|name| format!("{name}={}", alarms.status(name).unwrap().state))
+                .collect();
+            lines.push(states.join(" "));
+        }
+        assert_eq!(lines.join("\n"), expected);
+    }
+
+    #[test]
+    fn definitions_are_refused_as_a_whole() {
+        check(
+            vec![
+                ("a", composite("ALARM(b) OR ALARM(missing)")),
+                ("b", composite("ALARM(c)")),
+                ("c", composite("NOT ALARM(a)")),
+                ("d", composite("ALARM(d)")),
+                ("e", composite("ALARM(")),
+                ("f", above("latency", f64::INFINITY, &[])),
+            ],
+            &[],
+            &[],
+            "error: alarm `a`: the rule references `missing`, which is not defined\n\
+             alarm `e`: rule column 7: expected an alarm name in `ALARM(` opened at column 1, found end of rule\n\
+             alarm `f`: `threshold` must be a finite number\n\
+             alarm `a`: composite alarms form a cycle: a -> b -> c -> a; break it by removing one reference\n\
+             alarm `d`: composite alarms form a cycle: d -> d; break it by removing one reference",
+        );
+    }
+
+    #[test]
+    fn one_box_alarm_catches_what_the_fleet_alarm_misses() {
+        // Ten boxes; the one box's p-latency doubles. The fleet alarm averages, the one-box
+        // alarm sees only the one box.
+        let mut samples: Vec<TestSample> = Vec::new();
+        let boxes: [&[(&str, &str)]; 4] = [
+            &[("region", "eu"), ("role", "fleet"), ("box", "1")],
+            &[("region", "eu"), ("role", "fleet"), ("box", "2")],
+            &[("region", "eu"), ("role", "fleet"), ("box", "3")],
+            &[("region", "eu"), ("role", "one-box"), ("box", "4")],
+        ];
+        for second in (10..=170).step_by(10) {
+            for (index, labels) in boxes.iter().enumerate() {
+                let slow = index == 3 && second > 60;
+                samples.push((second, "latency", labels, if slow { 0.9 } else { 0.2 }));
+            }
+        }
+        let fleet = AlarmDefinition::Metric(MetricAlarm {
+            statistic: "Average".to_string(),
+            ..match above("latency", 0.5, &[]) {
+                AlarmDefinition::Metric(metric) => metric,
+                AlarmDefinition::Composite(_) => unreachable!(),
+            }
+        });
+        check(
+            vec![
+                ("fleet_latency", fleet),
+                ("one_box_latency", above("latency", 0.5, &[("role", "one-box")])),
+                ("one_box_rollback", composite("ALARM(fleet_latency) OR ALARM(one_box_latency)")),
+            ],
+            &samples,
+            &[60, 120, 180],
+            "fleet_latency=OK one_box_latency=OK one_box_rollback=OK\n\
+             fleet_latency=OK one_box_latency=ALARM one_box_rollback=ALARM\n\
+             fleet_latency=OK one_box_latency=ALARM one_box_rollback=ALARM",
+        );
+    }
+
+    #[test]
+    fn team_aggregate_rolls_up_services_and_canaries() {
+        let eu: &[(&str, &str)] = &[("region", "eu")];
+        let us: &[(&str, &str)] = &[("region", "us")];
+        check(
+            vec![
+                ("frontend_faults", above("frontend_faults", 5.0, &[])),
+                ("backend_faults", above("backend_faults", 5.0, &[])),
+                ("canary_failures", above("canary_failures", 0.0, &[])),
+                ("frontend_high_severity", composite("ALARM(frontend_faults)")),
+                (
+                    "team_aggregate",
+                    composite(
+                        "ALARM(\"frontend_high_severity\") OR ALARM(\"backend_faults\") OR ALARM(\"canary_failures\")",
+                    ),
+                ),
+            ],
+            &[
+                (30, "frontend_faults", eu, 1.0),
+                (30, "backend_faults", eu, 1.0),
+                (30, "canary_failures", eu, 0.0),
+                (90, "frontend_faults", eu, 1.0),
+                // Another region: not this scope. Without an eu point this minute, the previous
+                // minute's is still in the range (N + 2 periods), so backend_faults stays OK.
+                (90, "backend_faults", us, 50.0),
+                (90, "canary_failures", eu, 1.0),
+                (150, "frontend_faults", eu, 1.0),
+                (150, "backend_faults", eu, 1.0),
+                (150, "canary_failures", eu, 0.0),
+            ],
+            &[60, 120, 180],
+            "backend_faults=OK canary_failures=OK frontend_faults=OK frontend_high_severity=OK team_aggregate=OK\n\
+             backend_faults=OK canary_failures=ALARM frontend_faults=OK frontend_high_severity=OK team_aggregate=ALARM\n\
+             backend_faults=OK canary_failures=OK frontend_faults=OK frontend_high_severity=OK team_aggregate=OK",
+        );
+    }
+
+    #[test]
+    fn history_and_reasons_are_kept() {
+        let mut alarms =
+            set(vec![("cpu", above("cpu", 0.8, &[])), ("any", composite("ALARM(cpu)"))]).unwrap();
+        let mut store = Store::new(StoreLimits::default());
+        let scope = labels(&[("region", "eu")]);
+        store.ingest("cpu", &scope, SeriesKind::Gauge, 30_000, 0.9).unwrap();
+        let transitions = alarms.evaluate(&store, 60_000);
+        let summary: Vec<String> = transitions
+            .iter()
+            .map(|t| format!("{} {}->{} at {}: {}", t.alarm, t.from, t.to, t.at, t.reason))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "cpu INSUFFICIENT_DATA->ALARM at 60000: 1 of 1 data points was greater than the threshold 0.8 (1 of 1 needed to alarm): [0.9]",
+                "any INSUFFICIENT_DATA->ALARM at 60000: the rule holds: cpu is ALARM",
+            ]
+        );
+        // No change, no transition; then the metric stops arriving.
+        store.ingest("cpu", &scope, SeriesKind::Gauge, 90_000, 0.95).unwrap();
+        assert!(alarms.evaluate(&store, 120_000).is_empty());
+        let transitions = alarms.evaluate(&store, 600_000);
+        assert_eq!(transitions.len(), 2);
+        assert_eq!(transitions[0].reason, "no data in the last 3 periods");
+        assert_eq!(alarms.history("cpu").count(), 2);
+        assert_eq!(alarms.status("any").unwrap().since, Some(600_000));
+    }
+
+    #[test]
+    fn gates_fail_closed() {
+        let mut alarms = set(vec![
+            ("cpu", above("cpu", 0.8, &[])),
+            ("disk", above("disk", 0.8, &[])),
+            ("host", composite("ALARM(cpu) OR ALARM(disk)")),
+            ("aggregate", composite("ALARM(host)")),
+        ])
+        .unwrap();
+        let mut store = Store::new(StoreLimits::default());
+        let scope = labels(&[("region", "eu")]);
+        assert_eq!(
+            alarms.gate("aggregate", 0),
+            Gate::Fail("alarm `aggregate` has not been evaluated yet".to_string())
+        );
+        store.ingest("cpu", &scope, SeriesKind::Gauge, 30_000, 0.1).unwrap();
+        alarms.evaluate(&store, 60_000);
+        // The composite says OK, but disk has no data: the gate refuses.
+        assert_eq!(alarms.status("aggregate").unwrap().state, AlarmState::Ok);
+        assert_eq!(
+            alarms.gate("aggregate", 60_000),
+            Gate::Fail("alarm `aggregate` is OK but `disk`, which it depends on, has insufficient data: no data in the last 3 periods".to_string())
+        );
+        store.ingest("disk", &scope, SeriesKind::Gauge, 100_000, 0.1).unwrap();
+        store.ingest("cpu", &scope, SeriesKind::Gauge, 100_000, 0.1).unwrap();
+        alarms.evaluate(&store, 120_000);
+        assert_eq!(alarms.gate("aggregate", 120_000), Gate::Pass);
+        assert_eq!(
+            alarms.gate("aggregate", 180_000),
+            Gate::Fail("alarm `aggregate` was last evaluated at 120000 ms, before 180000 ms: its state is stale".to_string())
+        );
+        assert_eq!(alarms.gate("nope", 0), Gate::Fail("alarm `nope` is not defined".to_string()));
+        store.ingest("disk", &scope, SeriesKind::Gauge, 150_000, 0.9).unwrap();
+        alarms.evaluate(&store, 180_000);
+        assert!(
+            matches!(alarms.gate("aggregate", 180_000), Gate::Fail(reason) if reason.starts_with("alarm `aggregate` is ALARM: the rule holds: host is ALARM"))
+        );
+    }
+}
