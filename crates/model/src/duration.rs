@@ -61,20 +61,20 @@ impl FromStr for Duration {
             }
             let number: u64 = rest[..digits].parse().map_err(|_| fail("number too large"))?;
             rest = &rest[digits..];
-            let unit =
-                rest.chars().next().ok_or_else(|| fail("a number needs a unit (d, h, m or s)"))?;
-            let (rank, unit_seconds) = match unit {
-                'd' => (0, 86_400),
-                'h' => (1, 3_600),
-                'm' => (2, 60),
-                's' => (3, 1),
+            let unit_length = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let (rank, unit_seconds) = match &rest[..unit_length] {
+                "" => return Err(fail("a number needs a unit (d, h, m or s)")),
+                "d" => (0, 86_400),
+                "h" => (1, 3_600),
+                "m" => (2, 60),
+                "s" => (3, 1),
                 _ => return Err(fail("unknown unit; use d, h, m or s")),
             };
             if last_unit_rank != usize::MAX && rank <= last_unit_rank {
                 return Err(fail("units must go from largest to smallest, each once"));
             }
             last_unit_rank = rank;
-            rest = &rest[unit.len_utf8()..];
+            rest = &rest[unit_length..];
             seconds = number
                 .checked_mul(unit_seconds)
                 .and_then(|part| seconds.checked_add(part))
@@ -151,6 +151,8 @@ mod tests {
         check("30m1h", Err("units must go from largest to smallest, each once"));
         check("1h1h", Err("units must go from largest to smallest, each once"));
         check("h", Err("expected a number"));
+        check("4hours", Err("unknown unit; use d, h, m or s"));
+        check("1h 30m", Err("expected a number"));
         check("400d", Err("longer than a year"));
         check("99999999999999999999s", Err("number too large"));
     }

@@ -86,6 +86,11 @@ fn list(names: &[&str]) -> String {
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if let Some(extended) =
+        candidates.iter().find(|candidate| word.len() >= 3 && candidate.starts_with(word))
+    {
+        return Some(extended);
+    }
     candidates
         .iter()
         .map(|candidate| (edit_distance(word, candidate), *candidate))

@@ -200,7 +200,12 @@ fn assign_regions<'t>(
         {
             out.push(Diagnostic::error(
                 located(node, &["waves", &wave_path, selector]),
-                format!("wave {} asks for {wanted} regions but only {} remain", index + 1, selected.len()),
+                match (wanted, selected.len()) {
+                    (1, _) => format!("wave {} asks for 1 region but none remain", index + 1),
+                    (_, 0) => format!("wave {} asks for {wanted} regions but none remain", index + 1),
+                    (_, 1) => format!("wave {} asks for {wanted} regions but only 1 remains", index + 1),
+                    (_, left) => format!("wave {} asks for {wanted} regions but only {left} remain", index + 1),
+                },
             ).with_hint("earlier waves and explicit region lists have taken the others; ask for fewer or use `up_to`"));
         } else if selected.is_empty() && !selector.is_empty() && selector != "regions" {
             out.push(

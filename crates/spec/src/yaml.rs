@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn sequences_and_aliases() {
-        check("x: &a [1, 2]\ny: *a\n", "{x: [1@1:9, 2@1:12]@1:8, y: [1@1:9, 2@1:12]@2:4}@1:1");
+        check("x: &a [1, 2]\ny: *a\n", "{x: [1@1:8, 2@1:11]@1:4, y: [1@1:8, 2@1:11]@2:4}@1:1");
     }
 
     #[test]
@@ -285,7 +285,10 @@ mod tests {
             "a: 1\na: 2\n",
             "error t.yaml:2:1: error: duplicate key `a` (first written at t.yaml:1:1)",
         );
-        check("a: [1\n", "error t.yaml:2:1: error: invalid YAML: did not find expected ',' or ']'");
+        check(
+            "a: [1\n",
+            "error t.yaml:2:1: error: invalid YAML: while parsing a flow sequence, expected ',' or ']'",
+        );
         check(
             "a: 1\n---\nb: 2\n",
             "error t.yaml:2:1: error: a definition file holds one YAML document; found a second `---`",
