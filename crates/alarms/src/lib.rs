@@ -4,17 +4,21 @@
 //! samples and the current time go in, alarm states (with reasons) come out; scraping and probing
 //! live at the edge. Modules:
 //!
+//! - [`exposition`]: the Prometheus text exposition format parser.
 //! - [`series`]: the metric store (labelled series, counters as increments, limits, retention).
 //! - [`statistic`]: CloudWatch's statistics and Prometheus histogram quantiles.
 //! - [`metric`]: metric alarms: M out of N data points, `TreatMissingData`.
 //! - [`composite`]: CloudWatch's composite alarm rule language (`ALARM("a") OR ALARM("b")`).
 //! - [`alarm_set`]: a scope's alarms evaluated together: states, reasons, history, cycle
 //!   detection, and fail-closed gates.
+//! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
 //! - [`state`]: the three alarm states.
 
 pub mod alarm_set;
+pub mod bake;
 pub mod composite;
 mod error;
+pub mod exposition;
 pub mod metric;
 pub mod series;
 pub mod state;
