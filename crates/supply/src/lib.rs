@@ -1,1 +1,87 @@
-//! placeholder
+//! Gantry's supply chain: everything between a commit on the mainline and a signed, immutable
+//! artifact that hosts may run.
+//!
+//! - [`source`]: git repositories (local paths and URLs) on their mainline branch, commits with
+//!   their authors, the commits since the last artifact; [`webhook`] turns GitHub- and
+//!   GitLab-style push and approval payloads into the same records.
+//! - [`review`]: the team keyring and approvals signed by a reviewer's key (or imported from a
+//!   verified forge webhook); self-approval is refused.
+//! - [`build`]: a clean checkout of the exact commit, the build command in a sandbox without
+//!   network, a clean environment and a time limit, logs captured; [`lockfiles`] lists the
+//!   dependencies the source pins.
+//! - [`artifact`]: the tar+zstd package and its [`artifact::Manifest`]; [`store`] keeps both in a
+//!   content-addressed directory that refuses overwrites and verifies on read.
+//! - [`attestation`]: the in-toto Statement v1 with a SLSA Provenance v1 predicate, in a [`dsse`]
+//!   envelope signed by a build key from [`keys`].
+//! - [`verify`]: digest, signature, signer and policy checks, each failure naming its check.
+//! - [`blocks`]: content blockers by commit or package version range, with an audit trail, and
+//!   the blockers an artifact carries (unreviewed commits included).
+//!
+//! Architecture invariant: nothing here decides when to deploy; this crate answers "may this
+//! artifact run, and why not" and leaves the deciding to `gantry-engine`.
+
+pub mod artifact;
+pub mod attestation;
+pub mod blocks;
+pub mod build;
+mod digest;
+pub mod dsse;
+pub mod keys;
+pub mod lockfiles;
+pub mod review;
+pub mod source;
+pub mod store;
+pub mod verify;
+pub mod version;
+pub mod webhook;
+
+use std::path::Path;
+
+pub use digest::{Digest, DigestError};
+
+/// Everything that can go wrong in the supply chain, each saying what, where and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("`git {args}` failed in {place}: {stderr}")]
+    Git { args: String, place: String, stderr: String },
+    #[error("{0}")]
+    Source(String),
+    #[error("build failed: {0}")]
+    Build(build::BuildFailure),
+    #[error("{0}")]
+    Key(String),
+    #[error("{0}")]
+    Review(String),
+    #[error("{0}")]
+    Block(String),
+    #[error("{0}")]
+    Webhook(String),
+    #[error(
+        "artifact {digest} is already in the store; artifacts are immutable and never written twice \
+         (this build reproduced it byte for byte: use the stored one)"
+    )]
+    AlreadyStored { digest: Digest },
+    #[error("no artifact {digest} in the store at {store}; list them with `gantry artifact list`")]
+    NotFound { digest: String, store: String },
+    #[error(
+        "{path} is corrupt: it should hash to {expected} but hashes to {actual}; \
+         delete it and rebuild or restore it from a replica"
+    )]
+    Corrupt { path: String, expected: Digest, actual: Digest },
+    #[error("verification failed: {0}")]
+    Verify(verify::Failure),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+
+    pub(crate) fn invalid(path: impl AsRef<Path>, reason: impl Into<String>) -> Error {
+        Error::Invalid { path: path.as_ref().display().to_string(), reason: reason.into() }
+    }
+}

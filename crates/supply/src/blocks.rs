@@ -1,0 +1,464 @@
+//! Content blockers: known-bad commits and package versions, and every reason an artifact may
+//! not start a deployment.
+//!
+//! A [`ContentBlock`] names a commit (full id or a prefix of at least 7 digits) or a package and
+//! a version range, with a reason, for the whole organisation or a chosen set of pipelines. The
+//! [`BlockList`] is one JSON file holding the blocks in force and an append-only audit trail of
+//! every block added and lifted, by whom and why. [`blockers`] lists everything that keeps one
+//! artifact from deploying in one pipeline: content blocks and unreviewed commits, each saying
+//! why and how it clears. [`flag_running`] finds the stages already running a blocked artifact,
+//! for the engine's roll-back-everywhere.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Manifest;
+use crate::lockfiles::Ecosystem;
+use crate::version::VersionRange;
+use crate::{Digest, Error};
+
+/// The shortest commit prefix a block may name: shorter prefixes collide across repositories.
+pub const MIN_COMMIT_PREFIX: usize = 7;
+/// The most blocks in force at once; each is checked against every artifact of every pipeline.
+pub const MAX_BLOCKS: usize = 10_000;
+
+/// What a block matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BlockTarget {
+    /// A commit, by full id or prefix.
+    Commit { commit: String },
+    /// A package whose version is in a range; any ecosystem when none is named.
+    Package {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ecosystem: Option<Ecosystem>,
+        name: String,
+        versions: VersionRange,
+    },
+}
+
+impl fmt::Display for BlockTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockTarget::Commit { commit } => write!(f, "commit {commit}"),
+            BlockTarget::Package { ecosystem: Some(ecosystem), name, versions } => {
+                write!(f, "{ecosystem} package {name} {versions}")
+            }
+            BlockTarget::Package { ecosystem: None, name, versions } => {
+                write!(f, "package {name} {versions}")
+            }
+        }
+    }
+}
+
+/// Where a block applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockScope {
+    /// Every pipeline of the organisation.
+    Organisation,
+    /// These pipelines, by name.
+    Pipelines(Vec<String>),
+}
+
+impl BlockScope {
+    pub fn covers(&self, pipeline: &str) -> bool {
+        match self {
+            BlockScope::Organisation => true,
+            BlockScope::Pipelines(pipelines) => pipelines.iter().any(|p| p == pipeline),
+        }
+    }
+}
+
+impl fmt::Display for BlockScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockScope::Organisation => f.write_str("organisation"),
+            BlockScope::Pipelines(pipelines) => write!(f, "pipelines {}", pipelines.join(", ")),
+        }
+    }
+}
+
+/// One block in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentBlock {
+    pub id: String,
+    pub target: BlockTarget,
+    pub scope: BlockScope,
+    pub reason: String,
+    pub added_by: String,
+    pub added_at: Timestamp,
+}
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum AuditEntry {
+    Added { block: ContentBlock },
+    Lifted { id: String, target: String, by: String, reason: String, at: Timestamp },
+}
+
+/// The blocks in force and their history, kept in one file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockList {
+    pub blocks: Vec<ContentBlock>,
+    pub audit: Vec<AuditEntry>,
+    next_id: u64,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+impl BlockList {
+    /// Loads the list at `path`; an absent file is an empty list.
+    pub fn open(path: &Path) -> Result<BlockList, Error> {
+        let mut list = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str::<BlockList>(&text)
+                .map_err(|error| Error::invalid(path, format!("not a block list: {error}")))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BlockList::default(),
+            Err(source) => return Err(Error::io(path, source)),
+        };
+        list.path = Some(path.to_path_buf());
+        Ok(list)
+    }
+
+    fn save(&self) -> Result<(), Error> {
+        if let Some(path) = &self.path {
+            let text = serde_json::to_string_pretty(self).expect("block list serializes");
+            crate::store::write_atomically(path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Adds a block; audited. Returns it with its id.
+    pub fn add(
+        &mut self,
+        target: BlockTarget,
+        scope: BlockScope,
+        reason: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<ContentBlock, Error> {
+        if reason.trim().is_empty() || by.trim().is_empty() {
+            return Err(Error::Block(
+                "a block needs a reason and who adds it (--reason, --by)".into(),
+            ));
+        }
+        if let BlockTarget::Commit { commit } = &target {
+            let hex = commit.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if commit.len() < MIN_COMMIT_PREFIX || commit.len() > 64 || !hex {
+                return Err(Error::Block(format!(
+                    "{commit:?} is not a commit id: give at least {MIN_COMMIT_PREFIX} lowercase hex digits"
+                )));
+            }
+        }
+        if let BlockScope::Pipelines(pipelines) = &scope
+            && pipelines.is_empty()
+        {
+            return Err(Error::Block("a block scoped to pipelines must name at least one".into()));
+        }
+        if self.blocks.len() >= MAX_BLOCKS {
+            return Err(Error::Block(format!(
+                "{MAX_BLOCKS} blocks are in force; lift old ones first"
+            )));
+        }
+        self.next_id += 1;
+        let block = ContentBlock {
+            id: format!("block-{}", self.next_id),
+            target,
+            scope,
+            reason: reason.trim().to_string(),
+            added_by: by.to_string(),
+            added_at: now,
+        };
+        self.blocks.push(block.clone());
+        self.audit.push(AuditEntry::Added { block: block.clone() });
+        self.save()?;
+        Ok(block)
+    }
+
+    /// Lifts a block; audited with who and why.
+    pub fn lift(
+        &mut self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ContentBlock, Error> {
+        if reason.trim().is_empty() || by.trim().is_empty() {
+            return Err(Error::Block(
+                "lifting a block needs a reason and who lifts it (--reason, --by)".into(),
+            ));
+        }
+        let index = self.blocks.iter().position(|block| block.id == id).ok_or_else(|| {
+            Error::Block(format!("no block {id} in force; see `gantry block list`"))
+        })?;
+        let block = self.blocks.remove(index);
+        self.audit.push(AuditEntry::Lifted {
+            id: block.id.clone(),
+            target: block.target.to_string(),
+            by: by.to_string(),
+            reason: reason.trim().to_string(),
+            at: now,
+        });
+        self.save()?;
+        Ok(block)
+    }
+}
+
+/// A reason an artifact may not start a deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Blocker {
+    /// The artifact contains a blocked commit or package version.
+    Content { block_id: String, target: String, matched: String, reason: String },
+    /// Commits no team member other than their authors approved.
+    UnreviewedCommits { commits: Vec<UnreviewedCommit> },
+}
+
+/// A commit that lacks review, as a blocker names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnreviewedCommit {
+    pub id: String,
+    pub authors: Vec<String>,
+    pub subject: String,
+}
+
+impl Blocker {
+    /// Why the artifact is blocked.
+    pub fn why(&self) -> String {
+        match self {
+            Blocker::Content { block_id, target, matched, reason } => {
+                format!("contains {matched}, blocked by {block_id} ({target}): {reason}")
+            }
+            Blocker::UnreviewedCommits { commits } => {
+                let listed: Vec<String> = commits
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} by {} (\"{}\")",
+                            &c.id[..c.id.len().min(12)],
+                            c.authors.join(", "),
+                            c.subject
+                        )
+                    })
+                    .collect();
+                format!("{} unreviewed commit(s): {}", commits.len(), listed.join("; "))
+            }
+        }
+    }
+
+    /// What clears the blocker.
+    pub fn clears_when(&self) -> String {
+        match self {
+            Blocker::Content { block_id, .. } => format!(
+                "a newer artifact without it is built, or the block is lifted (`gantry block remove {block_id}`)"
+            ),
+            Blocker::UnreviewedCommits { .. } => {
+                "a team member other than the author approves each commit (`gantry review approve COMMIT`)".into()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; clears when {}", self.why(), self.clears_when())
+    }
+}
+
+/// Every blocker that keeps `manifest`'s artifact from deploying in `pipeline`. `reviewers`
+/// says who approved a commit now; the manifest's reviewers (recorded at build time) count too.
+pub fn blockers(
+    manifest: &Manifest,
+    pipeline: &str,
+    list: &BlockList,
+    review_required: bool,
+    reviewers: &dyn Fn(&crate::source::Commit) -> Vec<String>,
+) -> Vec<Blocker> {
+    let mut found = Vec::new();
+    for block in list.blocks.iter().filter(|block| block.scope.covers(pipeline)) {
+        let matched = match &block.target {
+            BlockTarget::Commit { commit } => manifest
+                .commits
+                .iter()
+                .map(|record| record.commit.id.as_str())
+                .chain(std::iter::once(manifest.source.commit.as_str()))
+                .find(|id| id.starts_with(commit.as_str()))
+                .map(|id| format!("commit {}", &id[..id.len().min(12)])),
+            BlockTarget::Package { ecosystem, name, versions } => manifest
+                .dependencies
+                .iter()
+                .filter(|d| ecosystem.is_none_or(|e| e == d.ecosystem))
+                .filter(|d| d.ecosystem.normalize_name(&d.name) == d.ecosystem.normalize_name(name))
+                .find(|d| d.version.as_deref().is_none_or(|version| versions.contains(version)))
+                .map(|d| {
+                    format!(
+                        "{} {} (from {})",
+                        d.name,
+                        d.version.as_deref().unwrap_or("at an unpinned version"),
+                        d.lock_file
+                    )
+                }),
+        };
+        if let Some(matched) = matched {
+            found.push(Blocker::Content {
+                block_id: block.id.clone(),
+                target: block.target.to_string(),
+                matched,
+                reason: block.reason.clone(),
+            });
+        }
+    }
+    if review_required {
+        let commits: Vec<UnreviewedCommit> = manifest
+            .commits
+            .iter()
+            .filter(|record| record.reviewers.is_empty() && reviewers(&record.commit).is_empty())
+            .map(|record| UnreviewedCommit {
+                id: record.commit.id.clone(),
+                authors: record.commit.authors().map(|p| p.to_string()).collect(),
+                subject: record.commit.subject.clone(),
+            })
+            .collect();
+        if !commits.is_empty() {
+            found.push(Blocker::UnreviewedCommits { commits });
+        }
+    }
+    found
+}
+
+/// A stage already running a blocked artifact: the engine rolls it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    pub stage: String,
+    pub artifact: Digest,
+    pub blockers: Vec<Blocker>,
+}
+
+/// Flags every `(stage, artifact)` in flight whose artifact has content blockers in `pipeline`.
+/// Only content blocks flag running stages: review is checked before a deployment starts.
+pub fn flag_running(
+    running: &[(String, &Manifest)],
+    pipeline: &str,
+    list: &BlockList,
+) -> Vec<Flag> {
+    running
+        .iter()
+        .filter_map(|(stage, manifest)| {
+            let found = blockers(manifest, pipeline, list, false, &|_| Vec::new());
+            (!found.is_empty()).then(|| Flag {
+                stage: stage.clone(),
+                artifact: manifest.package.digest,
+                blockers: found,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::tests::sample_manifest;
+    use crate::lockfiles::Dependency;
+
+    fn now() -> Timestamp {
+        "2026-11-03T09:00:00Z".parse().unwrap()
+    }
+
+    fn with_dependencies(dependencies: &[(Ecosystem, &str, Option<&str>)]) -> Manifest {
+        let mut manifest = sample_manifest();
+        manifest.dependencies = dependencies
+            .iter()
+            .map(|(ecosystem, name, version)| Dependency {
+                ecosystem: *ecosystem,
+                name: name.to_string(),
+                version: version.map(str::to_string),
+                checksum: None,
+                lock_file: "lock".into(),
+            })
+            .collect();
+        manifest
+    }
+
+    fn package(ecosystem: Option<Ecosystem>, name: &str, versions: &str) -> BlockTarget {
+        BlockTarget::Package { ecosystem, name: name.into(), versions: versions.parse().unwrap() }
+    }
+
+    #[test]
+    fn package_blocks_match_only_affected_artifacts() {
+        let affected = with_dependencies(&[(Ecosystem::Npm, "left-pad", Some("1.3.0"))]);
+        let patched = with_dependencies(&[(Ecosystem::Npm, "left-pad", Some("1.3.1"))]);
+        let other_ecosystem = with_dependencies(&[(Ecosystem::Cargo, "left-pad", Some("1.3.0"))]);
+        let unpinned = with_dependencies(&[(Ecosystem::Pypi, "Requests", None)]);
+        let cases = [
+            (package(Some(Ecosystem::Npm), "left-pad", ">=1.0.0, <1.3.1"), &affected, true),
+            (package(Some(Ecosystem::Npm), "left-pad", ">=1.0.0, <1.3.1"), &patched, false),
+            (package(Some(Ecosystem::Npm), "left-pad", ">=1.0.0, <1.3.1"), &other_ecosystem, false),
+            (package(None, "left-pad", "=1.3.0"), &other_ecosystem, true),
+            (package(Some(Ecosystem::Pypi), "requests", "<2.32"), &unpinned, true),
+            (BlockTarget::Commit { commit: "1111111".into() }, &patched, true),
+            (BlockTarget::Commit { commit: "2222222".into() }, &patched, false),
+        ];
+        for (target, manifest, expected) in cases {
+            let mut list = BlockList::default();
+            list.add(target.clone(), BlockScope::Organisation, "bad", "sec", now()).unwrap();
+            let found = blockers(manifest, "checkout-code", &list, false, &|_| Vec::new());
+            assert_eq!(!found.is_empty(), expected, "{target} against {:?}", manifest.dependencies);
+        }
+    }
+
+    #[test]
+    fn scope_lift_and_audit() {
+        let manifest = with_dependencies(&[(Ecosystem::Cargo, "serde", Some("1.0.210"))]);
+        let mut list = BlockList::default();
+        let block = list
+            .add(
+                package(None, "serde", "*"),
+                BlockScope::Pipelines(vec!["payments-code".into()]),
+                "CVE",
+                "sec",
+                now(),
+            )
+            .unwrap();
+        assert!(blockers(&manifest, "checkout-code", &list, false, &|_| Vec::new()).is_empty());
+        assert_eq!(blockers(&manifest, "payments-code", &list, false, &|_| Vec::new()).len(), 1);
+        let running = [("gamma".to_string(), &manifest)];
+        assert_eq!(flag_running(&running, "payments-code", &list)[0].stage, "gamma");
+
+        assert!(list.lift(&block.id, "sec", " ", now()).is_err());
+        list.lift(&block.id, "sec", "patched upstream", now()).unwrap();
+        assert!(blockers(&manifest, "payments-code", &list, false, &|_| Vec::new()).is_empty());
+        assert!(
+            matches!(&list.audit[..], [AuditEntry::Added { .. }, AuditEntry::Lifted { by, reason, .. }] if by == "sec" && reason == "patched upstream")
+        );
+        assert!(
+            list.add(
+                BlockTarget::Commit { commit: "abc".into() },
+                BlockScope::Organisation,
+                "x",
+                "y",
+                now()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn unreviewed_commits_are_named() {
+        let mut manifest = sample_manifest();
+        manifest.commits[0].reviewers.clear();
+        let list = BlockList::default();
+        let found = blockers(&manifest, "checkout-code", &list, true, &|_| Vec::new());
+        assert_eq!(
+            found.iter().map(Blocker::why).collect::<Vec<_>>(),
+            ["1 unreviewed commit(s): 111111111111 by Bob <bob@example.com> (\"Add discounts\")"]
+        );
+        let later_review =
+            blockers(&manifest, "checkout-code", &list, true, &|_| vec!["alice".into()]);
+        assert!(later_review.is_empty());
+        assert!(blockers(&manifest, "checkout-code", &list, false, &|_| Vec::new()).is_empty());
+    }
+}

@@ -1,0 +1,482 @@
+//! Hermetic builds: the exact commit, checked out clean, built without network.
+//!
+//! A build exports the commit's tree (`git archive`) into a fresh directory, lists the pinned
+//! dependencies from its lock files, then runs the pipeline's build command with `sh -c` inside
+//! `unshare --net --pid --mount --fork --kill-child --mount-proc`: a new network namespace that
+//! holds only a loopback interface that is down, so every connection fails, and a new PID
+//! namespace, so the time limit kills the whole process tree. The environment is cleared and
+//! rebuilt from a short fixed list. Standard output and error are captured, up to a limit, and
+//! stored beside the artifact. A failure says whether the build tried the network.
+//!
+//! [`Builder::build`] then packs the declared outputs, writes the manifest with every commit's
+//! authors and reviewers, signs the provenance with the active build key, and stores the
+//! artifact.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{self, BuildRecord, BuilderRecord, CommitRecord, Manifest, SourceRecord};
+use crate::keys::KeyPair;
+use crate::review::ReviewBook;
+use crate::source::{Commit, Repository};
+use crate::store::{Store, StoredArtifact};
+use crate::{Digest, Error, attestation, lockfiles};
+
+/// The most build output kept in the log: enough for any compiler error, bounded so a runaway
+/// build cannot fill the store's disk.
+pub const MAX_BUILD_LOG_BYTES: usize = 16 * 1024 * 1024;
+/// How much of the log's end a failure message quotes.
+pub const FAILURE_LOG_TAIL_BYTES: usize = 2048;
+/// How often a running build is checked against its time limit.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// `PATH` inside the sandbox: the system's tool directories, nothing from the caller's.
+pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The sandbox, as the manifest records it.
+pub const SANDBOX_DESCRIPTION: &str =
+    "unshare --net --pid --mount --fork --kill-child --mount-proc; env cleared";
+
+/// Messages that programs print when a connection fails for lack of network. A failed build
+/// whose log holds one of them is reported as having tried the network.
+const NETWORK_FAILURE_SIGNS: [&str; 12] = [
+    "network is unreachable",
+    "could not resolve host",
+    "temporary failure in name resolution",
+    "name or service not known",
+    "no address associated with hostname",
+    "failed to establish a new connection",
+    "enetunreach",
+    "eai_again",
+    "getaddrinfo",
+    "unable to access",
+    "could not connect to",
+    "failed to connect to",
+];
+
+/// Why a build command failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BuildFailure {
+    /// The command tried to reach the network, which builds may not do.
+    NetworkDenied { evidence: String, log_tail: String },
+    /// The command exited non-zero (compilation or unit tests failed).
+    Exited { code: Option<i32>, log_tail: String },
+    /// The command ran past its time limit and was killed with everything it started.
+    TimedOut { limit_seconds: u64, log_tail: String },
+    /// The sandbox could not be set up.
+    SandboxUnavailable { reason: String },
+}
+
+impl fmt::Display for BuildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildFailure::NetworkDenied { evidence, log_tail } => write!(
+                f,
+                "the build tried to reach the network, and builds run without network access \
+                 ({evidence:?}); fetch or vendor dependencies into the repository (e.g. \
+                 `cargo vendor`, `npm ci --offline` from a committed cache) and build offline\n{log_tail}"
+            ),
+            BuildFailure::Exited { code, log_tail } => {
+                let code = code.map_or("a signal".to_string(), |c| format!("status {c}"));
+                write!(f, "the build command exited with {code}\n{log_tail}")
+            }
+            BuildFailure::TimedOut { limit_seconds, log_tail } => write!(
+                f,
+                "the build ran longer than its {} limit and was stopped; raise `build.timeout` \
+                 or make the build faster\n{log_tail}",
+                gantry_model::Duration::from_seconds(*limit_seconds)
+            ),
+            BuildFailure::SandboxUnavailable { reason } => write!(
+                f,
+                "could not start the build sandbox: {reason}; builds need `unshare` (util-linux) \
+                 and permission to create namespaces (root, or unprivileged user namespaces)"
+            ),
+        }
+    }
+}
+
+/// What a command run in the sandbox did.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub log: Vec<u8>,
+    /// Bytes the build wrote past [`MAX_BUILD_LOG_BYTES`], dropped.
+    pub log_dropped: u64,
+    pub elapsed: Duration,
+}
+
+/// Runs `command` with `sh -c` in `dir`, in a fresh network (unless `network`) and PID namespace,
+/// with exactly `env` as its environment, killed after `timeout`.
+pub fn run_sandboxed(
+    dir: &Path,
+    command: &str,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+    network: bool,
+) -> Result<Result<RunOutput, BuildFailure>, Error> {
+    let mut sandbox = Command::new("unshare");
+    if !network {
+        sandbox.arg("--net");
+    }
+    sandbox.args(["--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]);
+    if !running_as_root() {
+        sandbox.arg("--map-root-user");
+    }
+    let (reader, writer) = std::io::pipe().map_err(|source| Error::io(dir, source))?;
+    let writer_for_errors = writer.try_clone().map_err(|source| Error::io(dir, source))?;
+    sandbox
+        .args(["--", "sh", "-c", command])
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_for_errors);
+    let started = Instant::now();
+    let mut child = match sandbox.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return Ok(Err(BuildFailure::SandboxUnavailable {
+                reason: format!("unshare: {error}"),
+            }));
+        }
+    };
+    drop(sandbox);
+    let collector = std::thread::spawn(move || collect_log(reader));
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|source| Error::io(dir, source))? {
+            break Some(status);
+        }
+        if started.elapsed() >= timeout {
+            // unshare's child is PID 1 of the namespace and dies with unshare (--kill-child);
+            // when it dies the kernel kills every process left in the namespace.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    let (log, log_dropped) = collector.join().expect("log collector does not panic");
+    let elapsed = started.elapsed();
+    let tail = log_tail(&log);
+    let Some(status) = status else {
+        return Ok(Err(BuildFailure::TimedOut {
+            limit_seconds: timeout.as_secs(),
+            log_tail: tail,
+        }));
+    };
+    if status.success() {
+        return Ok(Ok(RunOutput { log, log_dropped, elapsed }));
+    }
+    let text = String::from_utf8_lossy(&log);
+    if text.starts_with("unshare: ") {
+        return Ok(Err(BuildFailure::SandboxUnavailable {
+            reason: text.lines().next().unwrap_or("").to_string(),
+        }));
+    }
+    if !network && let Some(evidence) = network_evidence(&text) {
+        return Ok(Err(BuildFailure::NetworkDenied { evidence, log_tail: tail }));
+    }
+    Ok(Err(BuildFailure::Exited { code: status.code(), log_tail: tail }))
+}
+
+fn collect_log(mut reader: std::io::PipeReader) -> (Vec<u8>, u64) {
+    let mut log = Vec::new();
+    let mut dropped = 0u64;
+    let mut buffer = [0u8; 64 * 1024];
+    while let Ok(read) = reader.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        let room = MAX_BUILD_LOG_BYTES.saturating_sub(log.len()).min(read);
+        log.extend_from_slice(&buffer[..room]);
+        dropped += (read - room) as u64;
+    }
+    (log, dropped)
+}
+
+fn log_tail(log: &[u8]) -> String {
+    let start = log.len().saturating_sub(FAILURE_LOG_TAIL_BYTES);
+    String::from_utf8_lossy(&log[start..]).trim_end().to_string()
+}
+
+/// The first log line that shows a failed network connection.
+pub fn network_evidence(log: &str) -> Option<String> {
+    log.lines()
+        .find(|line| {
+            let lower = line.to_lowercase();
+            NETWORK_FAILURE_SIGNS.iter().any(|sign| lower.contains(sign))
+        })
+        .map(|line| line.trim().chars().take(300).collect())
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|effective| effective == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    pub service: String,
+    pub pipeline: String,
+    pub source: gantry_model::Source,
+    pub build: gantry_model::pipeline::Build,
+    /// The commit to build; the mainline head when `None`.
+    pub commit: Option<String>,
+    /// The commit after which this artifact's commits start; by default the commit of the
+    /// pipeline's newest artifact, or the start of history.
+    pub since: Option<String>,
+    /// Variables added to the sandbox's environment (e.g. a vendored toolchain's home).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Builds, signs and stores artifacts.
+pub struct Builder<'a> {
+    pub store: &'a Store,
+    pub key: &'a KeyPair,
+    pub reviews: &'a ReviewBook,
+    /// Scratch space for checkouts; each build gets a fresh directory, removed afterwards.
+    pub work_dir: PathBuf,
+    /// Mirrors of remote repositories.
+    pub cache_dir: PathBuf,
+    pub builder_id: String,
+    pub host: String,
+}
+
+/// A built and stored artifact, with what the build printed.
+pub struct Built {
+    pub artifact: StoredArtifact,
+    pub log: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+impl Builder<'_> {
+    /// Builds `request` into a signed artifact in the store. A failed build stores nothing and
+    /// returns [`Error::Build`], its log included in the message.
+    pub fn build(&self, request: &BuildRequest) -> Result<Built, Error> {
+        let started_at = Timestamp::now();
+        let repository = Repository::open(&request.source, &self.cache_dir)?;
+        let commit_id = match &request.commit {
+            Some(revision) => repository.resolve(revision)?,
+            None => repository.head()?,
+        };
+        if !repository.is_on_mainline(&commit_id)? {
+            return Err(Error::Source(format!(
+                "commit {commit_id} is not on {}'s mainline branch {}; only mainline commits are built",
+                repository.name, repository.branch
+            )));
+        }
+        let baseline = match &request.since {
+            Some(since) => Some(repository.resolve(since)?),
+            None => {
+                self.store.latest_for_pipeline(&request.pipeline)?.map(|a| a.manifest.source.commit)
+            }
+        };
+        let baseline = baseline.filter(|b| *b != commit_id);
+        let commits = repository.commits_between(baseline.as_deref(), &commit_id)?;
+        let head = repository.commit(&commit_id)?;
+
+        let invocation = format!(
+            "{}-{}-{}-{}",
+            request.pipeline,
+            &commit_id[..12],
+            started_at.as_second(),
+            INVOCATIONS.fetch_add(1, Ordering::Relaxed)
+        );
+        let scratch = self.work_dir.join(&invocation);
+        let result = self.build_in(
+            &scratch,
+            request,
+            &repository,
+            &head,
+            baseline,
+            commits,
+            started_at,
+            &invocation,
+        );
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private step of `build`, named at its only call"
+    )]
+    fn build_in(
+        &self,
+        scratch: &Path,
+        request: &BuildRequest,
+        repository: &Repository,
+        head: &Commit,
+        baseline: Option<String>,
+        commits: Vec<Commit>,
+        started_at: Timestamp,
+        invocation: &str,
+    ) -> Result<Built, Error> {
+        let checkout = scratch.join("src");
+        repository.export(&head.id, &checkout)?;
+        let dependencies = lockfiles::find(&checkout)?;
+        let home = scratch.join("home");
+        let tmp = scratch.join("tmp");
+        for dir in [&home, &tmp] {
+            std::fs::create_dir_all(dir).map_err(|source| Error::io(dir, source))?;
+        }
+        let epoch = head.authored_at.as_second().max(0);
+        let mut env = BTreeMap::from([
+            ("PATH".to_string(), SANDBOX_PATH.to_string()),
+            ("HOME".to_string(), home.display().to_string()),
+            ("TMPDIR".to_string(), tmp.display().to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("TZ".to_string(), "UTC".to_string()),
+            ("CI".to_string(), "true".to_string()),
+            ("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()),
+            ("GANTRY_COMMIT".to_string(), head.id.clone()),
+            ("GANTRY_SERVICE".to_string(), request.service.clone()),
+            ("GANTRY_PIPELINE".to_string(), request.pipeline.clone()),
+        ]);
+        env.extend(request.env.clone());
+        let timeout = Duration::from_secs(request.build.timeout.as_seconds());
+        let run =
+            run_sandboxed(&checkout, &request.build.command, &env, timeout, request.build.network)?
+                .map_err(Error::Build)?;
+
+        let package_path = scratch.join("package.tar.zst");
+        let package =
+            artifact::pack(&checkout, &request.build.outputs, epoch as u64, &package_path)?;
+        let commits = commits
+            .into_iter()
+            .map(|commit| CommitRecord { reviewers: self.reviews.reviewers_of(&commit), commit })
+            .collect();
+        let manifest = Manifest {
+            schema: artifact::MANIFEST_SCHEMA.into(),
+            service: request.service.clone(),
+            pipeline: request.pipeline.clone(),
+            source: SourceRecord {
+                repository: repository.name.clone(),
+                branch: repository.branch.clone(),
+                commit: head.id.clone(),
+                baseline,
+            },
+            commits,
+            build: BuildRecord::from(&request.build),
+            builder: BuilderRecord {
+                id: self.builder_id.clone(),
+                host: self.host.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                sandbox: if request.build.network {
+                    "unshare --pid --mount (network allowed by the pipeline)".into()
+                } else {
+                    SANDBOX_DESCRIPTION.into()
+                },
+            },
+            dependencies,
+            package,
+            started_at,
+            finished_at: Timestamp::now(),
+        };
+        let statement =
+            attestation::statement(&manifest, Digest::of(&manifest.to_bytes()), invocation);
+        let envelope = attestation::sign(&statement, self.key);
+        let mut log = run.log;
+        if run.log_dropped > 0 {
+            log.extend_from_slice(
+                format!("\n[gantry: {} more bytes of output dropped]\n", run.log_dropped)
+                    .as_bytes(),
+            );
+        }
+        let artifact = self.store.put(&package_path, &manifest, &envelope, &log)?;
+        Ok(Built { artifact, log, elapsed: run.elapsed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(command: &str, timeout_ms: u64, network: bool) -> Result<RunOutput, BuildFailure> {
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::from([
+            ("PATH".to_string(), SANDBOX_PATH.to_string()),
+            ("ONLY".to_string(), "me".to_string()),
+        ]);
+        run_sandboxed(dir.path(), command, &env, Duration::from_millis(timeout_ms), network)
+            .unwrap()
+    }
+
+    fn outcome(result: &Result<RunOutput, BuildFailure>) -> String {
+        match result {
+            Ok(output) => format!("ok: {}", String::from_utf8_lossy(&output.log).trim()),
+            Err(BuildFailure::NetworkDenied { .. }) => "network denied".into(),
+            Err(BuildFailure::Exited { code, .. }) => format!("exited {code:?}"),
+            Err(BuildFailure::TimedOut { .. }) => "timed out".into(),
+            Err(BuildFailure::SandboxUnavailable { reason }) => format!("no sandbox: {reason}"),
+        }
+    }
+
+    #[test]
+    fn sandbox_outcomes() {
+        let cases = [
+            (
+                "env | sort | tr '\\n' ' '",
+                "ok: ONLY=me PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PWD=",
+                false,
+            ),
+            ("echo out; echo err >&2", "ok: out\nerr", false),
+            ("exit 3", "exited Some(3)", false),
+            ("curl -sS --max-time 5 http://127.0.0.1:9/", "network denied", false),
+            ("sleep 5", "timed out", false),
+        ];
+        for (command, expected, network) in cases {
+            let got = outcome(&run(command, 2000, network));
+            assert!(got.starts_with(expected), "{command}: got {got:?}, expected {expected:?}");
+        }
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        let command = format!("(sleep 1; touch {}) & sleep 5", marker.display());
+        let env = BTreeMap::from([("PATH".to_string(), SANDBOX_PATH.to_string())]);
+        let result =
+            run_sandboxed(dir.path(), &command, &env, Duration::from_millis(300), false).unwrap();
+        assert!(matches!(result, Err(BuildFailure::TimedOut { .. })));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!marker.exists(), "a background process outlived the build's time limit");
+    }
+
+    #[test]
+    fn recognises_network_failures() {
+        for (log, expected) in [
+            (
+                "Compiling\ncurl: (7) Failed to connect to example.com port 443",
+                Some("curl: (7) Failed to connect to example.com port 443"),
+            ),
+            (
+                "error: Could not resolve host: index.crates.io",
+                Some("error: Could not resolve host: index.crates.io"),
+            ),
+            (
+                "OSError: [Errno 101] Network is unreachable",
+                Some("OSError: [Errno 101] Network is unreachable"),
+            ),
+            ("test result: FAILED. 1 passed; 1 failed", None),
+        ] {
+            assert_eq!(network_evidence(log).as_deref(), expected, "{log}");
+        }
+    }
+}

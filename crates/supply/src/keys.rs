@@ -1,0 +1,331 @@
+//! Build keys: generate, rotate and revoke the ed25519 keys that sign artifacts, and the trust
+//! file that verifiers read.
+//!
+//! A key directory holds private keys (`<keyid>.key`, mode 0600, only on the builder) and
+//! `trusted-keys.json` (public keys with their status, copied to every verifier). Exactly one key
+//! is `active` and signs new artifacts. Rotation makes a new active key and `retires` the old one:
+//! artifacts it signed still verify. Revocation is final: nothing signed by a revoked key
+//! verifies, whenever it was signed. Reviewers' keys use the same key-file format.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, Error};
+
+/// File name of the public trust list inside a key directory.
+pub const TRUSTED_KEYS_FILE: &str = "trusted-keys.json";
+
+/// A key's identifier: the sha256 of its 32 public-key bytes, in hex. Derived, so it can't lie.
+pub fn keyid_of(public: &ed25519_dalek::VerifyingKey) -> String {
+    Digest::of(public.as_bytes()).hex()
+}
+
+/// A private ed25519 key loaded from a key file.
+pub struct KeyPair {
+    pub keyid: String,
+    pub signing: ed25519_dalek::SigningKey,
+}
+
+/// The on-disk form of a private key file.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    keyid: String,
+    algorithm: String,
+    /// Base64 of the 32-byte seed.
+    private_key: String,
+    public_key: String,
+}
+
+impl KeyPair {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<KeyPair, Error> {
+        let mut seed = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut seed))
+            .map_err(|source| Error::io("/dev/urandom", source))?;
+        Ok(KeyPair::from_seed(seed))
+    }
+
+    pub fn from_seed(seed: [u8; 32]) -> KeyPair {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+        KeyPair { keyid: keyid_of(&signing.verifying_key()), signing }
+    }
+
+    pub fn public(&self) -> ed25519_dalek::VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    /// Base64 of the public key, the form keyrings and trust files hold.
+    pub fn public_base64(&self) -> String {
+        STANDARD.encode(self.public().as_bytes())
+    }
+
+    /// Writes the key to a new file readable by its owner only; refuses to replace a file.
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        let file = KeyFile {
+            keyid: self.keyid.clone(),
+            algorithm: "ed25519".into(),
+            private_key: STANDARD.encode(self.signing.to_bytes()),
+            public_key: self.public_base64(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("key file serializes");
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| Error::io(path, source))?;
+        out.write_all(text.as_bytes()).map_err(|source| Error::io(path, source))
+    }
+
+    pub fn read(path: &Path) -> Result<KeyPair, Error> {
+        let text = fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
+        let file: KeyFile = serde_json::from_str(&text)
+            .map_err(|error| Error::invalid(path, format!("not a Gantry key file: {error}")))?;
+        if file.algorithm != "ed25519" {
+            return Err(Error::invalid(path, format!("unsupported algorithm {}", file.algorithm)));
+        }
+        let seed: [u8; 32] = crate::dsse::decode_base64(&file.private_key)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| Error::invalid(path, "private_key is not 32 bytes of base64"))?;
+        let pair = KeyPair::from_seed(seed);
+        if pair.keyid != file.keyid {
+            return Err(Error::invalid(path, "keyid does not match the private key"));
+        }
+        Ok(pair)
+    }
+}
+
+/// Parses a base64 ed25519 public key.
+pub fn parse_public_key(text: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    let bytes: [u8; 32] = crate::dsse::decode_base64(text)?.try_into().ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()
+}
+
+/// Where a key stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum KeyStatus {
+    /// Signs new artifacts.
+    Active,
+    /// Rotated out: signs nothing new, but what it signed still verifies.
+    Retired { retired_at: Timestamp },
+    /// Nothing it signed verifies any more.
+    Revoked { revoked_at: Timestamp, revoked_by: String, reason: String },
+}
+
+/// One public key a verifier trusts, or used to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedKey {
+    pub keyid: String,
+    pub public_key: String,
+    pub created_at: Timestamp,
+    #[serde(flatten)]
+    pub status: KeyStatus,
+}
+
+/// The public trust list: every build key there has been, with its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedKeys {
+    pub keys: Vec<TrustedKey>,
+}
+
+impl TrustedKeys {
+    pub fn read(path: &Path) -> Result<TrustedKeys, Error> {
+        let text = fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
+        let trusted: TrustedKeys = serde_json::from_str(&text)
+            .map_err(|error| Error::invalid(path, format!("not a trusted-keys file: {error}")))?;
+        for key in &trusted.keys {
+            let public = parse_public_key(&key.public_key).ok_or_else(|| {
+                Error::invalid(path, format!("key {}: public_key is not an ed25519 key", key.keyid))
+            })?;
+            if keyid_of(&public) != key.keyid {
+                return Err(Error::invalid(
+                    path,
+                    format!("key {}: keyid does not match", key.keyid),
+                ));
+            }
+        }
+        Ok(trusted)
+    }
+
+    pub fn active(&self) -> Option<&TrustedKey> {
+        self.keys.iter().find(|key| key.status == KeyStatus::Active)
+    }
+
+    pub fn find(&self, keyid: &str) -> Option<&TrustedKey> {
+        self.keys
+            .iter()
+            .find(|key| key.keyid == keyid || (keyid.len() >= 8 && key.keyid.starts_with(keyid)))
+    }
+
+    /// Every key with its parsed public key, for DSSE verification (revoked ones included, so a
+    /// verifier can say "signed by a revoked key" rather than "unknown signer").
+    pub fn candidates(&self) -> Vec<(&TrustedKey, ed25519_dalek::VerifyingKey)> {
+        self.keys
+            .iter()
+            .filter_map(|key| parse_public_key(&key.public_key).map(|public| (key, public)))
+            .collect()
+    }
+}
+
+/// A directory of build keys: private key files and the trust list.
+pub struct KeyDirectory {
+    root: PathBuf,
+}
+
+impl KeyDirectory {
+    pub fn new(root: impl Into<PathBuf>) -> KeyDirectory {
+        KeyDirectory { root: root.into() }
+    }
+
+    pub fn trusted_keys_path(&self) -> PathBuf {
+        self.root.join(TRUSTED_KEYS_FILE)
+    }
+
+    pub fn trusted(&self) -> Result<TrustedKeys, Error> {
+        let path = self.trusted_keys_path();
+        if path.exists() { TrustedKeys::read(&path) } else { Ok(TrustedKeys::default()) }
+    }
+
+    fn save(&self, trusted: &TrustedKeys) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(trusted).expect("trust list serializes");
+        crate::store::write_atomically(&self.trusted_keys_path(), text.as_bytes())
+    }
+
+    /// Makes the first build key. Refuses when a key is already active: rotate instead.
+    pub fn generate(&self, now: Timestamp) -> Result<TrustedKey, Error> {
+        let trusted = self.trusted()?;
+        if let Some(active) = trusted.active() {
+            return Err(Error::Key(format!(
+                "build key {} is already active in {}; run `gantry artifact key rotate` to replace it",
+                active.keyid,
+                self.root.display()
+            )));
+        }
+        self.add_active(trusted, now)
+    }
+
+    /// Makes a new active key and retires the old one, which keeps verifying what it signed.
+    pub fn rotate(&self, now: Timestamp) -> Result<TrustedKey, Error> {
+        let mut trusted = self.trusted()?;
+        for key in &mut trusted.keys {
+            if key.status == KeyStatus::Active {
+                key.status = KeyStatus::Retired { retired_at: now };
+            }
+        }
+        self.add_active(trusted, now)
+    }
+
+    fn add_active(&self, mut trusted: TrustedKeys, now: Timestamp) -> Result<TrustedKey, Error> {
+        fs::create_dir_all(&self.root).map_err(|source| Error::io(&self.root, source))?;
+        let pair = KeyPair::generate()?;
+        pair.write(&self.root.join(format!("{}.key", pair.keyid)))?;
+        let key = TrustedKey {
+            keyid: pair.keyid.clone(),
+            public_key: pair.public_base64(),
+            created_at: now,
+            status: KeyStatus::Active,
+        };
+        trusted.keys.push(key.clone());
+        self.save(&trusted)?;
+        Ok(key)
+    }
+
+    /// Revokes a key: nothing it signed verifies from now on. Revoking the active key leaves no
+    /// key to build with until one is generated. The private key file is deleted.
+    pub fn revoke(
+        &self,
+        keyid: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<TrustedKey, Error> {
+        if reason.trim().is_empty() || by.trim().is_empty() {
+            return Err(Error::Key("revoking a key needs who revokes it and a reason".into()));
+        }
+        let mut trusted = self.trusted()?;
+        let found = trusted.find(keyid).map(|key| key.keyid.clone()).ok_or_else(|| {
+            Error::Key(format!("no key {keyid} in {}", self.trusted_keys_path().display()))
+        })?;
+        let key = trusted.keys.iter_mut().find(|key| key.keyid == found).expect("found above");
+        if matches!(key.status, KeyStatus::Revoked { .. }) {
+            return Err(Error::Key(format!("key {found} is already revoked")));
+        }
+        key.status =
+            KeyStatus::Revoked { revoked_at: now, revoked_by: by.into(), reason: reason.into() };
+        let revoked = key.clone();
+        self.save(&trusted)?;
+        let private = self.root.join(format!("{found}.key"));
+        if private.exists() {
+            fs::remove_file(&private).map_err(|source| Error::io(&private, source))?;
+        }
+        Ok(revoked)
+    }
+
+    /// The active private key, to sign with.
+    pub fn active_key(&self) -> Result<KeyPair, Error> {
+        let trusted = self.trusted()?;
+        let active = trusted.active().ok_or_else(|| {
+            Error::Key(format!(
+                "no active build key in {}; run `gantry artifact key generate`",
+                self.root.display()
+            ))
+        })?;
+        KeyPair::read(&self.root.join(format!("{}.key", active.keyid)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_rotate_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyDirectory::new(dir.path());
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let first = keys.generate(t0).unwrap();
+        assert!(
+            matches!(keys.generate(t0), Err(Error::Key(message)) if message.contains("rotate"))
+        );
+        assert_eq!(keys.active_key().unwrap().keyid, first.keyid);
+
+        let second = keys.rotate(t0).unwrap();
+        let trusted = keys.trusted().unwrap();
+        let statuses: Vec<_> =
+            trusted.keys.iter().map(|k| (k.keyid.clone(), k.status.clone())).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                (first.keyid.clone(), KeyStatus::Retired { retired_at: t0 }),
+                (second.keyid.clone(), KeyStatus::Active)
+            ]
+        );
+
+        keys.revoke(&first.keyid[..12], "sec", "leaked", t0).unwrap();
+        assert!(!dir.path().join(format!("{}.key", first.keyid)).exists());
+        assert!(keys.revoke(&first.keyid, "sec", "again", t0).is_err());
+        assert!(keys.revoke(&second.keyid, "sec", " ", t0).is_err());
+        assert_eq!(keys.active_key().unwrap().keyid, second.keyid);
+    }
+
+    #[test]
+    fn key_files_round_trip_and_refuse_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let pair = KeyPair::from_seed([7; 32]);
+        pair.write(&path).unwrap();
+        assert_eq!(KeyPair::read(&path).unwrap().keyid, pair.keyid);
+        assert!(pair.write(&path).is_err());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,528 @@
+//! Code review: who may approve, and the approvals they recorded.
+//!
+//! The team [`Keyring`] lists each member with their git identities (emails), their logins on
+//! forges and their ed25519 public key. An approval is authenticated one of two ways:
+//!
+//! - **Signed**: the reviewer signs `{repository, commit, reviewer, approvedAt}` with their own
+//!   key (a DSSE envelope); it counts only while that key belongs to that reviewer.
+//! - **Forge**: a GitHub or GitLab approval webhook whose signature or token was verified on
+//!   receipt (see [`crate::webhook`]), from a login the keyring maps to a member.
+//!
+//! An approval covers one exact commit. Nobody may approve a commit they wrote or co-wrote: such
+//! approvals are refused when recorded, and ignored if found in the book anyway. The
+//! [`ReviewBook`] is an append-only JSON-lines file; signed entries are re-verified on load.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::dsse::Envelope;
+use crate::keys::{KeyPair, parse_public_key};
+use crate::source::{Commit, Person, Repository};
+use crate::webhook::{Forge, ForgeApproval};
+
+/// The payload type of signed approvals.
+pub const APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.gantry.review-approval.v1+json";
+/// The most approvals a review book holds before it must be archived: keeps loading (which
+/// verifies every signature) under a second.
+pub const MAX_APPROVALS: usize = 200_000;
+
+/// One team member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The name approvals and manifests use.
+    pub name: String,
+    /// Emails this person commits with.
+    pub emails: Vec<String>,
+    /// Forge logins, written `github:login` or `gitlab:login`.
+    #[serde(default)]
+    pub forge_logins: Vec<String>,
+    /// Base64 ed25519 public key that signs this member's approvals.
+    pub public_key: String,
+}
+
+impl Member {
+    /// Whether this member wrote (or co-wrote) the commit.
+    pub fn wrote(&self, commit: &Commit) -> bool {
+        commit.authors().any(|author| self.is(author))
+    }
+
+    fn is(&self, person: &Person) -> bool {
+        self.emails.iter().any(|email| email.eq_ignore_ascii_case(&person.email))
+    }
+}
+
+/// The team allowed to approve a pipeline's commits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyring {
+    pub team: String,
+    pub members: Vec<Member>,
+}
+
+impl Keyring {
+    pub fn read(path: &Path) -> Result<Keyring, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
+        let keyring: Keyring = serde_json::from_str(&text)
+            .map_err(|error| Error::invalid(path, format!("not a team keyring: {error}")))?;
+        keyring.check().map_err(|reason| Error::invalid(path, reason))?;
+        Ok(keyring)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        self.check().map_err(|reason| Error::invalid(path, reason))?;
+        let text = serde_json::to_string_pretty(self).expect("keyring serializes");
+        crate::store::write_atomically(path, text.as_bytes())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (index, member) in self.members.iter().enumerate() {
+            if parse_public_key(&member.public_key).is_none() {
+                return Err(format!(
+                    "members[{index}] ({}): public_key is not a base64 ed25519 key",
+                    member.name
+                ));
+            }
+            if self.members[..index]
+                .iter()
+                .any(|other| other.name == member.name || other.public_key == member.public_key)
+            {
+                return Err(format!("members[{index}] ({}): name or key used twice", member.name));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|member| member.name == name)
+    }
+
+    pub fn by_key(&self, public: &ed25519_dalek::VerifyingKey) -> Option<&Member> {
+        self.members
+            .iter()
+            .find(|member| parse_public_key(&member.public_key).as_ref() == Some(public))
+    }
+
+    pub fn by_forge_login(&self, forge: Forge, login: &str) -> Option<&Member> {
+        let wanted = format!("{forge}:{login}").to_lowercase();
+        self.members
+            .iter()
+            .find(|member| member.forge_logins.iter().any(|l| l.to_lowercase() == wanted))
+    }
+
+    /// Adds a member, or replaces the one with the same name.
+    pub fn upsert(&mut self, member: Member) {
+        self.members.retain(|existing| existing.name != member.name);
+        self.members.push(member);
+    }
+}
+
+/// What a reviewer signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatement {
+    pub repository: String,
+    pub commit: String,
+    pub reviewer: String,
+    pub approved_at: Timestamp,
+}
+
+/// One recorded approval, as the book stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "via")]
+pub enum Record {
+    /// Signed with the reviewer's key.
+    Signed { envelope: Envelope },
+    /// Imported from a verified forge webhook.
+    Forge {
+        forge: Forge,
+        repository: String,
+        commit: String,
+        reviewer: String,
+        login: String,
+        approved_at: Timestamp,
+        delivery: String,
+    },
+}
+
+/// An approval that counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    pub repository: String,
+    pub commit: String,
+    pub reviewer: String,
+    pub approved_at: Timestamp,
+    /// `signed` or `github` / `gitlab`.
+    pub via: String,
+}
+
+/// The approvals recorded for a team, verified against its keyring.
+#[derive(Clone, Debug, Default)]
+pub struct ReviewBook {
+    path: Option<PathBuf>,
+    keyring: Keyring,
+    approvals: Vec<Approval>,
+    /// Records that failed verification on load, with the reason: shown, never counted.
+    pub rejected: Vec<String>,
+}
+
+impl ReviewBook {
+    /// An empty book that records nothing to disk, for tests and dry runs.
+    pub fn in_memory(keyring: Keyring) -> ReviewBook {
+        ReviewBook { keyring, ..ReviewBook::default() }
+    }
+
+    /// Loads the book at `path` (absent means empty), re-verifying every signed approval.
+    pub fn open(path: &Path, keyring: Keyring) -> Result<ReviewBook, Error> {
+        let mut book =
+            ReviewBook { path: Some(path.to_path_buf()), keyring, ..ReviewBook::default() };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(book),
+            Err(source) => return Err(Error::io(path, source)),
+        };
+        for (index, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+            if book.approvals.len() >= MAX_APPROVALS {
+                return Err(Error::invalid(
+                    path,
+                    format!("more than {MAX_APPROVALS} approvals; archive old ones"),
+                ));
+            }
+            let record: Record = serde_json::from_str(line).map_err(|error| {
+                Error::invalid(path, format!("line {}: not an approval record: {error}", index + 1))
+            })?;
+            match book.accept(&record) {
+                Ok(approval) => book.approvals.push(approval),
+                Err(reason) => {
+                    book.rejected.push(format!("{}:{}: {reason}", path.display(), index + 1))
+                }
+            }
+        }
+        Ok(book)
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub fn approvals(&self) -> &[Approval] {
+        &self.approvals
+    }
+
+    /// Checks a record against the keyring: the signature must be by the named reviewer's key.
+    fn accept(&self, record: &Record) -> Result<Approval, String> {
+        match record {
+            Record::Signed { envelope } => {
+                if envelope.payload_type != APPROVAL_PAYLOAD_TYPE {
+                    return Err(format!(
+                        "payload type {} is not an approval",
+                        envelope.payload_type
+                    ));
+                }
+                let candidates: Vec<_> = self
+                    .keyring
+                    .members
+                    .iter()
+                    .filter_map(|m| parse_public_key(&m.public_key).map(|k| (m, k)))
+                    .collect();
+                let (body, index) = envelope
+                    .verify(candidates.iter().map(|(m, k)| (m.name.as_str(), k)))
+                    .map_err(|error| {
+                        format!("signature does not verify under any team member's key: {error:?}")
+                    })?;
+                let statement: ApprovalStatement = serde_json::from_slice(&body)
+                    .map_err(|error| format!("signed payload is not an approval: {error}"))?;
+                let signer = candidates[index].0;
+                if signer.name != statement.reviewer {
+                    return Err(format!(
+                        "signed by {} but names {} as reviewer",
+                        signer.name, statement.reviewer
+                    ));
+                }
+                Ok(Approval {
+                    repository: statement.repository,
+                    commit: statement.commit,
+                    reviewer: statement.reviewer,
+                    approved_at: statement.approved_at,
+                    via: "signed".into(),
+                })
+            }
+            Record::Forge { forge, repository, commit, reviewer, login, approved_at, .. } => {
+                let member = self
+                    .keyring
+                    .by_forge_login(*forge, login)
+                    .ok_or_else(|| format!("{forge} login {login} is not a team member"))?;
+                if member.name != *reviewer {
+                    return Err(format!(
+                        "{forge} login {login} belongs to {}, not {reviewer}",
+                        member.name
+                    ));
+                }
+                Ok(Approval {
+                    repository: repository.clone(),
+                    commit: commit.clone(),
+                    reviewer: reviewer.clone(),
+                    approved_at: *approved_at,
+                    via: forge.to_string(),
+                })
+            }
+        }
+    }
+
+    fn append(&mut self, record: Record) -> Result<Approval, Error> {
+        let approval = self.accept(&record).map_err(Error::Review)?;
+        if let Some(path) = &self.path {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
+            }
+            let mut line = serde_json::to_string(&record).expect("record serializes");
+            line.push('\n');
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(line.as_bytes()))
+                .map_err(|source| Error::io(path, source))?;
+        }
+        self.approvals.push(approval.clone());
+        Ok(approval)
+    }
+
+    /// Records `key`'s holder approving `commit`. The key must be a team member's; the member
+    /// may not be an author of the commit.
+    pub fn approve(
+        &mut self,
+        key: &KeyPair,
+        repository: &str,
+        commit: &Commit,
+        now: Timestamp,
+    ) -> Result<Approval, Error> {
+        let member = self.keyring.by_key(&key.public()).ok_or_else(|| {
+            Error::Review(format!(
+                "key {} is not in team {}'s keyring; ask a maintainer to add your public key with \
+                 `gantry review member add`",
+                &key.keyid[..16],
+                self.keyring.team
+            ))
+        })?;
+        refuse_self_approval(member, commit)?;
+        let statement = ApprovalStatement {
+            repository: repository.to_string(),
+            commit: commit.id.clone(),
+            reviewer: member.name.clone(),
+            approved_at: now,
+        };
+        let body = serde_json::to_vec(&statement).expect("statement serializes");
+        let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &body, &key.keyid, &key.signing);
+        self.append(Record::Signed { envelope })
+    }
+
+    /// Records an approval from a verified forge webhook. `commit` is the approved commit as read
+    /// from the repository, so its authors are known.
+    pub fn import_forge(
+        &mut self,
+        approval: &ForgeApproval,
+        commit: &Commit,
+        now: Timestamp,
+    ) -> Result<Approval, Error> {
+        let member = self
+            .keyring
+            .by_forge_login(approval.forge, &approval.reviewer_login)
+            .ok_or_else(|| {
+                Error::Review(format!(
+                    "{} login {} is not in team {}'s keyring; its approval does not count",
+                    approval.forge, approval.reviewer_login, self.keyring.team
+                ))
+            })?;
+        if approval
+            .author_login
+            .as_deref()
+            .is_some_and(|author| author.eq_ignore_ascii_case(&approval.reviewer_login))
+        {
+            return Err(Error::Review(format!(
+                "{} approved their own change {} on {}; self-approval does not count",
+                approval.reviewer_login,
+                commit.short_id(),
+                approval.forge
+            )));
+        }
+        refuse_self_approval(member, commit)?;
+        self.append(Record::Forge {
+            forge: approval.forge,
+            repository: approval.repository.clone(),
+            commit: commit.id.clone(),
+            reviewer: member.name.clone(),
+            login: approval.reviewer_login.clone(),
+            approved_at: now,
+            delivery: approval.delivery.clone(),
+        })
+    }
+
+    /// The members who approved `commit` and did not write it.
+    pub fn reviewers_of(&self, commit: &Commit) -> Vec<String> {
+        let mut reviewers: Vec<String> = self
+            .approvals
+            .iter()
+            .filter(|approval| approval.commit == commit.id)
+            .filter(|approval| {
+                self.keyring.by_name(&approval.reviewer).is_some_and(|member| !member.wrote(commit))
+            })
+            .map(|approval| approval.reviewer.clone())
+            .collect();
+        reviewers.sort();
+        reviewers.dedup();
+        reviewers
+    }
+}
+
+fn refuse_self_approval(member: &Member, commit: &Commit) -> Result<(), Error> {
+    if member.wrote(commit) {
+        return Err(Error::Review(format!(
+            "{} may not approve commit {} (\"{}\"): they wrote it; another team member must review it",
+            member.name,
+            commit.short_id(),
+            commit.subject
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a commit for review from a repository at a path or URL.
+pub fn commit_to_review(repository: &Repository, revision: &str) -> Result<Commit, Error> {
+    let id = repository.resolve(revision)?;
+    repository.commit(&id)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn member(name: &str, seed: u8) -> (Member, KeyPair) {
+        let key = KeyPair::from_seed([seed; 32]);
+        let member = Member {
+            name: name.into(),
+            emails: vec![format!("{name}@example.com")],
+            forge_logins: vec![format!("github:{name}-gh")],
+            public_key: key.public_base64(),
+        };
+        (member, key)
+    }
+
+    pub fn commit_by(author: &str, id_digit: char) -> Commit {
+        Commit {
+            id: id_digit.to_string().repeat(40),
+            author: Person { name: author.into(), email: format!("{author}@EXAMPLE.com") },
+            co_authors: vec![],
+            authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
+            subject: format!("work by {author}"),
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-03T09:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn approvals_are_authenticated_and_never_self() {
+        let (alice, alice_key) = member("alice", 1);
+        let (bob, bob_key) = member("bob", 2);
+        let outsider = KeyPair::from_seed([3; 32]);
+        let keyring = Keyring { team: "shop".into(), members: vec![alice, bob] };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reviews.jsonl");
+        let mut book = ReviewBook::open(&path, keyring.clone()).unwrap();
+
+        let by_bob = commit_by("bob", 'b');
+        let mut co_written = commit_by("carol", 'c');
+        co_written
+            .co_authors
+            .push(Person { name: "Alice".into(), email: "alice@example.com".into() });
+
+        let cases: Vec<(&str, &KeyPair, &Commit, Result<(), &str>)> = vec![
+            ("another member approves", &alice_key, &by_bob, Ok(())),
+            (
+                "author approves own commit",
+                &bob_key,
+                &by_bob,
+                Err("bob may not approve commit bbbbbbbbbbbb"),
+            ),
+            (
+                "co-author approves",
+                &alice_key,
+                &co_written,
+                Err("alice may not approve commit cccccccccccc"),
+            ),
+            ("key outside the keyring", &outsider, &by_bob, Err("is not in team shop's keyring")),
+        ];
+        for (name, key, commit, expected) in cases {
+            let got =
+                book.approve(key, "repo", commit, now()).map(|_| ()).map_err(|e| e.to_string());
+            match (got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(message), Err(expected)) => {
+                    assert!(message.contains(expected), "{name}: {message}")
+                }
+                (got, expected) => panic!("{name}: got {got:?}, expected {expected:?}"),
+            }
+        }
+        assert_eq!(book.reviewers_of(&by_bob), ["alice"]);
+        assert!(book.reviewers_of(&co_written).is_empty());
+
+        let reloaded = ReviewBook::open(&path, keyring.clone()).unwrap();
+        assert_eq!(reloaded.reviewers_of(&by_bob), ["alice"]);
+        assert!(reloaded.rejected.is_empty());
+
+        // Editing the stored approval to name another reviewer breaks its signature.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let record: Record = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let Record::Signed { mut envelope } = record else { panic!("signed") };
+        let body = crate::dsse::decode_base64(&envelope.payload).unwrap();
+        let forged = String::from_utf8(body).unwrap().replace("alice", "bob");
+        envelope.payload =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, forged);
+        std::fs::write(&path, serde_json::to_string(&Record::Signed { envelope }).unwrap() + "\n")
+            .unwrap();
+        let tampered = ReviewBook::open(&path, keyring).unwrap();
+        assert!(tampered.reviewers_of(&by_bob).is_empty());
+        assert_eq!(tampered.rejected.len(), 1);
+    }
+
+    #[test]
+    fn forge_approvals_map_logins_and_refuse_self_approval() {
+        let (alice, _) = member("alice", 1);
+        let (bob, _) = member("bob", 2);
+        let mut book =
+            ReviewBook::in_memory(Keyring { team: "shop".into(), members: vec![alice, bob] });
+        let commit = commit_by("bob", 'b');
+        let approval = |reviewer: &str, author: &str| ForgeApproval {
+            forge: Forge::GitHub,
+            repository: "https://github.com/acme/shop".into(),
+            commit: commit.id.clone(),
+            reviewer_login: reviewer.into(),
+            author_login: Some(author.into()),
+            delivery: "d-1".into(),
+        };
+        assert!(
+            book.import_forge(&approval("mallory", "bob-gh"), &commit, now())
+                .unwrap_err()
+                .to_string()
+                .contains("not in team")
+        );
+        assert!(
+            book.import_forge(&approval("bob-gh", "bob-gh"), &commit, now())
+                .unwrap_err()
+                .to_string()
+                .contains("own change")
+        );
+        assert!(
+            book.import_forge(&approval("bob-gh", "someone"), &commit, now())
+                .unwrap_err()
+                .to_string()
+                .contains("they wrote it")
+        );
+        book.import_forge(&approval("alice-gh", "bob-gh"), &commit, now()).unwrap();
+        assert_eq!(book.reviewers_of(&commit), ["alice"]);
+    }
+}

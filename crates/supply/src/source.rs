@@ -1,0 +1,486 @@
+//! Sources: git repositories watched on their mainline branch, through the `git` command line.
+//!
+//! A source is a local path or a remote URL. Remote repositories are mirrored into a cache
+//! directory and fetched before each look; local ones are read in place. From a repository this
+//! module reads the mainline head, the commits between two points with their authors, and exports
+//! the exact tree of one commit into a clean directory (`git archive`, so no `.git`, no untracked
+//! files and no hooks come along). [`Poller`] turns "the head moved" into one [`Trigger`] per new
+//! head with the commits it brings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, Error};
+
+/// The most commits one artifact may bring since the previous one. Past this, reviewing them is
+/// not a review; set a reviewed baseline with `--since` for a repository's first artifact.
+pub const MAX_COMMITS_PER_ARTIFACT: usize = 1000;
+
+/// A person as git records them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+impl std::fmt::Display for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <{}>", self.name, self.email)
+    }
+}
+
+/// One commit on the mainline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The full commit id (40 hex digits for SHA-1 repositories, 64 for SHA-256).
+    pub id: String,
+    pub author: Person,
+    /// People named in `Co-authored-by:` trailers; they may not review the commit either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub co_authors: Vec<Person>,
+    pub authored_at: Timestamp,
+    /// The first line of the message.
+    pub subject: String,
+}
+
+impl Commit {
+    /// Everyone who wrote the commit.
+    pub fn authors(&self) -> impl Iterator<Item = &Person> {
+        std::iter::once(&self.author).chain(&self.co_authors)
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// Whether `text` is a full commit id. Ids reach git only after this check, so a webhook payload
+/// cannot smuggle an option or a revision expression into a git command.
+pub fn is_commit_id(text: &str) -> bool {
+    (text.len() == 40 || text.len() == 64)
+        && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether a repository string names a remote (URL or scp-like `user@host:path`), not a path.
+pub fn is_remote(repository: &str) -> bool {
+    repository.contains("://")
+        || (repository.contains('@') && repository.contains(':') && !repository.starts_with('/'))
+}
+
+/// A repository name normalised for comparison: lowercase, without scheme, credentials,
+/// trailing `/` or `.git`, and with scp-like `host:path` written `host/path`.
+pub fn normalize_repository(repository: &str) -> String {
+    let mut text = repository.trim().to_lowercase();
+    if let Some((_, rest)) = text.split_once("://") {
+        text = rest.to_string();
+    }
+    if let Some((_, rest)) = text.split_once('@') {
+        text = rest.replacen(':', "/", 1);
+    }
+    let text = text.trim_end_matches('/');
+    text.strip_suffix(".git").unwrap_or(text).to_string()
+}
+
+/// A git repository opened for reading, local or mirrored.
+#[derive(Clone, Debug)]
+pub struct Repository {
+    /// As the pipeline names it.
+    pub name: String,
+    pub branch: String,
+    /// Where git commands run: the work tree or the mirror.
+    git_dir: PathBuf,
+}
+
+impl Repository {
+    /// Opens a pipeline source. Remote repositories are mirrored (or fetched again) under
+    /// `cache`; local paths are used in place.
+    pub fn open(source: &gantry_model::Source, cache: &Path) -> Result<Repository, Error> {
+        let repository = Repository {
+            name: source.repository.clone(),
+            branch: source.branch.clone(),
+            git_dir: PathBuf::from(&source.repository),
+        };
+        if !is_remote(&source.repository) {
+            if !Path::new(&source.repository).exists() {
+                return Err(Error::Source(format!(
+                    "source repository {} does not exist; check `sources` in the pipeline",
+                    source.repository
+                )));
+            }
+            return Ok(repository);
+        }
+        let name = format!(
+            "{}.git",
+            &Digest::of(normalize_repository(&source.repository).as_bytes()).hex()[..16]
+        );
+        let mirror = cache.join(name);
+        if mirror.exists() {
+            git(&mirror, &["fetch", "--prune", "--quiet", "origin"])?;
+        } else {
+            std::fs::create_dir_all(cache).map_err(|source| Error::io(cache, source))?;
+            let target = mirror.display().to_string();
+            git(cache, &["clone", "--mirror", "--quiet", "--", &source.repository, &target])?;
+        }
+        Ok(Repository { git_dir: mirror, ..repository })
+    }
+
+    fn branch_ref(&self) -> String {
+        format!("refs/heads/{}", self.branch)
+    }
+
+    /// The commit at the tip of the mainline branch.
+    pub fn head(&self) -> Result<String, Error> {
+        let reference = format!("{}^{{commit}}", self.branch_ref());
+        self.rev_parse(&reference).map_err(|_| {
+            Error::Source(format!(
+                "branch {} not found in {}; check the source's `branch`",
+                self.branch, self.name
+            ))
+        })
+    }
+
+    /// The full id of a commit given by a (possibly abbreviated) id, tag or branch.
+    pub fn resolve(&self, revision: &str) -> Result<String, Error> {
+        if revision.starts_with('-') {
+            return Err(Error::Source(format!("{revision:?} is not a revision")));
+        }
+        self.rev_parse(&format!("{revision}^{{commit}}"))
+            .map_err(|_| Error::Source(format!("no commit {revision} in {}", self.name)))
+    }
+
+    fn rev_parse(&self, expression: &str) -> Result<String, Error> {
+        let out = git(
+            &self.git_dir,
+            &["rev-parse", "--verify", "--quiet", "--end-of-options", expression],
+        )?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
+    /// Whether `commit` is on the mainline branch (an ancestor of its head, or the head).
+    pub fn is_on_mainline(&self, commit: &str) -> Result<bool, Error> {
+        check_commit_id(commit)?;
+        let status = Command::new("git")
+            .current_dir(&self.git_dir)
+            .args(["merge-base", "--is-ancestor", commit, &self.branch_ref()])
+            .envs(GIT_ENV)
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|source| Error::io(&self.git_dir, source))?;
+        Ok(status.success())
+    }
+
+    /// One commit's record.
+    pub fn commit(&self, id: &str) -> Result<Commit, Error> {
+        check_commit_id(id)?;
+        let mut commits = self.log(&[id, "-n", "1"])?;
+        commits.pop().ok_or_else(|| Error::Source(format!("no commit {id} in {}", self.name)))
+    }
+
+    /// The commits reachable from `until` but not from `since`, newest first; every ancestor when
+    /// there is no `since`. Refuses more than [`MAX_COMMITS_PER_ARTIFACT`].
+    pub fn commits_between(&self, since: Option<&str>, until: &str) -> Result<Vec<Commit>, Error> {
+        check_commit_id(until)?;
+        let range = match since {
+            Some(since) => {
+                check_commit_id(since)?;
+                format!("{since}..{until}")
+            }
+            None => until.to_string(),
+        };
+        let limit = (MAX_COMMITS_PER_ARTIFACT + 1).to_string();
+        let commits = self.log(&[&range, "-n", &limit])?;
+        if commits.len() > MAX_COMMITS_PER_ARTIFACT {
+            return Err(Error::Source(format!(
+                "more than {MAX_COMMITS_PER_ARTIFACT} commits lead to {until} in {}; \
+                 name a reviewed baseline commit with --since",
+                self.name
+            )));
+        }
+        Ok(commits)
+    }
+
+    fn log(&self, revisions: &[&str]) -> Result<Vec<Commit>, Error> {
+        const FORMAT: &str = "--format=%H%x00%an%x00%ae%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
+        let mut args = vec!["log", FORMAT];
+        args.extend_from_slice(revisions);
+        args.push("--");
+        let out = git(&self.git_dir, &args)?;
+        let text = String::from_utf8_lossy(&out);
+        text.split('\u{1e}')
+            .map(|record| record.trim_start_matches('\n'))
+            .filter(|record| !record.is_empty())
+            .map(|record| {
+                parse_log_record(record).ok_or_else(|| {
+                    Error::Source(format!(
+                        "unexpected `git log` output in {}: {record:?}",
+                        self.name
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the exact tree of `commit` into `destination`, which must be empty or absent.
+    pub fn export(&self, commit: &str, destination: &Path) -> Result<(), Error> {
+        check_commit_id(commit)?;
+        std::fs::create_dir_all(destination).map_err(|source| Error::io(destination, source))?;
+        let tarball = git(&self.git_dir, &["archive", "--format=tar", commit])?;
+        tar::Archive::new(&tarball[..])
+            .unpack(destination)
+            .map_err(|source| Error::io(destination, source))
+    }
+}
+
+fn check_commit_id(id: &str) -> Result<(), Error> {
+    if is_commit_id(id) {
+        Ok(())
+    } else {
+        Err(Error::Source(format!(
+            "{id:?} is not a full commit id (40 or 64 lowercase hex digits)"
+        )))
+    }
+}
+
+/// Parses a `Name <email>` trailer value.
+pub fn parse_person(text: &str) -> Option<Person> {
+    let (name, rest) = text.trim().split_once('<')?;
+    let email = rest.strip_suffix('>')?;
+    Some(Person { name: name.trim().to_string(), email: email.trim().to_string() })
+}
+
+fn parse_log_record(record: &str) -> Option<Commit> {
+    let fields: Vec<&str> = record.split('\0').collect();
+    let [id, name, email, date, subject, trailers] = fields[..] else { return None };
+    Some(Commit {
+        id: id.to_string(),
+        author: Person { name: name.to_string(), email: email.to_string() },
+        co_authors: trailers
+            .split('\u{1f}')
+            .filter(|value| !value.trim().is_empty())
+            .filter_map(parse_person)
+            .collect(),
+        authored_at: date.parse().ok()?,
+        subject: subject.to_string(),
+    })
+}
+
+/// Environment for every git command: no prompts, stable messages, no user or system config
+/// that could run hooks or rewrite URLs behind our back.
+const GIT_ENV: [(&str, &str); 4] = [
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("LC_ALL", "C"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+];
+
+/// Runs git in `dir` and returns its standard output.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, Error> {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .envs(GIT_ENV)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::io(dir, source))?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(Error::Git {
+            args: args.join(" "),
+            place: dir.display().to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// A pipeline start: the source's mainline moved to `commit`, bringing `commits`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub repository: String,
+    pub branch: String,
+    pub commit: String,
+    /// Newest first, `commit` included.
+    pub commits: Vec<Commit>,
+}
+
+/// Remembers the last head seen per source and reports each move once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Poller {
+    /// `repository#branch` to the last head seen.
+    pub last_seen: BTreeMap<String, String>,
+}
+
+impl Poller {
+    fn key(repository: &Repository) -> String {
+        format!("{}#{}", normalize_repository(&repository.name), repository.branch)
+    }
+
+    /// Looks at the source's head; a new head gives a trigger with the commits since the last
+    /// one seen (every ancestor, bounded, the first time). Safe to call again: an unchanged head
+    /// gives nothing.
+    pub fn poll(&mut self, repository: &Repository) -> Result<Option<Trigger>, Error> {
+        let head = repository.head()?;
+        let key = Poller::key(repository);
+        let since = self.last_seen.get(&key).cloned();
+        if since.as_deref() == Some(head.as_str()) {
+            return Ok(None);
+        }
+        let commits = repository.commits_between(since.as_deref(), &head)?;
+        self.last_seen.insert(key, head.clone());
+        Ok(Some(Trigger {
+            repository: repository.name.clone(),
+            branch: repository.branch.clone(),
+            commit: head,
+            commits,
+        }))
+    }
+
+    /// Records a head learnt another way (a push webhook), so polling does not trigger it again.
+    pub fn saw(&mut self, repository: &Repository, head: &str) {
+        self.last_seen.insert(Poller::key(repository), head.to_string());
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A scratch repository whose commits have fixed authors and dates.
+    pub struct Scratch {
+        pub dir: tempfile::TempDir,
+    }
+
+    impl Scratch {
+        pub fn new() -> Scratch {
+            let dir = tempfile::tempdir().unwrap();
+            git(dir.path(), &["init", "--quiet", "--initial-branch=main"]).unwrap();
+            Scratch { dir }
+        }
+
+        pub fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Writes files and commits them as `author`; returns the commit id.
+        pub fn commit(&self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
+            for (path, content) in files {
+                let path = self.path().join(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
+            }
+            git(self.path(), &["add", "--all"]).unwrap();
+            let output = Command::new("git")
+                .current_dir(self.path())
+                .args(["commit", "--quiet", "--allow-empty", "-m", message])
+                .envs(GIT_ENV)
+                .env("GIT_AUTHOR_NAME", author)
+                .env("GIT_AUTHOR_EMAIL", format!("{author}@example.com"))
+                .env("GIT_AUTHOR_DATE", "2026-11-02T10:00:00Z")
+                .env("GIT_COMMITTER_NAME", author)
+                .env("GIT_COMMITTER_EMAIL", format!("{author}@example.com"))
+                .env("GIT_COMMITTER_DATE", "2026-11-02T10:00:00Z")
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8(git(self.path(), &["rev-parse", "HEAD"]).unwrap())
+                .unwrap()
+                .trim()
+                .to_string()
+        }
+
+        pub fn source(&self) -> gantry_model::Source {
+            gantry_model::Source {
+                repository: self.path().display().to_string(),
+                branch: "main".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_commits_authors_and_trees() {
+        let scratch = Scratch::new();
+        let first = scratch.commit("alice", "first", &[("a.txt", "1")]);
+        let second = scratch.commit(
+            "bob",
+            "second\n\nCo-authored-by: Carol <carol@example.com>",
+            &[("b/c.txt", "2")],
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let repository = Repository::open(&scratch.source(), cache.path()).unwrap();
+        assert_eq!(repository.head().unwrap(), second);
+        assert_eq!(repository.resolve(&second[..8]).unwrap(), second);
+        assert!(repository.is_on_mainline(&first).unwrap());
+
+        let commits = repository.commits_between(Some(&first), &second).unwrap();
+        let summary: Vec<_> = commits
+            .iter()
+            .map(|c| (c.subject.as_str(), c.authors().map(|p| p.to_string()).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            summary,
+            [(
+                "second",
+                vec!["bob <bob@example.com>".to_string(), "Carol <carol@example.com>".to_string()]
+            )]
+        );
+        assert_eq!(repository.commits_between(None, &second).unwrap().len(), 2);
+        assert_eq!(commits[0].authored_at.to_string(), "2026-11-02T10:00:00Z");
+
+        let out = tempfile::tempdir().unwrap();
+        repository.export(&first, out.path()).unwrap();
+        assert!(out.path().join("a.txt").exists());
+        assert!(!out.path().join("b").exists());
+        assert!(!out.path().join(".git").exists());
+    }
+
+    #[test]
+    fn remote_repositories_are_mirrored_and_polled() {
+        let scratch = Scratch::new();
+        let first = scratch.commit("alice", "first", &[("a.txt", "1")]);
+        let cache = tempfile::tempdir().unwrap();
+        let source = gantry_model::Source {
+            repository: format!("file://{}", scratch.path().display()),
+            branch: "main".into(),
+        };
+        let mut poller = Poller::default();
+        let repository = Repository::open(&source, cache.path()).unwrap();
+        let trigger = poller.poll(&repository).unwrap().unwrap();
+        assert_eq!((trigger.commit.as_str(), trigger.commits.len()), (first.as_str(), 1));
+        assert_eq!(poller.poll(&repository).unwrap(), None);
+
+        let second = scratch.commit("bob", "second", &[("a.txt", "2")]);
+        let third = scratch.commit("bob", "third", &[("a.txt", "3")]);
+        let repository = Repository::open(&source, cache.path()).unwrap();
+        let trigger = poller.poll(&repository).unwrap().unwrap();
+        let ids: Vec<_> = trigger.commits.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids, [third.clone(), second]);
+        assert_eq!(trigger.commit, third);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_commit_id() {
+        let scratch = Scratch::new();
+        scratch.commit("alice", "first", &[("a.txt", "1")]);
+        let repository = Repository::open(&scratch.source(), Path::new("/nonexistent")).unwrap();
+        for bad in ["--upload-pack=x", "HEAD", "abc", &"G".repeat(40)] {
+            assert!(repository.commit(bad).is_err(), "{bad}");
+        }
+        assert!(repository.resolve("--output=/tmp/x").is_err());
+    }
+
+    #[test]
+    fn normalizes_repository_names() {
+        for (a, b) in [
+            ("https://github.com/Acme/Shop.git", "git@github.com:acme/shop"),
+            ("https://gitlab.example.com/acme/shop/", "ssh://git@gitlab.example.com/acme/shop.git"),
+        ] {
+            assert_eq!(normalize_repository(a), normalize_repository(b), "{a} vs {b}");
+        }
+        assert!(is_remote("git@github.com:acme/shop.git"));
+        assert!(!is_remote("/srv/git/shop"));
+    }
+}

@@ -1,0 +1,247 @@
+//! The artifact store: a content-addressed directory on disk.
+//!
+//! ```text
+//! <root>/blobs/sha256/<hex>                      the package (tar + zstd), read-only
+//! <root>/artifacts/<hex>/manifest.json           its manifest
+//! <root>/artifacts/<hex>/attestation.dsse.json   the signed in-toto statement (DSSE envelope)
+//! <root>/artifacts/<hex>/build.log               the build's captured output
+//! ```
+//!
+//! Writing is exclusive: the package is hard-linked into place, which fails when the digest is
+//! already there, so nothing is ever overwritten. Reading re-hashes the package and refuses it
+//! when the bytes no longer match their name.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::artifact::Manifest;
+use crate::dsse::Envelope;
+use crate::{Digest, Error};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const ATTESTATION_FILE: &str = "attestation.dsse.json";
+pub const BUILD_LOG_FILE: &str = "build.log";
+
+/// A content-addressed artifact store rooted in a directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An artifact's stored metadata.
+#[derive(Clone, Debug)]
+pub struct StoredArtifact {
+    pub digest: Digest,
+    pub manifest: Manifest,
+    /// The manifest exactly as stored, whose digest the provenance names.
+    pub manifest_bytes: Vec<u8>,
+    pub envelope: Envelope,
+    pub package_path: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn package_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    fn metadata_dir(&self, digest: &Digest) -> PathBuf {
+        self.root.join("artifacts").join(digest.hex())
+    }
+
+    /// Stores a package file (moved in) with its manifest, attestation and build log. Refuses a
+    /// digest that is already stored, and a package whose bytes do not match the manifest.
+    pub fn put(
+        &self,
+        package: &Path,
+        manifest: &Manifest,
+        envelope: &Envelope,
+        log: &[u8],
+    ) -> Result<StoredArtifact, Error> {
+        let digest = manifest.package.digest;
+        let actual = hash_file(package)?;
+        if actual != digest {
+            return Err(Error::Corrupt {
+                path: package.display().to_string(),
+                expected: digest,
+                actual,
+            });
+        }
+        let blobs = self.root.join("blobs/sha256");
+        let staging = self.root.join("staging");
+        for dir in [&blobs, &staging, &self.root.join("artifacts")] {
+            fs::create_dir_all(dir).map_err(|source| Error::io(dir, source))?;
+        }
+        let final_path = self.package_path(&digest);
+        set_read_only(package)?;
+        match fs::hard_link(package, &final_path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyStored { digest });
+            }
+            Err(source) => return Err(Error::io(&final_path, source)),
+        }
+        let _ = fs::remove_file(package);
+
+        let manifest_bytes = manifest.to_bytes();
+        let envelope_bytes = serde_json::to_vec_pretty(envelope).expect("envelope serializes");
+        let temporary = staging.join(format!("{}.{}", digest.hex(), std::process::id()));
+        let _ = fs::remove_dir_all(&temporary);
+        fs::create_dir_all(&temporary).map_err(|source| Error::io(&temporary, source))?;
+        for (name, bytes) in [
+            (MANIFEST_FILE, &manifest_bytes),
+            (ATTESTATION_FILE, &envelope_bytes),
+            (BUILD_LOG_FILE, &log.to_vec()),
+        ] {
+            let path = temporary.join(name);
+            fs::write(&path, bytes).map_err(|source| Error::io(&path, source))?;
+            set_read_only(&path)?;
+        }
+        let destination = self.metadata_dir(&digest);
+        fs::rename(&temporary, &destination).map_err(|source| Error::io(&destination, source))?;
+        Ok(StoredArtifact {
+            digest,
+            manifest: manifest.clone(),
+            manifest_bytes,
+            envelope: envelope.clone(),
+            package_path: final_path,
+        })
+    }
+
+    /// The artifact's metadata. Accepts a full digest or a unique prefix of its hex.
+    pub fn get(&self, digest_or_prefix: &str) -> Result<StoredArtifact, Error> {
+        let digest = self.resolve(digest_or_prefix)?;
+        let dir = self.metadata_dir(&digest);
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest_bytes =
+            fs::read(&manifest_path).map_err(|source| Error::io(&manifest_path, source))?;
+        let manifest = serde_json::from_slice(&manifest_bytes).map_err(|error| {
+            Error::invalid(&manifest_path, format!("not a Gantry manifest: {error}"))
+        })?;
+        let envelope_path = dir.join(ATTESTATION_FILE);
+        let envelope_bytes =
+            fs::read(&envelope_path).map_err(|source| Error::io(&envelope_path, source))?;
+        let envelope = serde_json::from_slice(&envelope_bytes).map_err(|error| {
+            Error::invalid(&envelope_path, format!("not a DSSE envelope: {error}"))
+        })?;
+        Ok(StoredArtifact {
+            digest,
+            manifest,
+            manifest_bytes,
+            envelope,
+            package_path: self.package_path(&digest),
+        })
+    }
+
+    /// The package's bytes, re-hashed: corrupt bytes are refused, never returned.
+    pub fn read_package(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let path = self.package_path(digest);
+        let bytes = fs::read(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                digest: digest.to_string(),
+                store: self.root.display().to_string(),
+            },
+            _ => Error::io(&path, source),
+        })?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(Error::Corrupt {
+                path: path.display().to_string(),
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The build log.
+    pub fn read_log(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let path = self.metadata_dir(digest).join(BUILD_LOG_FILE);
+        fs::read(&path).map_err(|source| Error::io(&path, source))
+    }
+
+    /// Every artifact's digest, in no particular order.
+    pub fn digests(&self) -> Result<Vec<Digest>, Error> {
+        let dir = self.root.join("artifacts");
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut digests = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|source| Error::io(&dir, source))? {
+            let entry = entry.map_err(|source| Error::io(&dir, source))?;
+            if let Ok(digest) = Digest::from_hex(&entry.file_name().to_string_lossy()) {
+                digests.push(digest);
+            }
+        }
+        Ok(digests)
+    }
+
+    /// Every artifact, oldest build first.
+    pub fn list(&self) -> Result<Vec<StoredArtifact>, Error> {
+        let mut artifacts = self
+            .digests()?
+            .iter()
+            .map(|digest| self.get(&digest.hex()))
+            .collect::<Result<Vec<_>, _>>()?;
+        artifacts.sort_by_key(|a| (a.manifest.finished_at, a.digest));
+        Ok(artifacts)
+    }
+
+    /// The newest artifact of a pipeline: its source commit is the next build's baseline.
+    pub fn latest_for_pipeline(&self, pipeline: &str) -> Result<Option<StoredArtifact>, Error> {
+        Ok(self.list()?.into_iter().rfind(|a| a.manifest.pipeline == pipeline))
+    }
+
+    fn resolve(&self, digest_or_prefix: &str) -> Result<Digest, Error> {
+        if let Ok(digest) = digest_or_prefix.parse::<Digest>() {
+            return Ok(digest);
+        }
+        let prefix = digest_or_prefix.strip_prefix("sha256:").unwrap_or(digest_or_prefix);
+        let not_found = || Error::NotFound {
+            digest: digest_or_prefix.to_string(),
+            store: self.root.display().to_string(),
+        };
+        if prefix.len() < 6 {
+            return Err(not_found());
+        }
+        let matches: Vec<Digest> =
+            self.digests()?.into_iter().filter(|d| d.hex().starts_with(prefix)).collect();
+        match matches[..] {
+            [digest] => Ok(digest),
+            [] => Err(not_found()),
+            _ => Err(Error::Source(format!(
+                "{digest_or_prefix} names {} artifacts; give more digits",
+                matches.len()
+            ))),
+        }
+    }
+}
+
+fn hash_file(path: &Path) -> Result<Digest, Error> {
+    let file = fs::File::open(path).map_err(|source| Error::io(path, source))?;
+    Digest::of_reader(file).map_err(|source| Error::io(path, source))
+}
+
+fn set_read_only(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o444))
+        .map_err(|source| Error::io(path, source))
+}
+
+/// Replaces a small mutable file (trust list, block list) atomically: a reader sees the old
+/// content or the new, never half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
+    }
+    let temporary = path.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&temporary, bytes).map_err(|source| Error::io(&temporary, source))?;
+    fs::rename(&temporary, path).map_err(|source| Error::io(path, source))
+}

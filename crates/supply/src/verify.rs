@@ -1,0 +1,338 @@
+//! Verification of an artifact against its attestation, in four named checks:
+//!
+//! 1. **signature**: the DSSE envelope parses and a trusted key's signature verifies over its
+//!    PAE; the statement is then read from the verified bytes only.
+//! 2. **signer**: the key that verified is not revoked, and is the key the envelope names.
+//! 3. **digest**: the package's sha256 is a subject of the statement, and the manifest's sha256
+//!    is the one the provenance lists as a byproduct.
+//! 4. **policy**: in-toto Statement v1 with SLSA Provenance v1, a trusted builder and build type,
+//!    a hermetic build from an allowed repository, and no blocker: no unreviewed commit, no
+//!    blocked commit or package.
+//!
+//! The first failing check is reported as a [`Failure`] naming it. Signature checks come first
+//! so that nothing is read from an unauthenticated statement.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::Digest;
+use crate::artifact::Manifest;
+use crate::attestation::{
+    BUILD_TYPE, DEFAULT_BUILDER_ID, SLSA_PROVENANCE_V1, STATEMENT_TYPE, Statement,
+};
+use crate::blocks::{BlockList, Blocker, blockers};
+use crate::dsse::{Envelope, Unverified};
+use crate::keys::{KeyStatus, TrustedKey, TrustedKeys};
+use crate::source::{Commit, normalize_repository};
+
+/// The four checks, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Signature,
+    Signer,
+    Digest,
+    Policy,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Check::Signature => "signature",
+            Check::Signer => "signer",
+            Check::Digest => "digest",
+            Check::Policy => "policy",
+        })
+    }
+}
+
+/// Which check failed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub check: Check,
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} check failed: {}", self.check, self.detail)
+    }
+}
+
+fn fail<T>(check: Check, detail: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure { check, detail: detail.into() })
+}
+
+/// What an artifact must satisfy beyond its signature.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Builder ids trusted to produce artifacts.
+    pub builder_ids: Vec<String>,
+    /// Repositories artifacts may come from; any when empty.
+    pub repositories: Vec<String>,
+    /// Refuse artifacts built with network access.
+    pub require_hermetic: bool,
+    /// The pipeline the artifact is checked for: scopes content blocks, and must match the
+    /// provenance's pipeline when set.
+    pub pipeline: Option<String>,
+    /// Every commit needs an approval by someone other than its authors.
+    pub review_required: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            builder_ids: vec![DEFAULT_BUILDER_ID.to_string()],
+            repositories: Vec::new(),
+            require_hermetic: true,
+            pipeline: None,
+            review_required: true,
+        }
+    }
+}
+
+/// What verification looks at.
+pub struct Inputs<'a> {
+    /// The package's digest, as computed from its bytes by the caller.
+    pub package_digest: Digest,
+    /// The DSSE envelope's bytes, as received.
+    pub envelope: &'a [u8],
+    /// The manifest's bytes, when at hand; the policy's review and package checks need it.
+    pub manifest: Option<&'a [u8]>,
+    pub trusted: &'a TrustedKeys,
+    pub blocks: Option<&'a BlockList>,
+    /// Who approved a commit since the build (the review book), beyond the manifest's record.
+    pub reviewers: &'a dyn Fn(&Commit) -> Vec<String>,
+}
+
+/// A verified artifact.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub statement: Statement,
+    pub signer: TrustedKey,
+    pub manifest: Option<Manifest>,
+}
+
+/// Runs the four checks.
+pub fn verify(inputs: &Inputs, policy: &Policy) -> Result<Verified, Failure> {
+    let (statement, signer) = verify_envelope(inputs.envelope, inputs.trusted)?;
+
+    let subjects: Vec<&str> = statement
+        .subject
+        .iter()
+        .filter_map(|s| s.digest.get("sha256").map(String::as_str))
+        .collect();
+    if !subjects.contains(&inputs.package_digest.hex().as_str()) {
+        return fail(
+            Check::Digest,
+            format!(
+                "the package hashes to {} but the signed statement names {}; the package was altered or is not the one attested",
+                inputs.package_digest,
+                subjects.iter().map(|s| format!("sha256:{s}")).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let manifest = match inputs.manifest {
+        None => None,
+        Some(bytes) => {
+            let actual = Digest::of(bytes);
+            let signed = statement
+                .predicate
+                .run_details
+                .byproducts
+                .iter()
+                .find(|b| b.name.as_deref() == Some(crate::store::MANIFEST_FILE))
+                .and_then(|b| b.digest.get("sha256"));
+            if signed != Some(&actual.hex()) {
+                return fail(
+                    Check::Digest,
+                    format!(
+                        "manifest.json hashes to {actual}, which the signed provenance does not list; the manifest was altered"
+                    ),
+                );
+            }
+            let manifest: Manifest = serde_json::from_slice(bytes).or_else(|error| {
+                fail(Check::Policy, format!("manifest.json is not a Gantry manifest: {error}"))
+            })?;
+            if manifest.package.digest != inputs.package_digest {
+                return fail(
+                    Check::Digest,
+                    format!(
+                        "the manifest describes package {}, not this one",
+                        manifest.package.digest
+                    ),
+                );
+            }
+            Some(manifest)
+        }
+    };
+
+    check_policy(&statement, manifest.as_ref(), inputs, policy)?;
+    Ok(Verified { statement, signer, manifest })
+}
+
+/// The signature and signer checks: returns the statement parsed from the verified payload.
+pub fn verify_envelope(
+    bytes: &[u8],
+    trusted: &TrustedKeys,
+) -> Result<(Statement, TrustedKey), Failure> {
+    let envelope: Envelope = serde_json::from_slice(bytes).or_else(|error| {
+        fail(Check::Signature, format!("the attestation is not a valid DSSE envelope: {error}"))
+    })?;
+    let candidates = trusted.candidates();
+    if candidates.is_empty() {
+        return fail(
+            Check::Signer,
+            "no trusted keys are configured; copy the builder's trusted-keys.json here",
+        );
+    }
+    let verified =
+        envelope.verify(candidates.iter().map(|(key, public)| (key.keyid.as_str(), public)));
+    let (body, index) = match verified {
+        Ok(found) => found,
+        Err(Unverified::Malformed(field)) => {
+            return fail(Check::Signature, format!("the envelope's {field} is not base64"));
+        }
+        Err(Unverified::Unsigned) => {
+            return fail(Check::Signature, "the envelope carries no signature");
+        }
+        Err(Unverified::BadSignature(keys)) => {
+            return fail(
+                Check::Signature,
+                format!(
+                    "the signature does not verify under key {}: the statement or its signature was altered",
+                    keys.join(", ")
+                ),
+            );
+        }
+        Err(Unverified::UnknownSigner(keys)) => {
+            return fail(
+                Check::Signer,
+                format!("signed by key {}, which is not a trusted build key", keys.join(", ")),
+            );
+        }
+    };
+    let signer = candidates[index].0.clone();
+    if let KeyStatus::Revoked { revoked_at, revoked_by, reason } = &signer.status {
+        return fail(
+            Check::Signer,
+            format!(
+                "signed by key {}, revoked at {revoked_at} by {revoked_by}: {reason}; rebuild with the active key",
+                &signer.keyid[..16]
+            ),
+        );
+    }
+    let names_signer =
+        envelope.signatures.iter().any(|s| s.keyid.is_empty() || s.keyid == signer.keyid);
+    if !names_signer {
+        return fail(
+            Check::Signer,
+            format!(
+                "the envelope names key {} but key {} signed it; the envelope was altered",
+                envelope.signatures[0].keyid, signer.keyid
+            ),
+        );
+    }
+    if envelope.payload_type != crate::dsse::IN_TOTO_PAYLOAD_TYPE {
+        return fail(
+            Check::Policy,
+            format!(
+                "payload type {} is not {}",
+                envelope.payload_type,
+                crate::dsse::IN_TOTO_PAYLOAD_TYPE
+            ),
+        );
+    }
+    let statement: Statement = serde_json::from_slice(&body).or_else(|error| {
+        fail(
+            Check::Policy,
+            format!("the signed payload is not an in-toto statement with SLSA provenance: {error}"),
+        )
+    })?;
+    Ok((statement, signer))
+}
+
+fn check_policy(
+    statement: &Statement,
+    manifest: Option<&Manifest>,
+    inputs: &Inputs,
+    policy: &Policy,
+) -> Result<(), Failure> {
+    if statement.statement_type != STATEMENT_TYPE {
+        return fail(
+            Check::Policy,
+            format!("statement type {} is not {STATEMENT_TYPE}", statement.statement_type),
+        );
+    }
+    if statement.predicate_type != SLSA_PROVENANCE_V1 {
+        return fail(
+            Check::Policy,
+            format!("predicate type {} is not {SLSA_PROVENANCE_V1}", statement.predicate_type),
+        );
+    }
+    let definition = &statement.predicate.build_definition;
+    if definition.build_type != BUILD_TYPE {
+        return fail(
+            Check::Policy,
+            format!("build type {} is not {BUILD_TYPE}", definition.build_type),
+        );
+    }
+    let builder = &statement.predicate.run_details.builder.id;
+    if !policy.builder_ids.contains(builder) {
+        return fail(
+            Check::Policy,
+            format!(
+                "builder {builder} is not trusted (trusted: {})",
+                policy.builder_ids.join(", ")
+            ),
+        );
+    }
+    let parameters = &definition.external_parameters;
+    if policy.require_hermetic && parameters["build"]["network"] != serde_json::Value::Bool(false) {
+        return fail(
+            Check::Policy,
+            "the build ran with network access; policy requires hermetic builds",
+        );
+    }
+    let repository = parameters["source"]["repository"].as_str().unwrap_or("");
+    if !policy.repositories.is_empty()
+        && !policy
+            .repositories
+            .iter()
+            .any(|allowed| normalize_repository(allowed) == normalize_repository(repository))
+    {
+        return fail(Check::Policy, format!("source repository {repository} is not allowed"));
+    }
+    let pipeline = parameters["pipeline"].as_str().unwrap_or("");
+    if let Some(wanted) = &policy.pipeline
+        && wanted != pipeline
+    {
+        return fail(
+            Check::Policy,
+            format!("the artifact was built for pipeline {pipeline}, not {wanted}"),
+        );
+    }
+    let Some(manifest) = manifest else {
+        if policy.review_required || inputs.blocks.is_some() {
+            return fail(
+                Check::Policy,
+                "the manifest is needed to check reviews and content blocks; pass it with --manifest",
+            );
+        }
+        return Ok(());
+    };
+    let empty = BlockList::default();
+    let found: Vec<Blocker> = blockers(
+        manifest,
+        policy.pipeline.as_deref().unwrap_or(pipeline),
+        inputs.blocks.unwrap_or(&empty),
+        policy.review_required,
+        inputs.reviewers,
+    );
+    if !found.is_empty() {
+        let listed: Vec<String> = found.iter().map(Blocker::to_string).collect();
+        return fail(Check::Policy, format!("the artifact is blocked: {}", listed.join(" | ")));
+    }
+    Ok(())
+}
