@@ -14,6 +14,7 @@ pub mod expand;
 pub mod inherit;
 mod jsonnet;
 pub mod node;
+pub mod policy;
 pub mod validate;
 mod yaml;
 
@@ -63,13 +64,46 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 
 /// Loads `path`, telling pipelines from abstract defaults.
 pub fn load_definition(path: &Path) -> Result<Definition, Diagnostics> {
-    let (mut merged, files) = inherit::load_chain(path, &mut read_node)?;
+    let (merged, files) = inherit::load_chain(path, &mut read_node)?;
+    finish(path, merged, files, None)
+}
+
+/// Loads a definition given as text (e.g. submitted through the API) as if it were the file
+/// `name`: its `extends` chain is still read from disk relative to `name`. With `topology`,
+/// the topology the definition names is not read; the given one is used instead.
+pub fn load_text(
+    text: &str,
+    name: &Path,
+    topology: Option<&Topology>,
+) -> Result<Definition, Diagnostics> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostic::error(
+            Location::whole_file(name),
+            format!("definition larger than {MAX_FILE_BYTES} bytes"),
+        )
+        .into());
+    }
+    let mut read =
+        |path: &Path| if path == name { yaml::parse(text, name) } else { read_node(path) };
+    let (merged, files) = inherit::load_chain(name, &mut read)?;
+    finish(name, merged, files, topology)
+}
+
+fn finish(
+    path: &Path,
+    mut merged: Node,
+    files: Vec<PathBuf>,
+    topology: Option<&Topology>,
+) -> Result<Definition, Diagnostics> {
     if is_abstract(&merged) {
         return Ok(Definition::Abstract { file: path.to_path_buf() });
     }
     resolve_paths(&mut merged);
     let spec: PipelineSpec = de::from_node(&merged)?;
-    let topology = load_topology(&spec, &merged)?;
+    let topology = match topology {
+        Some(topology) => topology.clone(),
+        None => load_topology(&spec, &merged)?,
+    };
     let mut diagnostics = validate::pipeline(&spec, &topology, &merged);
     let plan = expand::plan(&spec, &topology, &merged, &mut diagnostics);
     if diagnostics.has_errors() {

@@ -481,3 +481,24 @@ fn examples_load() {
     }
     assert!(count >= 9, "the examples hold at least three services with three pipelines each");
 }
+
+/// Arbitrary text never panics the loader: it loads or it is refused with diagnostics.
+#[test]
+fn arbitrary_text_never_panics() {
+    use proptest::prelude::*;
+    let topology: gantry_model::Topology = {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join("t.yaml"), TOPOLOGY).unwrap();
+        gantry_spec::load_topology_file(&directory.path().join("t.yaml")).unwrap()
+    };
+    let seed = format!("{}\npipeline: x\nservice: y\n", ORG.replace("abstract: true\n", ""));
+    let config =
+        ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(cut in 0..seed.len(), noise in "[ -~\n\t]{0,40}", tail in 0..seed.len())| {
+        // Splice printable noise into a valid definition, so most cases get far into the loader.
+        let start = seed.floor_char_boundary(cut.min(tail));
+        let end = seed.floor_char_boundary(cut.max(tail));
+        let text = format!("{}{noise}{}", &seed[..start], &seed[end..]);
+        let _ = gantry_spec::load_text(&text, Path::new("/nonexistent/fuzz.yaml"), Some(&topology));
+    });
+}
