@@ -17,6 +17,23 @@ pub enum Error {
     OutOfOrder { series: String, time: i64, last: i64 },
     #[error("counter {series} reported {value}; counters must be finite and not negative")]
     BadCounterValue { series: String, value: f64 },
+    #[error("GET {url}: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("scrape of {url}: {source}")]
+    Exposition {
+        url: String,
+        #[source]
+        source: crate::exposition::ExpositionError,
+    },
+    #[error("scrape of {url}: HTTP status {status}, expected 200")]
+    ScrapeStatus { url: String, status: u16 },
+    #[error(
+        "scrape targets {first} and {second} have the same labels {labels}; give each target \
+         labels of its own (box, instance)"
+    )]
+    DuplicateTargets { first: String, second: String, labels: String },
+    #[error("Prometheus at {url}: {reason}")]
+    Prometheus { url: String, reason: String },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     InvalidDefinitions(Vec<DefinitionError>),
 }

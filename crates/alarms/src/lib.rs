@@ -5,6 +5,10 @@
 //! live at the edge. Modules:
 //!
 //! - [`exposition`]: the Prometheus text exposition format parser.
+//! - [`scrape`]: the edge: scraping exposition endpoints and pushed samples into the store.
+//! - [`prometheus`]: an external Prometheus server as a source (instant and range queries).
+//! - [`canary`]: synthetic HTTP canaries recording success and latency series.
+//! - [`fetch`]: bounded HTTP GETs shared by the edge.
 //! - [`series`]: the metric store (labelled series, counters as increments, limits, retention).
 //! - [`statistic`]: CloudWatch's statistics and Prometheus histogram quantiles.
 //! - [`metric`]: metric alarms: M out of N data points, `TreatMissingData`.
@@ -16,10 +20,14 @@
 
 pub mod alarm_set;
 pub mod bake;
+pub mod canary;
 pub mod composite;
 mod error;
 pub mod exposition;
+pub mod fetch;
 pub mod metric;
+pub mod prometheus;
+pub mod scrape;
 pub mod series;
 pub mod state;
 pub mod statistic;
