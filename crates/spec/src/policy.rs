@@ -882,6 +882,14 @@ mod tests {
     }
 
     #[test]
+    fn schema_describes_both_setting_forms() {
+        let schema = serde_json::to_string(&schemars::schema_for!(Policy)).unwrap();
+        for word in ["\"enforce\"", "enforce_from", "exemptions", "expires"] {
+            assert!(schema.contains(word), "{word} missing from {schema}");
+        }
+    }
+
+    #[test]
     fn rule_ids_round_trip() {
         for rule in Rule::ALL {
             assert_eq!(Rule::from_id(rule.id()), Some(rule));
