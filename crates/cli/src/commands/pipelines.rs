@@ -93,9 +93,18 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Validates one file by what it holds: a pipeline (or abstract defaults) or a topology.
+/// Validates one file by what it holds: a pipeline (or abstract defaults), a topology or a
+/// policy.
 fn validate_one(file: &Path) -> Result<String, Diagnostics> {
     let node = gantry_spec::read_node(file)?;
+    if node.get("rules").is_some() && node.get("pipeline").is_none() {
+        let policy = gantry_spec::policy::load_policy(file)?;
+        return Ok(format!(
+            "policy: {} rules set, {} exemptions",
+            policy.rules.len(),
+            policy.exemptions.len()
+        ));
+    }
     if node.get("regions").is_some() && node.get("pipeline").is_none() {
         let topology = gantry_spec::load_topology_file(file)?;
         return Ok(format!(
@@ -152,8 +161,51 @@ fn collect(directory: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn check(_args: CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let policy = match gantry_spec::policy::load_policy(&args.policy) {
+        Ok(policy) => policy,
+        Err(diagnostics) => return Ok(report(&diagnostics)),
+    };
+    let today = match args.date {
+        Some(date) => date,
+        None => jiff::Zoned::now().date(),
+    };
+    let mut pipelines = Vec::new();
+    let mut invalid = 0;
+    for file in definition_files(&args.files)? {
+        match gantry_spec::load_definition(&file) {
+            Ok(Definition::Pipeline(loaded)) => pipelines.push(*loaded),
+            Ok(Definition::Abstract { .. }) => {}
+            Err(diagnostics) => {
+                invalid += 1;
+                eprintln!("{diagnostics}");
+            }
+        }
+    }
+    let outcome = gantry_spec::policy::check(&policy, &pipelines, today);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "best-practice check of {} pipelines as of {today}", pipelines.len())?;
+    for finding in &outcome.findings {
+        writeln!(out, "{finding}")?;
+    }
+    writeln!(out, "\nautomation")?;
+    for automation in &outcome.automation {
+        writeln!(out, "{automation}")?;
+    }
+    let enforced =
+        outcome.findings.iter().filter(|finding| finding.is_enforced_violation()).count();
+    let warnings = outcome
+        .findings
+        .iter()
+        .filter(|finding| {
+            finding.exempted.is_none() && finding.level == gantry_spec::policy::Level::Warn
+        })
+        .count();
+    writeln!(out, "\n{enforced} enforced violations, {warnings} warnings")?;
+    if invalid > 0 {
+        eprintln!("{invalid} definitions did not load and were not checked");
+    }
+    Ok(if enforced > 0 || invalid > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 pub fn schema(_args: SchemaArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,90 @@
+//! `gantry plan | validate | check | schema` as a user runs them: exit status, stdout, stderr.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs gantry from the repository root; returns (success, stdout, stderr).
+fn gantry(args: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(root).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn plan_without_arguments_shows_the_example_organisation() {
+    let (ok, stdout, _) = gantry(&["plan"]);
+    assert!(ok);
+    assert!(stdout.starts_with("pipeline cart-service-config"), "{stdout}");
+    for line in ["wave-1/one-box", "prod/mx-central-1/mxc1-az1", "wave-2/zone-6", "wave-5/one-box"]
+    {
+        assert!(stdout.contains(line), "plan shows {line}:\n{stdout}");
+    }
+}
+
+#[test]
+fn plan_as_json_is_the_plan() {
+    let (ok, stdout, _) =
+        gantry(&["plan", "-o", "json", "examples/services/payments-ledger/code.yaml"]);
+    assert!(ok);
+    let plan: gantry_model::Plan = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(plan.pipeline, "payments-ledger-code");
+    assert_eq!(plan.production_stages().count(), 5);
+}
+
+#[test]
+fn validate_reports_errors_and_fails() {
+    let directory = tempfile::tempdir().unwrap();
+    let bad = directory.path().join("bad.yaml");
+    std::fs::write(&bad, "extends: ../nowhere.yaml\n").unwrap();
+    let (ok, stdout, stderr) = gantry(&["validate", "examples", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stdout.contains("16 checked, 15 valid, 1 invalid"), "{stdout}");
+    assert!(stderr.contains("bad.yaml:1:10: error: cannot load the parent"), "{stderr}");
+}
+
+#[test]
+fn check_passes_today_and_fails_once_a_rule_is_enforced() {
+    let (ok, stdout, _) = gantry(&[
+        "check",
+        "--policy",
+        "examples/policy.yaml",
+        "--date",
+        "2026-11-21",
+        "examples/services",
+    ]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("0 enforced violations, 2 warnings"), "{stdout}");
+    assert!(
+        stdout.contains("payments-ledger-infra: partly manual (1 of 7 promotions manual)"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = gantry(&[
+        "check",
+        "--policy",
+        "examples/policy.yaml",
+        "--date",
+        "2027-03-01",
+        "examples/services",
+    ]);
+    assert!(!ok);
+    assert!(
+        stdout.contains("payments-ledger-tools: enforced [one-box-bake-at-least-1h]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn schema_describes_the_pipeline_fields() {
+    let (ok, stdout, _) = gantry(&["schema"]);
+    assert!(ok);
+    let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let properties = schema["properties"].as_object().unwrap();
+    for field in ["pipeline", "extends", "waves", "bake", "alarms", "time_windows"] {
+        assert!(properties.contains_key(field), "schema has {field}");
+    }
+}
