@@ -15,16 +15,20 @@
 //! - [`composite`]: CloudWatch's composite alarm rule language (`ALARM("a") OR ALARM("b")`).
 //! - [`alarm_set`]: a scope's alarms evaluated together: states, reasons, history, cycle
 //!   detection, and fail-closed gates.
+//! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline).
+//! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
 //! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
 //! - [`state`]: the three alarm states.
 
 pub mod alarm_set;
+pub mod anomaly;
 pub mod bake;
 pub mod canary;
 pub mod composite;
 mod error;
 pub mod exposition;
 pub mod fetch;
+pub mod judge;
 pub mod metric;
 pub mod prometheus;
 pub mod scrape;

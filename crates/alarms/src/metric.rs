@@ -143,7 +143,7 @@ pub enum DataPoint {
 }
 
 impl DataPoint {
-    fn value(&self) -> Option<f64> {
+    pub fn value(&self) -> Option<f64> {
         match self {
             DataPoint::Value(value) => Some(*value),
             _ => None,
@@ -172,34 +172,60 @@ pub fn data_points(
 ) -> Vec<DataPoint> {
     let mut matchers = scope.clone();
     matchers.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let end = window_end(spec, now);
-    let range = spec.evaluation_periods + EXTRA_EVALUATION_PERIODS;
+    let query = PeriodQuery {
+        metric: &spec.metric,
+        divide_by: spec.divide_by.as_deref(),
+        statistic: spec.statistic,
+        matchers: &matchers,
+        period_ms: spec.period_ms,
+    };
+    period_points(
+        store,
+        &query,
+        window_end(spec, now),
+        spec.evaluation_periods + EXTRA_EVALUATION_PERIODS,
+    )
+}
+
+/// What to compute per period: a statistic of a metric (or of a ratio of two) over the series
+/// matching `matchers`.
+#[derive(Clone, Copy, Debug)]
+pub struct PeriodQuery<'a> {
+    pub metric: &'a str,
+    pub divide_by: Option<&'a str>,
+    pub statistic: Statistic,
+    pub matchers: &'a Labels,
+    pub period_ms: i64,
+}
+
+/// The data points of the `count` periods ending at `end`, oldest first. Anomaly detection and
+/// the judge read baselines through this too.
+pub fn period_points(
+    store: &Store,
+    query: &PeriodQuery<'_>,
+    end: TimestampMs,
+    count: usize,
+) -> Vec<DataPoint> {
     let mut scratch = Vec::new();
-    (0..range)
+    (0..count)
         .rev()
         .map(|age| {
-            let period_end = end - age as i64 * spec.period_ms;
-            let period_start = period_end - spec.period_ms;
-            let numerator = period_statistic(
-                spec.statistic,
-                store,
-                &spec.metric,
-                &matchers,
-                period_start,
-                period_end,
-                &mut scratch,
-            );
-            let Some(denominator) = &spec.divide_by else { return numerator };
-            let denominator = period_statistic(
-                spec.statistic,
-                store,
-                denominator,
-                &matchers,
-                period_start,
-                period_end,
-                &mut scratch,
-            );
-            match (numerator, denominator) {
+            let period_end = end - age as i64 * query.period_ms;
+            let period_start = period_end - query.period_ms;
+            let mut statistic_of = |metric| {
+                period_statistic(
+                    query.statistic,
+                    store,
+                    metric,
+                    query.matchers,
+                    period_start,
+                    period_end,
+                    &mut scratch,
+                )
+            };
+            let numerator = statistic_of(query.metric);
+            let Some(denominator) = query.divide_by else { return numerator };
+            match (numerator, statistic_of(denominator)) {
                 (DataPoint::Value(_), DataPoint::Value(0.0)) => {
                     DataPoint::Invalid("the denominator is zero")
                 }
