@@ -148,11 +148,28 @@ fn check_output_path(output: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Packs the `outputs` of `checkout` into `destination` (tar + zstd) with every timestamp set to
-/// `mtime` (seconds since the epoch). Returns the package's record.
+/// The file every package carries first, naming where it came from. It makes the package of each
+/// commit (and pipeline) distinct even when the build outputs are byte-identical, so every
+/// commit's artifact has its own digest and provenance; rebuilding the same commit still
+/// reproduces the same bytes.
+pub const ORIGIN_FILE: &str = ".gantry/origin.json";
+
+/// What [`ORIGIN_FILE`] says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub service: String,
+    pub pipeline: String,
+    pub repository: String,
+    pub branch: String,
+    pub commit: String,
+}
+
+/// Packs [`ORIGIN_FILE`] and the `outputs` of `checkout` into `destination` (tar + zstd) with
+/// every timestamp set to `mtime` (seconds since the epoch). Returns the package's record.
 pub fn pack(
     checkout: &Path,
     outputs: &[String],
+    origin: &Origin,
     mtime: u64,
     destination: &Path,
 ) -> Result<PackageRecord, Error> {
@@ -180,6 +197,21 @@ pub fn pack(
     let encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(io)?;
     let mut builder = tar::Builder::new(encoder);
     let mut files = Vec::new();
+    let mut origin_bytes = serde_json::to_vec_pretty(origin).expect("origin serializes");
+    origin_bytes.push(b'\n');
+    let mut header = tar::Header::new_gnu();
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    header.set_mode(0o644);
+    header.set_size(origin_bytes.len() as u64);
+    builder.append_data(&mut header, ORIGIN_FILE, &origin_bytes[..]).map_err(io)?;
+    files.push(FileRecord {
+        path: ORIGIN_FILE.into(),
+        size: origin_bytes.len() as u64,
+        digest: Digest::of(&origin_bytes),
+        mode: 0o644,
+    });
     for relative in &entries {
         let path = checkout.join(relative);
         let metadata =
@@ -302,32 +334,54 @@ mod tests {
         dir
     }
 
+    fn origin(commit: &str) -> Origin {
+        Origin {
+            service: "s".into(),
+            pipeline: "p".into(),
+            repository: "r".into(),
+            branch: "main".into(),
+            commit: commit.into(),
+        }
+    }
+
+    fn pack_into(
+        source: &Path,
+        outputs: &[String],
+        commit: &str,
+        mtime: u64,
+        file: &Path,
+    ) -> Result<PackageRecord, Error> {
+        pack(source, outputs, &origin(commit), mtime, file)
+    }
+
     #[test]
     fn packs_deterministically() {
         let source = tree();
         let out = tempfile::tempdir().unwrap();
         let outputs = vec!["out".to_string()];
-        let first =
-            pack(source.path(), &outputs, 1_700_000_000, &out.path().join("a.tar.zst")).unwrap();
-        let second =
-            pack(source.path(), &outputs, 1_700_000_000, &out.path().join("b.tar.zst")).unwrap();
+        let path = |name: &str| out.path().join(name);
+        let first = pack_into(source.path(), &outputs, "a", 1_700_000_000, &path("a")).unwrap();
+        let second = pack_into(source.path(), &outputs, "a", 1_700_000_000, &path("b")).unwrap();
         assert_eq!(first, second);
         let listed: Vec<(String, u32)> =
             first.files.iter().map(|f| (f.path.clone(), f.mode)).collect();
         assert_eq!(
             listed,
             [
+                (ORIGIN_FILE.into(), 0o644),
                 ("out/lib/current".into(), 0o777),
                 ("out/lib/data.txt".into(), 0o644),
                 ("out/service".into(), 0o755)
             ]
         );
-        let bytes = std::fs::read(out.path().join("a.tar.zst")).unwrap();
+        let bytes = std::fs::read(path("a")).unwrap();
         assert_eq!(read_files(&bytes).unwrap(), first.files);
         assert_eq!(Digest::of(&bytes), first.digest);
-        let later =
-            pack(source.path(), &outputs, 1_700_000_001, &out.path().join("c.tar.zst")).unwrap();
+        let later = pack_into(source.path(), &outputs, "a", 1_700_000_001, &path("c")).unwrap();
         assert_ne!(later.digest, first.digest, "timestamps are part of the content");
+        let other_commit =
+            pack_into(source.path(), &outputs, "b", 1_700_000_000, &path("d")).unwrap();
+        assert_ne!(other_commit.digest, first.digest, "each commit's package is distinct");
     }
 
     #[test]
@@ -340,7 +394,8 @@ mod tests {
             ("missing", "was not produced by the build"),
         ] {
             let error =
-                pack(source.path(), &[output.to_string()], 0, &out.path().join("x")).unwrap_err();
+                pack_into(source.path(), &[output.to_string()], "a", 0, &out.path().join("x"))
+                    .unwrap_err();
             assert!(error.to_string().contains(expected), "{output}: {error}");
         }
     }

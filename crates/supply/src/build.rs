@@ -355,8 +355,20 @@ impl Builder<'_> {
                 .map_err(Error::Build)?;
 
         let package_path = scratch.join("package.tar.zst");
-        let package =
-            artifact::pack(&checkout, &request.build.outputs, epoch as u64, &package_path)?;
+        let origin = artifact::Origin {
+            service: request.service.clone(),
+            pipeline: request.pipeline.clone(),
+            repository: repository.name.clone(),
+            branch: repository.branch.clone(),
+            commit: head.id.clone(),
+        };
+        let package = artifact::pack(
+            &checkout,
+            &request.build.outputs,
+            &origin,
+            epoch as u64,
+            &package_path,
+        )?;
         let commits = commits
             .into_iter()
             .map(|commit| CommitRecord { reviewers: self.reviews.reviewers_of(&commit), commit })

@@ -1,25 +1,983 @@
 //! `gantry build | artifact | review | block`: the supply chain.
+//!
+//! Every command works on one Gantry home directory (`--home`, else `$GANTRY_HOME`, else
+//! `.gantry`), laid out as:
+//!
+//! ```text
+//! store/               content-addressed artifacts (see gantry_supply::store)
+//! keys/                build keys: trusted-keys.json (public) and <keyid>.key (private)
+//! team-keyring.json    team members who may approve, with their public keys
+//! reviews.jsonl        approvals, signed or imported from forge webhooks
+//! blocks.json          content blocks in force and their audit trail
+//! cache/ work/         mirrors of remote repositories; build scratch space
+//! ```
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct BuildArgs {}
-#[derive(clap::Args)]
-pub struct ArtifactArgs {}
-#[derive(clap::Args)]
-pub struct ReviewArgs {}
-#[derive(clap::Args)]
-pub struct BlockArgs {}
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use gantry_model::pipeline::Build;
+use gantry_model::{Duration, Source};
+use gantry_supply::blocks::{AuditEntry, BlockList, BlockScope, BlockTarget, Blocker, blockers};
+use gantry_supply::build::{BuildRequest, Builder};
+use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
+use gantry_supply::lockfiles::Ecosystem;
+use gantry_supply::review::{Keyring, Member, ReviewBook};
+use gantry_supply::source::{Commit, Repository};
+use gantry_supply::store::{Store, StoredArtifact};
+use gantry_supply::verify::{Inputs, Policy};
+use gantry_supply::webhook::{Delivery, Forge, WebhookEvent};
+use gantry_supply::{Digest, attestation, verify};
+use jiff::Timestamp;
 
-pub fn build(_args: BuildArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("builds are not built yet")
+/// Where Gantry keeps its supply-chain state.
+#[derive(Args, Clone)]
+pub struct Home {
+    /// Gantry's state directory [default: $GANTRY_HOME, else .gantry]
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
 }
-pub fn artifact(_args: ArtifactArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("artifacts are not built yet")
+
+impl Home {
+    fn root(&self) -> PathBuf {
+        self.home
+            .clone()
+            .or_else(|| std::env::var_os("GANTRY_HOME").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(".gantry"))
+    }
+    fn store(&self) -> Store {
+        Store::new(self.root().join("store"))
+    }
+    fn keys(&self) -> KeyDirectory {
+        KeyDirectory::new(self.root().join("keys"))
+    }
+    fn keyring_path(&self) -> PathBuf {
+        self.root().join("team-keyring.json")
+    }
+    fn keyring(&self) -> anyhow::Result<Keyring> {
+        let path = self.keyring_path();
+        if path.exists() { Ok(Keyring::read(&path)?) } else { Ok(Keyring::default()) }
+    }
+    fn reviews(&self) -> anyhow::Result<ReviewBook> {
+        let book = ReviewBook::open(&self.root().join("reviews.jsonl"), self.keyring()?)?;
+        for rejected in &book.rejected {
+            eprintln!("warning: approval ignored: {rejected}");
+        }
+        Ok(book)
+    }
+    fn blocks(&self) -> anyhow::Result<BlockList> {
+        Ok(BlockList::open(&self.root().join("blocks.json"))?)
+    }
 }
-pub fn review(_args: ReviewArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("reviews are not built yet")
+
+fn print_json(value: serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &value)?;
+    writeln!(out)?;
+    Ok(())
 }
-pub fn block(_args: BlockArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("blocks are not built yet")
+
+// ---------------------------------------------------------------------------------------------
+// gantry build
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Pipeline definition whose service, source and build settings to use.
+    pipeline_file: Option<PathBuf>,
+    /// Service name (without a pipeline file).
+    #[arg(long, required_unless_present = "pipeline_file")]
+    service: Option<String>,
+    /// Pipeline name (without a pipeline file).
+    #[arg(long, required_unless_present = "pipeline_file")]
+    pipeline: Option<String>,
+    /// Source repository: a local path or URL. With a pipeline file, picks one of its sources
+    /// or replaces its only one (e.g. with a local mirror).
+    #[arg(long, required_unless_present = "pipeline_file")]
+    repository: Option<String>,
+    /// Mainline branch (without a pipeline file).
+    #[arg(long, default_value = "main")]
+    branch: String,
+    /// Build command, run with `sh -c` in the checkout (without a pipeline file).
+    #[arg(long = "command", required_unless_present = "pipeline_file")]
+    build_command: Option<String>,
+    /// Path the build produces, packed into the artifact; repeat for several.
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// Time limit, e.g. `20m` (without a pipeline file).
+    #[arg(long, default_value = "1h")]
+    timeout: Duration,
+    /// Let the build reach the network (recorded in the provenance; policy refuses such builds).
+    #[arg(long)]
+    network: bool,
+    /// Commit to build; the mainline head by default.
+    #[arg(long)]
+    commit: Option<String>,
+    /// Count commits after this one; by default after the pipeline's newest artifact.
+    #[arg(long)]
+    since: Option<String>,
+    /// Extra environment variable for the build, `NAME=VALUE`; repeat for several.
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Builder identity recorded in the provenance.
+    #[arg(long, default_value = attestation::DEFAULT_BUILDER_ID)]
+    builder_id: String,
+    /// Print the stored artifact's manifest as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    home: Home,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("write NAME=VALUE")?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
+    let env: BTreeMap<String, String> = args.env.iter().cloned().collect();
+    let Some(file) = &args.pipeline_file else {
+        if args.outputs.is_empty() {
+            bail!("name at least one --output: the paths the build produces");
+        }
+        let request = BuildRequest {
+            service: args.service.clone().expect("required by clap"),
+            pipeline: args.pipeline.clone().expect("required by clap"),
+            source: Source {
+                repository: args.repository.clone().expect("required by clap"),
+                branch: args.branch.clone(),
+            },
+            build: Build {
+                command: args.build_command.clone().expect("required by clap"),
+                outputs: args.outputs.clone(),
+                network: args.network,
+                timeout: args.timeout,
+            },
+            commit: args.commit.clone(),
+            since: args.since.clone(),
+            env,
+        };
+        return Ok((request, true));
+    };
+    let loaded = gantry_spec::load(file).map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))?;
+    let spec = loaded.spec;
+    let source = match (&args.repository, spec.sources.as_slice()) {
+        (None, [only, ..]) => only.clone(),
+        (Some(chosen), sources) => match sources.iter().find(|s| s.repository == *chosen) {
+            Some(source) => source.clone(),
+            None if sources.len() == 1 => {
+                Source { repository: chosen.clone(), branch: sources[0].branch.clone() }
+            }
+            None => bail!(
+                "{}: no source {chosen}; the pipeline's sources are {:?}",
+                file.display(),
+                sources.iter().map(|s| &s.repository).collect::<Vec<_>>()
+            ),
+        },
+        (None, []) => bail!("{}: the pipeline has no `sources`", file.display()),
+    };
+    let review_required = spec.code_review == gantry_model::pipeline::CodeReview::Required;
+    Ok((
+        BuildRequest {
+            service: spec.service,
+            pipeline: spec.pipeline,
+            source,
+            build: spec.build,
+            commit: args.commit.clone(),
+            since: args.since.clone(),
+            env,
+        },
+        review_required,
+    ))
+}
+
+pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let (request, review_required) = build_request(&args)?;
+    let home = &args.home;
+    let store = home.store();
+    let key = home.keys().active_key()?;
+    let reviews = home.reviews()?;
+    let builder = Builder {
+        store: &store,
+        key: &key,
+        reviews: &reviews,
+        work_dir: home.root().join("work"),
+        cache_dir: home.root().join("cache"),
+        builder_id: args.builder_id.clone(),
+        host: hostname(),
+    };
+    eprintln!(
+        "building {} from {} ({}) without network access...",
+        request.pipeline,
+        request.source.repository,
+        request.commit.as_deref().unwrap_or(&request.source.branch)
+    );
+    let built = builder.build(&request)?;
+    let manifest = &built.artifact.manifest;
+    let found = blockers(manifest, &manifest.pipeline, &home.blocks()?, review_required, &|c| {
+        reviews.reviewers_of(c)
+    });
+    if args.json {
+        print_json(serde_json::to_value(manifest)?)?;
+    } else {
+        println!("{}", built.artifact.digest);
+        eprintln!(
+            "built {} in {:.1}s: {} file(s), {} bytes, {} dependencies, signed by key {}",
+            attestation::subject_name(manifest),
+            built.elapsed.as_secs_f64(),
+            manifest.package.files.len(),
+            manifest.package.size,
+            manifest.dependencies.len(),
+            &key.keyid[..16]
+        );
+        for record in &manifest.commits {
+            eprintln!("  {}", commit_line(&record.commit, &record.reviewers));
+        }
+    }
+    for blocker in &found {
+        eprintln!("blocked: {blocker}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn commit_line(commit: &Commit, reviewers: &[String]) -> String {
+    let authors: Vec<String> = commit.authors().map(|p| p.to_string()).collect();
+    let reviewed = if reviewers.is_empty() {
+        "UNREVIEWED".to_string()
+    } else {
+        format!("reviewed by {}", reviewers.join(", "))
+    };
+    format!("{} {} — {}; {}", commit.short_id(), commit.subject, authors.join(", "), reviewed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// gantry artifact
+
+#[derive(Args)]
+pub struct ArtifactArgs {
+    #[command(subcommand)]
+    command: ArtifactCommand,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(Subcommand)]
+enum ArtifactCommand {
+    /// List stored artifacts, oldest first.
+    List {
+        /// Only this pipeline's.
+        #[arg(long)]
+        pipeline: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an artifact's manifest, blockers and signer.
+    Show {
+        /// Digest or unique prefix.
+        artifact: String,
+        /// Print the build log instead.
+        #[arg(long)]
+        log: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an artifact's digest, signature, signer and policy.
+    Verify(VerifyArgs),
+    /// Copy an artifact, its attestation and manifest out of the store, for hosts and tools.
+    Export {
+        artifact: String,
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Manage build keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// A stored artifact's digest (or prefix), or an exported package file.
+    artifact: String,
+    /// The DSSE envelope [default: the store's, or FILE.intoto.json].
+    #[arg(long)]
+    attestation: Option<PathBuf>,
+    /// The manifest [default: the store's, or FILE.manifest.json].
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Trusted build keys [default: the home's keys/trusted-keys.json].
+    #[arg(long)]
+    trusted_keys: Option<PathBuf>,
+    /// Trusted builder id; repeat for several.
+    #[arg(long = "builder-id", default_value = attestation::DEFAULT_BUILDER_ID)]
+    builder_ids: Vec<String>,
+    /// Allowed source repository; repeat for several. Any when none is given.
+    #[arg(long = "repository")]
+    repositories: Vec<String>,
+    /// Check for this pipeline: scopes content blocks and must match the provenance.
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// Accept builds that had network access.
+    #[arg(long)]
+    allow_network_builds: bool,
+    /// Do not require every commit to be reviewed (pipelines with `code_review: optional`).
+    #[arg(long)]
+    no_review_required: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make the first build key.
+    Generate,
+    /// Make a new active key; the old one keeps verifying what it signed until revoked.
+    Rotate,
+    /// Revoke a key: nothing it signed verifies any more.
+    Revoke {
+        keyid: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List build keys and their status.
+    List,
+}
+
+pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
+    let home = &args.home;
+    match args.command {
+        ArtifactCommand::List { pipeline, json } => {
+            let artifacts: Vec<StoredArtifact> = home
+                .store()
+                .list()?
+                .into_iter()
+                .filter(|a| pipeline.as_ref().is_none_or(|p| *p == a.manifest.pipeline))
+                .collect();
+            if json {
+                return print_json(serde_json::to_value(
+                    artifacts.iter().map(|a| &a.manifest).collect::<Vec<_>>(),
+                )?)
+                .map(|()| ExitCode::SUCCESS);
+            }
+            let reviews = home.reviews()?;
+            let blocks = home.blocks()?;
+            for artifact in &artifacts {
+                let m = &artifact.manifest;
+                let blocked = blockers(m, &m.pipeline, &blocks, true, &|c| reviews.reviewers_of(c));
+                println!(
+                    "{}  {}  {}  {}  {}  {}",
+                    artifact.digest.short(),
+                    m.finished_at.strftime("%Y-%m-%d %H:%M"),
+                    m.pipeline,
+                    &m.source.commit[..12],
+                    m.commits.len(),
+                    if blocked.is_empty() {
+                        "ok".to_string()
+                    } else {
+                        format!("BLOCKED ({})", blocked.len())
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ArtifactCommand::Show { artifact, log, json } => {
+            let stored = home.store().get(&artifact)?;
+            if log {
+                std::io::stdout().write_all(&home.store().read_log(&stored.digest)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if json {
+                return print_json(serde_json::to_value(&stored.manifest)?)
+                    .map(|()| ExitCode::SUCCESS);
+            }
+            let reviews = home.reviews()?;
+            let m = &stored.manifest;
+            println!("artifact   {}", stored.digest);
+            println!("name       {}", attestation::subject_name(m));
+            println!("pipeline   {} (service {})", m.pipeline, m.service);
+            println!(
+                "source     {} {} @ {}",
+                m.source.repository, m.source.branch, m.source.commit
+            );
+            println!(
+                "built      {} → {} by {} on {}",
+                m.started_at, m.finished_at, m.builder.id, m.builder.host
+            );
+            println!(
+                "build      {} (network: {}, timeout {})",
+                m.build.command, m.build.network, m.build.timeout
+            );
+            println!(
+                "signed by  {}",
+                stored
+                    .envelope
+                    .signatures
+                    .iter()
+                    .map(|s| s.keyid.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!("commits");
+            for record in &m.commits {
+                let mut reviewers = record.reviewers.clone();
+                reviewers.extend(reviews.reviewers_of(&record.commit));
+                reviewers.sort();
+                reviewers.dedup();
+                println!("  {}", commit_line(&record.commit, &reviewers));
+            }
+            println!("files");
+            for file in &m.package.files {
+                println!(
+                    "  {:o} {:>10} {} {}",
+                    file.mode,
+                    file.size,
+                    file.digest.short(),
+                    file.path
+                );
+            }
+            println!("dependencies ({})", m.dependencies.len());
+            for dependency in &m.dependencies {
+                println!("  {} ({})", dependency.purl(), dependency.lock_file);
+            }
+            let found =
+                blockers(m, &m.pipeline, &home.blocks()?, true, &|c| reviews.reviewers_of(c));
+            println!("blockers ({})", found.len());
+            for blocker in found {
+                println!("  {blocker}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ArtifactCommand::Verify(verify_args) => verify_command(home, verify_args),
+        ArtifactCommand::Export { artifact, out } => {
+            let store = home.store();
+            let stored = store.get(&artifact)?;
+            let package = store.read_package(&stored.digest)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let name = attestation::subject_name(&stored.manifest);
+            let base = out.join(&name);
+            std::fs::write(&base, &package)
+                .with_context(|| format!("writing {}", base.display()))?;
+            let attestation = out.join(format!("{name}.intoto.json"));
+            std::fs::write(&attestation, serde_json::to_vec_pretty(&stored.envelope)?)?;
+            let manifest = out.join(format!("{name}.manifest.json"));
+            std::fs::write(&manifest, &stored.manifest_bytes)?;
+            println!("{}", base.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ArtifactCommand::Key { command } => key_command(home, command),
+    }
+}
+
+fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let path = Path::new(&args.artifact);
+    let (package_digest, envelope, manifest) = if path.is_file() {
+        let digest = Digest::of_reader(std::fs::File::open(path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let sibling = |suffix: &str| PathBuf::from(format!("{}{suffix}", path.display()));
+        let envelope_path = args.attestation.clone().unwrap_or_else(|| sibling(".intoto.json"));
+        let envelope = std::fs::read(&envelope_path).with_context(|| {
+            format!(
+                "reading the attestation {}; pass it with --attestation",
+                envelope_path.display()
+            )
+        })?;
+        let manifest_path = args.manifest.clone().unwrap_or_else(|| sibling(".manifest.json"));
+        let manifest =
+            if manifest_path.exists() { Some(std::fs::read(&manifest_path)?) } else { None };
+        (digest, envelope, manifest)
+    } else {
+        let store = home.store();
+        let stored = store.get(&args.artifact)?;
+        let digest = match store.read_package(&stored.digest) {
+            Ok(_) => stored.digest,
+            Err(gantry_supply::Error::Corrupt { actual, .. }) => actual,
+            Err(error) => return Err(error.into()),
+        };
+        let envelope = match &args.attestation {
+            Some(path) => std::fs::read(path)?,
+            None => std::fs::read(
+                store
+                    .root()
+                    .join("artifacts")
+                    .join(stored.digest.hex())
+                    .join(gantry_supply::store::ATTESTATION_FILE),
+            )?,
+        };
+        let manifest = match &args.manifest {
+            Some(path) => std::fs::read(path)?,
+            None => stored.manifest_bytes.clone(),
+        };
+        (digest, envelope, Some(manifest))
+    };
+    let trusted = match &args.trusted_keys {
+        Some(path) => TrustedKeys::read(path)?,
+        None => home.keys().trusted()?,
+    };
+    let reviews = home.reviews()?;
+    let blocks = home.blocks()?;
+    let policy = Policy {
+        builder_ids: args.builder_ids.clone(),
+        repositories: args.repositories.clone(),
+        require_hermetic: !args.allow_network_builds,
+        pipeline: args.pipeline.clone(),
+        review_required: !args.no_review_required,
+    };
+    let inputs = Inputs {
+        package_digest,
+        envelope: &envelope,
+        manifest: manifest.as_deref(),
+        trusted: &trusted,
+        blocks: Some(&blocks),
+        reviewers: &|c| reviews.reviewers_of(c),
+    };
+    match verify::verify(&inputs, &policy) {
+        Ok(verified) => {
+            if args.json {
+                print_json(
+                    serde_json::json!({"verified": true, "digest": package_digest, "signer": verified.signer.keyid}),
+                )?;
+            } else {
+                let retired = matches!(verified.signer.status, KeyStatus::Retired { .. });
+                println!(
+                    "verified {package_digest}: digest, signature, signer ({}{}) and policy checks passed",
+                    &verified.signer.keyid[..16],
+                    if retired { ", a retired key" } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            if args.json {
+                print_json(
+                    serde_json::json!({"verified": false, "check": failure.check, "detail": failure.detail}),
+                )?;
+            }
+            eprintln!("error: {package_digest} failed verification: {failure}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn key_command(home: &Home, command: KeyCommand) -> anyhow::Result<ExitCode> {
+    let keys = home.keys();
+    let now = Timestamp::now();
+    match command {
+        KeyCommand::Generate | KeyCommand::Rotate => {
+            let rotating = matches!(command, KeyCommand::Rotate);
+            let key = if rotating { keys.rotate(now)? } else { keys.generate(now)? };
+            println!("{}", key.keyid);
+            eprintln!(
+                "new active build key; copy {} to every verifier{}",
+                keys.trusted_keys_path().display(),
+                if rotating {
+                    " (artifacts signed by the previous key still verify until it is revoked)"
+                } else {
+                    ""
+                }
+            );
+        }
+        KeyCommand::Revoke { keyid, by, reason } => {
+            let key = keys.revoke(&keyid, &by, &reason, now)?;
+            println!("{}", key.keyid);
+            eprintln!(
+                "revoked: artifacts it signed no longer verify; copy {} to every verifier",
+                keys.trusted_keys_path().display()
+            );
+        }
+        KeyCommand::List => {
+            for key in keys.trusted()?.keys {
+                let status = match &key.status {
+                    KeyStatus::Active => "active".to_string(),
+                    KeyStatus::Retired { retired_at } => format!("retired {retired_at}"),
+                    KeyStatus::Revoked { revoked_at, revoked_by, reason } => {
+                        format!("REVOKED {revoked_at} by {revoked_by}: {reason}")
+                    }
+                };
+                println!("{}  created {}  {status}", key.keyid, key.created_at);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// gantry review
+
+#[derive(Args)]
+pub struct ReviewArgs {
+    #[command(subcommand)]
+    command: ReviewCommand,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Approve a commit, signing the approval with your reviewer key.
+    Approve {
+        /// The commit (id, prefix, tag or branch).
+        commit: String,
+        /// The repository holding it: a local path or URL.
+        #[arg(long)]
+        repository: String,
+        /// Your private reviewer key [default: $GANTRY_REVIEWER_KEY].
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// List approvals, or the review state of a repository's recent commits.
+    List {
+        /// Show each commit of this repository's mainline since --since (or the last 20).
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create your personal reviewer key; prints the public key to register.
+    Keygen {
+        /// Where to write the private key (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Manage the team keyring.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// Import an approval or push delivered by a forge webhook, after checking its signature.
+    Webhook {
+        #[arg(long, value_parser = parse_forge)]
+        forge: Forge,
+        /// The event header (`X-GitHub-Event` or `X-Gitlab-Event`), e.g. `pull_request_review`.
+        #[arg(long)]
+        event: String,
+        /// GitHub's `X-Hub-Signature-256` header.
+        #[arg(long)]
+        signature: Option<String>,
+        /// File holding the webhook's shared secret.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// The delivery's body, exactly as received.
+        #[arg(long)]
+        payload: PathBuf,
+        /// The repository to read the approved commit from (a local path or URL).
+        #[arg(long)]
+        repository: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Add a member, or replace the member with the same name.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Email the member commits with; repeat for several.
+        #[arg(long = "email", required = true)]
+        emails: Vec<String>,
+        /// Forge login, `github:LOGIN` or `gitlab:LOGIN`; repeat for several.
+        #[arg(long = "forge-login")]
+        forge_logins: Vec<String>,
+        /// The member's public key, as `gantry review keygen` printed it.
+        #[arg(long)]
+        public_key: String,
+        /// Team name, when creating the keyring.
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// List members.
+    List,
+}
+
+fn parse_forge(text: &str) -> Result<Forge, String> {
+    match text {
+        "github" => Ok(Forge::GitHub),
+        "gitlab" => Ok(Forge::GitLab),
+        other => Err(format!("unknown forge {other:?}; use github or gitlab")),
+    }
+}
+
+fn open_repository(home: &Home, repository: &str, branch: &str) -> anyhow::Result<Repository> {
+    let source = Source { repository: repository.to_string(), branch: branch.to_string() };
+    Ok(Repository::open(&source, &home.root().join("cache"))?)
+}
+
+pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
+    let home = &args.home;
+    let now = Timestamp::now();
+    match args.command {
+        ReviewCommand::Approve { commit, repository, key } => {
+            let key_path = key
+                .or_else(|| std::env::var_os("GANTRY_REVIEWER_KEY").map(PathBuf::from))
+                .context("name your reviewer key with --key or $GANTRY_REVIEWER_KEY (create one with `gantry review keygen`)")?;
+            let key = KeyPair::read(&key_path)?;
+            let opened = open_repository(home, &repository, "main")?;
+            let commit = gantry_supply::review::commit_to_review(&opened, &commit)?;
+            let mut book = home.reviews()?;
+            let approval = book.approve(&key, &repository, &commit, now)?;
+            println!("{} approved {} (\"{}\")", approval.reviewer, commit.id, commit.subject);
+        }
+        ReviewCommand::List { repository, branch, since, json } => {
+            let book = home.reviews()?;
+            let Some(repository) = repository else {
+                if json {
+                    return print_json(serde_json::to_value(book.approvals())?)
+                        .map(|()| ExitCode::SUCCESS);
+                }
+                for approval in book.approvals() {
+                    println!(
+                        "{}  {}  {}  via {}",
+                        approval.approved_at,
+                        &approval.commit[..12],
+                        approval.reviewer,
+                        approval.via
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let opened = open_repository(home, &repository, &branch)?;
+            let head = opened.head()?;
+            let since = since.map(|s| opened.resolve(&s)).transpose()?;
+            let mut commits = opened.commits_between(since.as_deref(), &head)?;
+            if since.is_none() {
+                commits.truncate(20);
+            }
+            let rows: Vec<(Commit, Vec<String>)> = commits
+                .into_iter()
+                .map(|c| {
+                    let r = book.reviewers_of(&c);
+                    (c, r)
+                })
+                .collect();
+            if json {
+                let value: Vec<_> = rows
+                    .iter()
+                    .map(|(c, r)| serde_json::json!({"commit": c, "reviewers": r}))
+                    .collect();
+                return print_json(serde_json::to_value(&value)?).map(|()| ExitCode::SUCCESS);
+            }
+            for (commit, reviewers) in &rows {
+                println!("{}", commit_line(commit, reviewers));
+            }
+        }
+        ReviewCommand::Keygen { out } => {
+            let key = KeyPair::generate()?;
+            key.write(&out)?;
+            println!("{}", key.public_base64());
+            eprintln!(
+                "wrote {}; register the public key above with `gantry review member add --public-key ...`",
+                out.display()
+            );
+        }
+        ReviewCommand::Member { command } => {
+            let mut keyring = home.keyring()?;
+            match command {
+                MemberCommand::Add { name, emails, forge_logins, public_key, team } => {
+                    if let Some(team) = team {
+                        keyring.team = team;
+                    }
+                    keyring.upsert(Member { name: name.clone(), emails, forge_logins, public_key });
+                    keyring.write(&home.keyring_path())?;
+                    eprintln!("{name} can now approve commits for team {}", keyring.team);
+                }
+                MemberCommand::List => {
+                    for member in &keyring.members {
+                        println!(
+                            "{}  {}  {}",
+                            member.name,
+                            member.emails.join(","),
+                            member.forge_logins.join(",")
+                        );
+                    }
+                }
+            }
+        }
+        ReviewCommand::Webhook { forge, event, signature, secret_file, payload, repository } => {
+            let secret = std::fs::read_to_string(&secret_file)
+                .with_context(|| format!("reading {}", secret_file.display()))?;
+            let body = std::fs::read(&payload)
+                .with_context(|| format!("reading {}", payload.display()))?;
+            let mut headers = BTreeMap::new();
+            match forge {
+                Forge::GitHub => {
+                    headers.insert("X-GitHub-Event".to_string(), event);
+                    if let Some(signature) = signature {
+                        headers.insert("X-Hub-Signature-256".to_string(), signature);
+                    }
+                }
+                Forge::GitLab => {
+                    headers.insert("X-Gitlab-Event".to_string(), event);
+                    headers.insert("X-Gitlab-Token".to_string(), secret.trim().to_string());
+                }
+            }
+            match gantry_supply::webhook::receive(
+                forge,
+                &Delivery { headers, body },
+                secret.trim(),
+            )? {
+                WebhookEvent::Approval(approval) => {
+                    let opened = open_repository(home, &repository, "main")?;
+                    let commit = opened.commit(&approval.commit)?;
+                    let recorded = home.reviews()?.import_forge(&approval, &commit, now)?;
+                    println!("{} approved {} via {forge}", recorded.reviewer, recorded.commit);
+                }
+                WebhookEvent::Push(push) => {
+                    print_json(serde_json::to_value(&push)?)?;
+                }
+                WebhookEvent::Ignored { reason } => eprintln!("ignored: {reason}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// gantry block
+
+#[derive(Args)]
+pub struct BlockArgs {
+    #[command(subcommand)]
+    command: BlockCommand,
+    #[command(flatten)]
+    home: Home,
+}
+
+#[derive(Subcommand)]
+enum BlockCommand {
+    /// Block every artifact containing a commit or a package version.
+    Add {
+        /// A commit id or prefix (at least 7 hex digits).
+        #[arg(long, conflicts_with = "package", required_unless_present = "package")]
+        commit: Option<String>,
+        /// A package name.
+        #[arg(long, requires = "versions")]
+        package: Option<String>,
+        /// The blocked versions, e.g. `>=1.2.0, <1.2.5`, `=0.3.1` or `*`.
+        #[arg(long)]
+        versions: Option<String>,
+        /// The package's ecosystem (cargo, npm, pypi, go); any when omitted.
+        #[arg(long)]
+        ecosystem: Option<Ecosystem>,
+        /// Only these pipelines (comma-separated); the whole organisation when omitted.
+        #[arg(long, value_delimiter = ',')]
+        pipelines: Vec<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// List blocks in force, or their audit trail.
+    List {
+        #[arg(long)]
+        audit: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a block (audited).
+    Remove {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
+    let home = &args.home;
+    let mut list = home.blocks()?;
+    let now = Timestamp::now();
+    match args.command {
+        BlockCommand::Add { commit, package, versions, ecosystem, pipelines, reason, by } => {
+            let target = match (commit, package, versions) {
+                (Some(commit), _, _) => BlockTarget::Commit { commit: commit.to_lowercase() },
+                (None, Some(name), Some(versions)) => {
+                    BlockTarget::Package { ecosystem, name, versions: versions.parse()? }
+                }
+                _ => bail!("name a --commit, or a --package with --versions"),
+            };
+            let scope = if pipelines.is_empty() {
+                BlockScope::Organisation
+            } else {
+                BlockScope::Pipelines(pipelines)
+            };
+            let block = list.add(target, scope, &reason, &by, now)?;
+            println!("{}", block.id);
+            let store = home.store();
+            let affected: Vec<StoredArtifact> = store
+                .list()?
+                .into_iter()
+                .filter(|a| {
+                    blockers(&a.manifest, &a.manifest.pipeline, &list, false, &|_| Vec::new())
+                        .iter()
+                        .any(|b| matches!(b, Blocker::Content { block_id, .. } if *block_id == block.id))
+                })
+                .collect();
+            eprintln!(
+                "blocked {} in {}; {} stored artifact(s) affected",
+                block.target,
+                block.scope,
+                affected.len()
+            );
+            for artifact in affected {
+                eprintln!(
+                    "  {} {} {}",
+                    artifact.digest.short(),
+                    artifact.manifest.pipeline,
+                    &artifact.manifest.source.commit[..12]
+                );
+            }
+        }
+        BlockCommand::List { audit, json } => {
+            if json {
+                return print_json(serde_json::to_value(&list)?).map(|()| ExitCode::SUCCESS);
+            }
+            if audit {
+                for entry in &list.audit {
+                    match entry {
+                        AuditEntry::Added { block } => println!(
+                            "{}  added   {}  {}  by {}: {}",
+                            block.added_at, block.id, block.target, block.added_by, block.reason
+                        ),
+                        AuditEntry::Lifted { id, target, by, reason, at } => {
+                            println!("{at}  lifted  {id}  {target}  by {by}: {reason}")
+                        }
+                    }
+                }
+            } else {
+                for block in &list.blocks {
+                    println!(
+                        "{}  {}  {}  {} ({} by {})",
+                        block.id,
+                        block.target,
+                        block.scope,
+                        block.reason,
+                        block.added_at,
+                        block.added_by
+                    );
+                }
+            }
+        }
+        BlockCommand::Remove { id, by, reason } => {
+            let block = list.lift(&id, &by, &reason, now)?;
+            println!("{}", block.id);
+            eprintln!("lifted {} ({}); recorded in the audit trail", block.id, block.target);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,497 @@
+//! Issue 5's acceptance test: a real git repository holding a small C service, built in the
+//! sandbox into signed artifacts, reviewed, verified, tampered with, blocked and re-keyed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gantry_model::pipeline::Build;
+use gantry_model::{Duration, Source};
+use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget, Blocker, blockers};
+use gantry_supply::build::{BuildFailure, BuildRequest, Builder};
+use gantry_supply::keys::{KeyDirectory, KeyPair};
+use gantry_supply::review::{Keyring, Member, ReviewBook};
+use gantry_supply::store::{ATTESTATION_FILE, Store, StoredArtifact};
+use gantry_supply::verify::{Check, Inputs, Policy, verify};
+use gantry_supply::{Digest, Error};
+use jiff::Timestamp;
+
+const GREETER: &str = r#"#include <stdio.h>
+int add(int a, int b) { return a + b; }
+#ifdef UNIT_TEST
+int main(void) { return add(2, 3) == 5 ? 0 : 1; }
+#else
+int main(void) { printf("hello %d\n", add(2, 3)); return 0; }
+#endif
+"#;
+
+/// Compiles, runs the unit test, packages the binary.
+const BUILD: &str = "set -e; cc -DUNIT_TEST -o unit-test main.c && ./unit-test && mkdir -p out && cc -O2 -o out/greeter main.c";
+
+struct World {
+    dir: tempfile::TempDir,
+    keyring: Keyring,
+    alice: KeyPair,
+    bob: KeyPair,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        git(&dir.path().join("repo"), &["init", "--quiet", "--initial-branch=main", "."]);
+        let alice = KeyPair::from_seed([1; 32]);
+        let bob = KeyPair::from_seed([2; 32]);
+        let member = |name: &str, key: &KeyPair| Member {
+            name: name.into(),
+            emails: vec![format!("{name}@example.com")],
+            forge_logins: vec![],
+            public_key: key.public_base64(),
+        };
+        let keyring = Keyring {
+            team: "shop".into(),
+            members: vec![member("alice", &alice), member("bob", &bob)],
+        };
+        let keys = KeyDirectory::new(dir.path().join("keys"));
+        keys.generate(now()).unwrap();
+        World { dir, keyring, alice, bob }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    fn store(&self) -> Store {
+        Store::new(self.dir.path().join("store"))
+    }
+    fn keys(&self) -> KeyDirectory {
+        KeyDirectory::new(self.dir.path().join("keys"))
+    }
+    fn reviews(&self) -> ReviewBook {
+        ReviewBook::open(&self.dir.path().join("reviews.jsonl"), self.keyring.clone()).unwrap()
+    }
+
+    fn commit(&self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
+        for (path, content) in files {
+            std::fs::write(self.repo().join(path), content).unwrap();
+        }
+        git(&self.repo(), &["add", "--all"]);
+        let email = format!("{author}@example.com");
+        git(
+            &self.repo(),
+            &[
+                "-c",
+                &format!("user.name={author}"),
+                "-c",
+                &format!("user.email={email}"),
+                "commit",
+                "--quiet",
+                "-m",
+                message,
+            ],
+        );
+        String::from_utf8(git(&self.repo(), &["rev-parse", "HEAD"])).unwrap().trim().to_string()
+    }
+
+    fn approve(&self, reviewer: &KeyPair, commit: &str) -> Result<(), Error> {
+        let source =
+            Source { repository: self.repo().display().to_string(), branch: "main".into() };
+        let repository =
+            gantry_supply::source::Repository::open(&source, Path::new("/nonexistent")).unwrap();
+        let commit = repository.commit(commit).unwrap();
+        self.reviews().approve(reviewer, "repo", &commit, now()).map(|_| ())
+    }
+
+    fn build(&self, command: &str) -> Result<StoredArtifact, Error> {
+        let store = self.store();
+        let key = self.keys().active_key().unwrap();
+        let reviews = self.reviews();
+        let builder = Builder {
+            store: &store,
+            key: &key,
+            reviews: &reviews,
+            work_dir: self.dir.path().join("work"),
+            cache_dir: self.dir.path().join("cache"),
+            builder_id: gantry_supply::attestation::DEFAULT_BUILDER_ID.into(),
+            host: "test-builder".into(),
+        };
+        let request = BuildRequest {
+            service: "greeter".into(),
+            pipeline: "greeter-code".into(),
+            source: Source { repository: self.repo().display().to_string(), branch: "main".into() },
+            build: Build {
+                command: command.into(),
+                outputs: vec!["out".into()],
+                network: false,
+                timeout: Duration::from_seconds(60),
+            },
+            commit: None,
+            since: None,
+            env: BTreeMap::new(),
+        };
+        builder.build(&request).map(|built| built.artifact)
+    }
+
+    /// Verifies a stored artifact from its files on disk, as a host would.
+    fn verify(
+        &self,
+        artifact: &StoredArtifact,
+        package: &[u8],
+        envelope: &[u8],
+        manifest: &[u8],
+        blocks: &BlockList,
+    ) -> Result<(), Check> {
+        let reviews = self.reviews();
+        let trusted = self.keys().trusted().unwrap();
+        let inputs = Inputs {
+            package_digest: Digest::of(package),
+            envelope,
+            manifest: Some(manifest),
+            trusted: &trusted,
+            blocks: Some(blocks),
+            reviewers: &|commit| reviews.reviewers_of(commit),
+        };
+        let _ = artifact;
+        verify(&inputs, &Policy::default()).map(|_| ()).map_err(|failure| failure.check)
+    }
+
+    fn files(&self, artifact: &StoredArtifact) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let store = self.store();
+        let envelope = std::fs::read(
+            store.root().join("artifacts").join(artifact.digest.hex()).join(ATTESTATION_FILE),
+        )
+        .unwrap();
+        (store.read_package(&artifact.digest).unwrap(), envelope, artifact.manifest_bytes.clone())
+    }
+}
+
+fn now() -> Timestamp {
+    "2026-11-21T12:00:00Z".parse().unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
+    std::fs::create_dir_all(dir).unwrap();
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+fn statement_of(envelope: &[u8]) -> serde_json::Value {
+    let envelope: serde_json::Value = serde_json::from_slice(envelope).unwrap();
+    let payload =
+        gantry_supply::dsse::decode_base64(envelope["payload"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+#[test]
+fn reviewed_commit_builds_into_a_signed_artifact_naming_commit_and_reviewer() {
+    let world = World::new();
+    let commit = world.commit(
+        "bob",
+        "greeter service",
+        &[("main.c", GREETER), ("requirements.txt", "six==1.16.0\n")],
+    );
+    let refused = world.approve(&world.bob, &commit).unwrap_err();
+    assert!(refused.to_string().contains("bob may not approve commit"), "{refused}");
+    world.approve(&world.alice, &commit).unwrap();
+
+    let artifact = world.build(BUILD).unwrap();
+    let (package, envelope, manifest) = world.files(&artifact);
+    assert_eq!(
+        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+        Ok(())
+    );
+
+    let statement = statement_of(&envelope);
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], artifact.digest.hex());
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(definition["externalParameters"]["source"]["commit"], commit);
+    assert_eq!(definition["resolvedDependencies"][0]["digest"]["gitCommit"], commit);
+    assert_eq!(definition["resolvedDependencies"][1]["uri"], "pkg:pypi/six@1.16.0");
+    assert_eq!(
+        definition["internalParameters"]["commits"][0]["reviewers"],
+        serde_json::json!(["alice"])
+    );
+    assert_eq!(
+        definition["internalParameters"]["commits"][0]["authors"],
+        serde_json::json!(["bob <bob@example.com>"])
+    );
+
+    let files: Vec<&str> =
+        artifact.manifest.package.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(files, [".gantry/origin.json", "out/greeter"]);
+    let store = world.store();
+    assert_eq!(String::from_utf8_lossy(&store.read_log(&artifact.digest).unwrap()), "");
+}
+
+#[test]
+fn unreviewed_and_self_approved_commits_are_blocked_by_name() {
+    let world = World::new();
+    let first = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &first).unwrap();
+    world.build(BUILD).unwrap();
+
+    let second =
+        world.commit("alice", "louder greeting", &[("main.c", &GREETER.replace("hello", "HELLO"))]);
+    assert!(
+        world.approve(&world.alice, &second).unwrap_err().to_string().contains("they wrote it")
+    );
+    let artifact = world.build(BUILD).unwrap();
+    assert_eq!(artifact.manifest.commits.len(), 1, "only the commits since the last artifact");
+    let (package, envelope, manifest) = world.files(&artifact);
+    assert_eq!(
+        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+        Err(Check::Policy)
+    );
+
+    let reviews = world.reviews();
+    let found = blockers(&artifact.manifest, "greeter-code", &BlockList::default(), true, &|c| {
+        reviews.reviewers_of(c)
+    });
+    let [Blocker::UnreviewedCommits { commits }] = &found[..] else {
+        panic!("expected one review blocker: {found:?}")
+    };
+    assert_eq!(commits.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [second.as_str()]);
+    assert!(found[0].why().contains("louder greeting"), "{}", found[0].why());
+
+    // Bob reviews it after the build: the blocker clears without a rebuild.
+    world.approve(&world.bob, &second).unwrap();
+    assert_eq!(
+        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_build_that_opens_a_network_connection_fails_and_says_so() {
+    let world = World::new();
+    let commit = world.commit("bob", "fetch at build time", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &commit).unwrap();
+    for command in [
+        "curl -sS --max-time 5 https://example.com/ -o out/page",
+        "git ls-remote http://127.0.0.1:9/repo.git",
+    ] {
+        let error = world.build(command).unwrap_err();
+        let Error::Build(BuildFailure::NetworkDenied { evidence, .. }) = &error else {
+            panic!("{command}: {error}")
+        };
+        assert!(!evidence.is_empty());
+        assert!(error.to_string().contains("builds run without network access"), "{error}");
+    }
+    assert!(world.store().list().unwrap().is_empty(), "a failed build stores nothing");
+}
+
+#[test]
+fn flipping_one_byte_fails_verification_naming_the_check() {
+    let world = World::new();
+    let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &commit).unwrap();
+    let artifact = world.build(BUILD).unwrap();
+    let (package, envelope, manifest) = world.files(&artifact);
+    let text = String::from_utf8(envelope.clone()).unwrap();
+    let position = |needle: &str, skip: usize| text.find(needle).unwrap() + needle.len() + skip;
+
+    let flip = |bytes: &[u8], at: usize| {
+        let mut copy = bytes.to_vec();
+        copy[at] = if copy[at] == b'A' { b'B' } else { b'A' };
+        copy
+    };
+    let cases = [
+        (
+            "package, first byte",
+            flip(&package, 0),
+            envelope.clone(),
+            manifest.clone(),
+            Err(Check::Digest),
+        ),
+        (
+            "package, last byte",
+            flip(&package, package.len() - 1),
+            envelope.clone(),
+            manifest.clone(),
+            Err(Check::Digest),
+        ),
+        (
+            "envelope payload",
+            package.clone(),
+            flip(&envelope, position("\"payload\": \"", 300)),
+            manifest.clone(),
+            Err(Check::Signature),
+        ),
+        (
+            "envelope payload type",
+            package.clone(),
+            flip(&envelope, position("\"payloadType\": \"", 3)),
+            manifest.clone(),
+            Err(Check::Signature),
+        ),
+        (
+            "envelope signature",
+            package.clone(),
+            flip(&envelope, position("\"sig\": \"", 10)),
+            manifest.clone(),
+            Err(Check::Signature),
+        ),
+        (
+            "envelope keyid",
+            package.clone(),
+            flip(&envelope, position("\"keyid\": \"", 5)),
+            manifest.clone(),
+            Err(Check::Signer),
+        ),
+        (
+            "envelope JSON",
+            package.clone(),
+            flip(&envelope, 0),
+            manifest.clone(),
+            Err(Check::Signature),
+        ),
+        ("manifest", package.clone(), envelope.clone(), flip(&manifest, 40), Err(Check::Digest)),
+        ("untouched", package.clone(), envelope.clone(), manifest.clone(), Ok(())),
+    ];
+    for (name, package, envelope, manifest, expected) in cases {
+        assert_eq!(
+            world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+            expected,
+            "{name}"
+        );
+    }
+
+    // The store re-hashes on read, and never overwrites.
+    let path = world.store().package_path(&artifact.digest);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, flip(&package, 5)).unwrap();
+    assert!(matches!(world.store().read_package(&artifact.digest), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn the_store_refuses_to_store_an_artifact_twice() {
+    let world = World::new();
+    let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &commit).unwrap();
+    world.build("mkdir -p out && echo reproducible > out/file").unwrap();
+    // The same commit again, from the same baseline: a byte-identical package.
+    let store = world.store();
+    let key = world.keys().active_key().unwrap();
+    let reviews = world.reviews();
+    let builder = Builder {
+        store: &store,
+        key: &key,
+        reviews: &reviews,
+        work_dir: world.dir.path().join("work"),
+        cache_dir: world.dir.path().join("cache"),
+        builder_id: "b".into(),
+        host: "h".into(),
+    };
+    let request = BuildRequest {
+        service: "greeter".into(),
+        pipeline: "greeter-code".into(),
+        source: Source { repository: world.repo().display().to_string(), branch: "main".into() },
+        build: Build {
+            command: "mkdir -p out && echo reproducible > out/file".into(),
+            outputs: vec!["out".into()],
+            network: false,
+            timeout: Duration::from_seconds(60),
+        },
+        commit: Some(commit.clone()),
+        since: Some(commit),
+        env: BTreeMap::new(),
+    };
+    assert!(matches!(builder.build(&request), Err(Error::AlreadyStored { .. })));
+}
+
+#[test]
+fn blocking_a_package_version_blocks_exactly_the_artifacts_containing_it() {
+    let world = World::new();
+    let lock = |version: &str| format!("six=={version}\nflask>=2\n");
+    let mut artifacts = Vec::new();
+    for (message, version) in
+        [("six 1.15", "1.15.0"), ("six 1.16", "1.16.0"), ("six 1.17", "1.17.0")]
+    {
+        let commit = world.commit(
+            "bob",
+            message,
+            &[("main.c", GREETER), ("requirements.txt", &lock(version))],
+        );
+        world.approve(&world.alice, &commit).unwrap();
+        artifacts.push(world.build(BUILD).unwrap());
+    }
+    let mut blocks = BlockList::default();
+    blocks
+        .add(
+            BlockTarget::Package {
+                ecosystem: None,
+                name: "SIX".into(),
+                versions: ">=1.16.0, <1.17.0".parse().unwrap(),
+            },
+            BlockScope::Organisation,
+            "CVE-2026-0001",
+            "security",
+            now(),
+        )
+        .unwrap();
+    let verdicts: Vec<Result<(), Check>> = artifacts
+        .iter()
+        .map(|artifact| {
+            let (package, envelope, manifest) = world.files(artifact);
+            world.verify(artifact, &package, &envelope, &manifest, &blocks)
+        })
+        .collect();
+    assert_eq!(verdicts, [Ok(()), Err(Check::Policy), Ok(())]);
+
+    // Running stages that run the blocked artifact are flagged for rollback.
+    let running: Vec<(String, &gantry_supply::artifact::Manifest)> = artifacts
+        .iter()
+        .zip(["gamma", "wave-1", "wave-2"])
+        .map(|(a, stage)| (stage.to_string(), &a.manifest))
+        .collect();
+    let flagged: Vec<String> =
+        gantry_supply::blocks::flag_running(&running, "greeter-code", &blocks)
+            .into_iter()
+            .map(|f| f.stage)
+            .collect();
+    assert_eq!(flagged, ["wave-1"]);
+
+    // Scoped to another pipeline, the block leaves these alone.
+    let mut scoped = BlockList::default();
+    scoped
+        .add(
+            BlockTarget::Commit { commit: artifacts[0].manifest.source.commit[..10].to_string() },
+            BlockScope::Pipelines(vec!["other".into()]),
+            "bad",
+            "sec",
+            now(),
+        )
+        .unwrap();
+    let (package, envelope, manifest) = world.files(&artifacts[0]);
+    assert_eq!(world.verify(&artifacts[0], &package, &envelope, &manifest, &scoped), Ok(()));
+}
+
+#[test]
+fn rotated_keys_keep_verifying_until_revoked() {
+    let world = World::new();
+    let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &commit).unwrap();
+    let old = world.build(BUILD).unwrap();
+    let old_key = world.keys().active_key().unwrap().keyid;
+    world.keys().rotate(now()).unwrap();
+
+    let next = world.commit("alice", "second", &[("main.c", &GREETER.replace("hello", "hi"))]);
+    world.approve(&world.bob, &next).unwrap();
+    let new = world.build(BUILD).unwrap();
+    assert_ne!(new.envelope.signatures[0].keyid, old_key);
+
+    let check = |artifact: &StoredArtifact| {
+        let (package, envelope, manifest) = world.files(artifact);
+        world.verify(artifact, &package, &envelope, &manifest, &BlockList::default())
+    };
+    assert_eq!((check(&old), check(&new)), (Ok(()), Ok(())));
+    world.keys().revoke(&old_key, "security", "builder disk image leaked", now()).unwrap();
+    assert_eq!((check(&old), check(&new)), (Err(Check::Signer), Ok(())));
+}
