@@ -1,12 +1,14 @@
 //! Hermetic builds: the exact commit, checked out clean, built without network.
 //!
 //! A build exports the commit's tree (`git archive`) into a fresh directory, lists the pinned
-//! dependencies from its lock files, then runs the pipeline's build command with `sh -c` inside
-//! `unshare --net --pid --mount --fork --kill-child --mount-proc`: a new network namespace that
-//! holds only a loopback interface that is down, so every connection fails, and a new PID
-//! namespace, so the time limit kills the whole process tree. The environment is cleared and
-//! rebuilt from a short fixed list. Standard output and error are captured, up to a limit, and
-//! stored beside the artifact. A failure says whether the build tried the network.
+//! dependencies from its lock files, then runs the pipeline's build command with `sh -c` in a
+//! [`Sandbox`]: always a new network namespace that holds only a loopback interface that is down,
+//! so every connection fails, and a new PID namespace, so the time limit kills the whole process
+//! tree. With bubblewrap (preferred when installed) the whole filesystem is read-only except the
+//! build's own directory, and `/tmp` is private; with plain `unshare` only the namespaces apply.
+//! The environment is cleared and rebuilt from a short fixed list. Standard output and error are
+//! captured, up to a limit, and stored beside the artifact. A failure says whether the build
+//! tried the network.
 //!
 //! [`Builder::build`] then packs the declared outputs, writes the manifest with every commit's
 //! authors and reviewers, signs the provenance with the active build key, and stores the
@@ -39,9 +41,84 @@ pub const FAILURE_LOG_TAIL_BYTES: usize = 2048;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// `PATH` inside the sandbox: the system's tool directories, nothing from the caller's.
 pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The sandbox, as the manifest records it.
-pub const SANDBOX_DESCRIPTION: &str =
-    "unshare --net --pid --mount --fork --kill-child --mount-proc; env cleared";
+
+/// How a build is isolated from the machine it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sandbox {
+    /// bubblewrap (`bwrap`): new network, PID, IPC and UTS namespaces; the root filesystem
+    /// mounted read-only, the build directory writable, private `/tmp`, `/dev` and `/proc`.
+    Bubblewrap,
+    /// util-linux `unshare`: new network, PID and mount namespaces; the filesystem stays
+    /// writable, so a build may leave files outside its directory.
+    Unshare,
+}
+
+impl Sandbox {
+    /// bubblewrap when `bwrap` is on `PATH`, else `unshare`.
+    pub fn detect() -> Sandbox {
+        let found = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join("bwrap").is_file())
+        });
+        if found { Sandbox::Bubblewrap } else { Sandbox::Unshare }
+    }
+
+    /// The sandbox as the manifest and provenance record it.
+    pub fn describe(self, network: bool) -> String {
+        let base = match self {
+            Sandbox::Bubblewrap => {
+                "bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp (build directory writable)"
+            }
+            Sandbox::Unshare => "unshare --pid --mount --fork --kill-child --mount-proc",
+        };
+        let network = if network { "network allowed by the pipeline" } else { "no network" };
+        format!("{base}; {network}; environment cleared")
+    }
+
+    fn command(self, workspace: &Path, dir: &Path, network: bool) -> Command {
+        match self {
+            Sandbox::Bubblewrap => {
+                let mut command = Command::new("bwrap");
+                command.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+                if network {
+                    command.arg("--share-net");
+                }
+                command.args([
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--tmpfs",
+                    "/tmp",
+                ]);
+                command.arg("--bind").arg(workspace).arg(workspace);
+                command.arg("--chdir").arg(dir);
+                command
+            }
+            Sandbox::Unshare => {
+                let mut command = Command::new("unshare");
+                if !network {
+                    command.arg("--net");
+                }
+                command.args(["--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]);
+                if !running_as_root() {
+                    command.arg("--map-root-user");
+                }
+                command
+            }
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Sandbox::Bubblewrap => "bwrap",
+            Sandbox::Unshare => "unshare",
+        }
+    }
+}
 
 /// Messages that programs print when a connection fails for lack of network. A failed build
 /// whose log holds one of them is reported as having tried the network.
@@ -95,8 +172,9 @@ impl fmt::Display for BuildFailure {
             ),
             BuildFailure::SandboxUnavailable { reason } => write!(
                 f,
-                "could not start the build sandbox: {reason}; builds need `unshare` (util-linux) \
-                 and permission to create namespaces (root, or unprivileged user namespaces)"
+                "could not start the build sandbox: {reason}; builds need bubblewrap or `unshare` \
+                 (util-linux) and permission to create namespaces (root, or unprivileged user \
+                 namespaces)"
             ),
         }
     }
@@ -111,23 +189,27 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
-/// Runs `command` with `sh -c` in `dir`, in a fresh network (unless `network`) and PID namespace,
-/// with exactly `env` as its environment, killed after `timeout`.
-pub fn run_sandboxed(
-    dir: &Path,
-    command: &str,
-    env: &BTreeMap<String, String>,
-    timeout: Duration,
-    network: bool,
-) -> Result<Result<RunOutput, BuildFailure>, Error> {
-    let mut sandbox = Command::new("unshare");
-    if !network {
-        sandbox.arg("--net");
-    }
-    sandbox.args(["--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]);
-    if !running_as_root() {
-        sandbox.arg("--map-root-user");
-    }
+/// One command to run in a sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxRun<'a> {
+    pub sandbox: Sandbox,
+    /// The only directory the command may write to (bubblewrap); it holds `dir`.
+    pub workspace: &'a Path,
+    /// Where the command starts.
+    pub dir: &'a Path,
+    /// Run with `sh -c`.
+    pub command: &'a str,
+    /// The command's whole environment.
+    pub env: &'a BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// Keep the network (a pipeline that declared `network: true`).
+    pub network: bool,
+}
+
+/// Runs a command in its sandbox, killed with everything it started after its time limit.
+pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>, Error> {
+    let SandboxRun { sandbox: kind, workspace, dir, command, env, timeout, network } = *run;
+    let mut sandbox = kind.command(workspace, dir, network);
     let (reader, writer) = std::io::pipe().map_err(|source| Error::io(dir, source))?;
     let writer_for_errors = writer.try_clone().map_err(|source| Error::io(dir, source))?;
     sandbox
@@ -143,7 +225,7 @@ pub fn run_sandboxed(
         Ok(child) => child,
         Err(error) => {
             return Ok(Err(BuildFailure::SandboxUnavailable {
-                reason: format!("unshare: {error}"),
+                reason: format!("{}: {error}", kind.program()),
             }));
         }
     };
@@ -175,7 +257,7 @@ pub fn run_sandboxed(
         return Ok(Ok(RunOutput { log, log_dropped, elapsed }));
     }
     let text = String::from_utf8_lossy(&log);
-    if text.starts_with("unshare: ") {
+    if text.starts_with("unshare: ") || text.starts_with("bwrap: ") {
         return Ok(Err(BuildFailure::SandboxUnavailable {
             reason: text.lines().next().unwrap_or("").to_string(),
         }));
@@ -253,6 +335,7 @@ pub struct Builder<'a> {
     pub cache_dir: PathBuf,
     pub builder_id: String,
     pub host: String,
+    pub sandbox: Sandbox,
 }
 
 /// A built and stored artifact, with what the build printed.
@@ -350,9 +433,16 @@ impl Builder<'_> {
         ]);
         env.extend(request.env.clone());
         let timeout = Duration::from_secs(request.build.timeout.as_seconds());
-        let run =
-            run_sandboxed(&checkout, &request.build.command, &env, timeout, request.build.network)?
-                .map_err(Error::Build)?;
+        let run = run_sandboxed(&SandboxRun {
+            sandbox: self.sandbox,
+            workspace: scratch,
+            dir: &checkout,
+            command: &request.build.command,
+            env: &env,
+            timeout,
+            network: request.build.network,
+        })?
+        .map_err(Error::Build)?;
 
         let package_path = scratch.join("package.tar.zst");
         let origin = artifact::Origin {
@@ -389,11 +479,7 @@ impl Builder<'_> {
                 id: self.builder_id.clone(),
                 host: self.host.clone(),
                 version: env!("CARGO_PKG_VERSION").into(),
-                sandbox: if request.build.network {
-                    "unshare --pid --mount (network allowed by the pipeline)".into()
-                } else {
-                    SANDBOX_DESCRIPTION.into()
-                },
+                sandbox: self.sandbox.describe(request.build.network),
             },
             dependencies,
             package,
@@ -419,14 +505,33 @@ impl Builder<'_> {
 mod tests {
     use super::*;
 
-    fn run(command: &str, timeout_ms: u64, network: bool) -> Result<RunOutput, BuildFailure> {
+    /// The sandboxes to test: both when bubblewrap is installed (and always when
+    /// `GANTRY_REQUIRE_BUBBLEWRAP` is set, which makes a missing `bwrap` a failure).
+    fn sandboxes() -> Vec<Sandbox> {
+        let required = std::env::var_os("GANTRY_REQUIRE_BUBBLEWRAP").is_some();
+        if Sandbox::detect() == Sandbox::Bubblewrap || required {
+            vec![Sandbox::Unshare, Sandbox::Bubblewrap]
+        } else {
+            vec![Sandbox::Unshare]
+        }
+    }
+
+    fn run(sandbox: Sandbox, command: &str, timeout_ms: u64) -> Result<RunOutput, BuildFailure> {
         let dir = tempfile::tempdir().unwrap();
         let env = BTreeMap::from([
             ("PATH".to_string(), SANDBOX_PATH.to_string()),
             ("ONLY".to_string(), "me".to_string()),
         ]);
-        run_sandboxed(dir.path(), command, &env, Duration::from_millis(timeout_ms), network)
-            .unwrap()
+        run_sandboxed(&SandboxRun {
+            sandbox,
+            workspace: dir.path(),
+            dir: dir.path(),
+            command,
+            env: &env,
+            timeout: Duration::from_millis(timeout_ms),
+            network: false,
+        })
+        .unwrap()
     }
 
     fn outcome(result: &Result<RunOutput, BuildFailure>) -> String {
@@ -443,32 +548,63 @@ mod tests {
     fn sandbox_outcomes() {
         let cases = [
             (
-                "env | sort | tr '\\n' ' '",
-                "ok: ONLY=me PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PWD=",
-                false,
+                "env | grep -v '^PWD=' | sort | tr '\\n' ' '",
+                "ok: ONLY=me PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             ),
-            ("echo out; echo err >&2", "ok: out\nerr", false),
-            ("exit 3", "exited Some(3)", false),
-            ("curl -sS --max-time 5 http://127.0.0.1:9/", "network denied", false),
-            ("sleep 5", "timed out", false),
+            ("echo out; echo err >&2", "ok: out\nerr"),
+            ("exit 3", "exited Some(3)"),
+            ("curl -sS --max-time 5 http://127.0.0.1:9/", "network denied"),
+            ("git ls-remote https://example.com/repo.git", "network denied"),
+            ("sleep 5", "timed out"),
         ];
-        for (command, expected, network) in cases {
-            let got = outcome(&run(command, 2000, network));
-            assert!(got.starts_with(expected), "{command}: got {got:?}, expected {expected:?}");
+        for sandbox in sandboxes() {
+            for (command, expected) in cases {
+                let got = outcome(&run(sandbox, command, 2000));
+                assert!(
+                    got.starts_with(expected),
+                    "{sandbox:?} {command}: got {got:?}, expected {expected:?}"
+                );
+            }
         }
     }
 
     #[test]
+    fn bubblewrap_leaves_only_the_build_directory_writable() {
+        if !sandboxes().contains(&Sandbox::Bubblewrap) {
+            return;
+        }
+        // Outside /tmp, which bubblewrap replaces with a private one anyway.
+        let outside = tempfile::tempdir_in("/var/tmp").unwrap();
+        let command = format!(
+            "touch inside && touch /tmp/private && ls /tmp && (touch {}/escaped 2>/dev/null || echo refused)",
+            outside.path().display()
+        );
+        let got = outcome(&run(Sandbox::Bubblewrap, &command, 2000));
+        assert_eq!(got, "ok: private\nrefused");
+        assert!(!outside.path().join("escaped").exists());
+    }
+
+    #[test]
     fn timeout_kills_the_whole_process_tree() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("survived");
-        let command = format!("(sleep 1; touch {}) & sleep 5", marker.display());
-        let env = BTreeMap::from([("PATH".to_string(), SANDBOX_PATH.to_string())]);
-        let result =
-            run_sandboxed(dir.path(), &command, &env, Duration::from_millis(300), false).unwrap();
-        assert!(matches!(result, Err(BuildFailure::TimedOut { .. })));
-        std::thread::sleep(Duration::from_millis(1500));
-        assert!(!marker.exists(), "a background process outlived the build's time limit");
+        for sandbox in sandboxes() {
+            let dir = tempfile::tempdir().unwrap();
+            let marker = dir.path().join("survived");
+            let command = format!("(sleep 1; touch {}) & sleep 5", marker.display());
+            let env = BTreeMap::from([("PATH".to_string(), SANDBOX_PATH.to_string())]);
+            let result = run_sandboxed(&SandboxRun {
+                sandbox,
+                workspace: dir.path(),
+                dir: dir.path(),
+                command: &command,
+                env: &env,
+                timeout: Duration::from_millis(300),
+                network: false,
+            })
+            .unwrap();
+            assert!(matches!(result, Err(BuildFailure::TimedOut { .. })), "{sandbox:?}");
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(!marker.exists(), "{sandbox:?}: a background process outlived the time limit");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
 use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget, Blocker, blockers};
-use gantry_supply::build::{BuildFailure, BuildRequest, Builder};
+use gantry_supply::build::{BuildFailure, BuildRequest, Builder, Sandbox};
 use gantry_supply::keys::{KeyDirectory, KeyPair};
 use gantry_supply::review::{Keyring, Member, ReviewBook};
 use gantry_supply::store::{ATTESTATION_FILE, Store, StoredArtifact};
@@ -112,6 +112,7 @@ impl World {
             cache_dir: self.dir.path().join("cache"),
             builder_id: gantry_supply::attestation::DEFAULT_BUILDER_ID.into(),
             host: "test-builder".into(),
+            sandbox: Sandbox::detect(),
         };
         let request = BuildRequest {
             service: "greeter".into(),
@@ -388,6 +389,7 @@ fn the_store_refuses_to_store_an_artifact_twice() {
         cache_dir: world.dir.path().join("cache"),
         builder_id: "b".into(),
         host: "h".into(),
+        sandbox: Sandbox::detect(),
     };
     let request = BuildRequest {
         service: "greeter".into(),

@@ -22,7 +22,7 @@ use clap::{Args, Subcommand};
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
 use gantry_supply::blocks::{AuditEntry, BlockList, BlockScope, BlockTarget, Blocker, blockers};
-use gantry_supply::build::{BuildRequest, Builder};
+use gantry_supply::build::{BuildRequest, Builder, Sandbox};
 use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
 use gantry_supply::lockfiles::Ecosystem;
 use gantry_supply::review::{Keyring, Member, ReviewBook};
@@ -121,6 +121,9 @@ pub struct BuildArgs {
     /// Extra environment variable for the build, `NAME=VALUE`; repeat for several.
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// How to isolate the build: bubblewrap (read-only filesystem) when installed, else unshare.
+    #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
+    sandbox: SandboxChoice,
     /// Builder identity recorded in the provenance.
     #[arg(long, default_value = attestation::DEFAULT_BUILDER_ID)]
     builder_id: String,
@@ -129,6 +132,13 @@ pub struct BuildArgs {
     json: bool,
     #[command(flatten)]
     home: Home,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SandboxChoice {
+    Auto,
+    Bubblewrap,
+    Unshare,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -207,12 +217,18 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         cache_dir: home.root().join("cache"),
         builder_id: args.builder_id.clone(),
         host: hostname(),
+        sandbox: match args.sandbox {
+            SandboxChoice::Auto => Sandbox::detect(),
+            SandboxChoice::Bubblewrap => Sandbox::Bubblewrap,
+            SandboxChoice::Unshare => Sandbox::Unshare,
+        },
     };
     eprintln!(
-        "building {} from {} ({}) without network access...",
+        "building {} from {} ({}) in {:?} without network access...",
         request.pipeline,
         request.source.repository,
-        request.commit.as_deref().unwrap_or(&request.source.branch)
+        request.commit.as_deref().unwrap_or(&request.source.branch),
+        builder.sandbox
     );
     let built = builder.build(&request)?;
     let manifest = &built.artifact.manifest;
