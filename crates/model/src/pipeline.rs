@@ -51,6 +51,9 @@ pub struct PipelineSpec {
     /// Regions this service does not run in; no wave selects them.
     #[serde(default)]
     pub exclude_regions: Vec<String>,
+    /// Availability zones this service does not run in; no step deploys them.
+    #[serde(default)]
+    pub exclude_zones: Vec<String>,
     #[serde(default)]
     pub deployment: DeploymentStrategy,
     #[serde(default)]

@@ -245,14 +245,16 @@ struct Unit<'t> {
     cell: Option<&'t str>,
 }
 
-fn units(region: &Region, granularity: Granularity) -> Vec<Unit<'_>> {
+/// The zones (or cells) of `region` a wave deploys, in topology order, less excluded zones.
+fn units<'t>(
+    region: &'t Region,
+    granularity: Granularity,
+    exclude_zones: &[String],
+) -> Vec<Unit<'t>> {
+    let zones = region.zones.iter().filter(|zone| !exclude_zones.contains(&zone.name));
     match granularity {
-        Granularity::Zone => {
-            region.zones.iter().map(|zone| Unit { zone: &zone.name, cell: None }).collect()
-        }
-        Granularity::Cell => region
-            .zones
-            .iter()
+        Granularity::Zone => zones.map(|zone| Unit { zone: &zone.name, cell: None }).collect(),
+        Granularity::Cell => zones
             .flat_map(|zone| {
                 zone.cells
                     .iter()
@@ -273,8 +275,10 @@ fn wave_steps(
     index: usize,
     out: &mut Diagnostics,
 ) -> Vec<Step> {
-    let per_region: Vec<(&Region, Vec<Unit>)> =
-        regions.iter().map(|region| (*region, units(region, granularity))).collect();
+    let per_region: Vec<(&Region, Vec<Unit>)> = regions
+        .iter()
+        .map(|region| (*region, units(region, granularity, &spec.exclude_zones)))
+        .collect();
     for (region, units) in &per_region {
         if units.is_empty() {
             out.push(Diagnostic::error(

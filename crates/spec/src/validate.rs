@@ -131,6 +131,25 @@ pub fn pipeline(spec: &PipelineSpec, topology: &Topology, node: &Node) -> Diagno
             ));
         }
     }
+    let known_zones: Vec<&str> = topology
+        .regions
+        .iter()
+        .flat_map(|region| &region.zones)
+        .map(|zone| zone.name.as_str())
+        .collect();
+    for (index, zone) in spec.exclude_zones.iter().enumerate() {
+        if !known_zones.contains(&zone.as_str()) {
+            let diagnostic = Diagnostic::error(
+                at(&["exclude_zones", &index.to_string()]),
+                format!("unknown availability zone `{zone}`"),
+            );
+            out.push(match closest(zone, &known_zones) {
+                Some(near) => diagnostic
+                    .with_hint(format!("did you mean `{near}`? Zones come from the topology file")),
+                None => diagnostic.with_hint("zones come from the topology file"),
+            });
+        }
+    }
     for (kind, stage) in spec.preprod.in_order() {
         let name = kind.name();
         if topology.environment(name).is_none() {

@@ -502,3 +502,20 @@ fn arbitrary_text_never_panics() {
         let _ = gantry_spec::load_text(&text, Path::new("/nonexistent/fuzz.yaml"), Some(&topology));
     });
 }
+
+#[test]
+fn excluded_zones_are_skipped_and_unknown_zones_refused() {
+    let loaded = load(case(&format!("{MINIMAL}exclude_zones: [s1a]\n")));
+    let wave_1: Vec<String> = loaded.plan.stages[2]
+        .steps
+        .iter()
+        .map(|step| format!("{} {}", step.name, step.targets[0]))
+        .collect();
+    assert_eq!(wave_1, ["wave-1/one-box prod/small-1/s1b", "wave-1/zone-1 prod/small-1/s1b"]);
+    check(
+        case(&format!("{MINIMAL}exclude_zones: [s1c]\n")),
+        "\
+$DIR/pipeline.yaml:4:17: error: unknown availability zone `s1c`
+  hint: did you mean `s1a`? Zones come from the topology file",
+    );
+}
