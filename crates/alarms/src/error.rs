@@ -32,6 +32,8 @@ pub enum Error {
          labels of its own (box, instance)"
     )]
     DuplicateTargets { first: String, second: String, labels: String },
+    #[error("{file}: {message}")]
+    AlarmTest { file: String, message: String },
     #[error("Prometheus at {url}: {reason}")]
     Prometheus { url: String, reason: String },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]

@@ -18,9 +18,11 @@
 //! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline).
 //! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
 //! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
+//! - [`alarm_test`]: alarm unit test files (`gantry alarm test FILE`).
 //! - [`state`]: the three alarm states.
 
 pub mod alarm_set;
+pub mod alarm_test;
 pub mod anomaly;
 pub mod bake;
 pub mod canary;
