@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
-use crate::source::{Commit, Person, is_commit_id};
+use crate::source::{Commit, Person, Trigger, is_commit_id, normalize_repository};
 
 /// The largest body accepted; GitHub caps webhook payloads at 25 MB.
 pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
@@ -66,6 +66,22 @@ pub struct PushEvent {
     pub after: String,
     /// Newest first.
     pub commits: Vec<Commit>,
+}
+
+impl PushEvent {
+    /// The pipeline start this push means for `source`, if it moved that source's mainline:
+    /// same repository (compared normalised, so `git@host:a/b` matches `https://host/a/b.git`)
+    /// and same branch.
+    pub fn trigger_for(&self, source: &gantry_model::Source) -> Option<Trigger> {
+        let same_repository =
+            normalize_repository(&self.repository) == normalize_repository(&source.repository);
+        (same_repository && self.branch == source.branch).then(|| Trigger {
+            repository: source.repository.clone(),
+            branch: self.branch.clone(),
+            commit: self.after.clone(),
+            commits: self.commits.clone(),
+        })
+    }
 }
 
 /// An approval given on a forge, for one exact commit.
@@ -441,6 +457,34 @@ mod tests {
         for (forge, delivery, expected) in cases {
             let got = summary(receive(forge, &delivery, SECRET));
             assert!(got.starts_with(expected), "got {got:?}\nexpected {expected:?}");
+        }
+    }
+
+    #[test]
+    fn pushes_trigger_only_their_source() {
+        let push = PushEvent {
+            forge: Forge::GitHub,
+            repository: "https://github.com/Acme/Shop.git".into(),
+            branch: "main".into(),
+            before: A.into(),
+            after: B.into(),
+            commits: vec![],
+        };
+        let source = |repository: &str, branch: &str| gantry_model::Source {
+            repository: repository.into(),
+            branch: branch.into(),
+        };
+        for (repository, branch, expected) in [
+            ("git@github.com:acme/shop.git", "main", true),
+            ("https://github.com/acme/shop", "main", true),
+            ("https://github.com/acme/shop", "release", false),
+            ("https://github.com/acme/shop-infra", "main", false),
+        ] {
+            let trigger = push.trigger_for(&source(repository, branch));
+            assert_eq!(trigger.is_some(), expected, "{repository}#{branch}");
+            if let Some(trigger) = trigger {
+                assert_eq!((trigger.commit.as_str(), trigger.repository.as_str()), (B, repository));
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use gantry_supply::build::{BuildRequest, Builder, Sandbox};
 use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
 use gantry_supply::lockfiles::Ecosystem;
 use gantry_supply::review::{Keyring, Member, ReviewBook};
-use gantry_supply::source::{Commit, Repository};
+use gantry_supply::source::{Commit, Poller, Repository};
 use gantry_supply::store::{Store, StoredArtifact};
 use gantry_supply::verify::{Inputs, Policy};
 use gantry_supply::webhook::{Delivery, Forge, WebhookEvent};
@@ -121,6 +121,12 @@ pub struct BuildArgs {
     /// Extra environment variable for the build, `NAME=VALUE`; repeat for several.
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Keep watching the source: poll every INTERVAL (e.g. `1m`) and build each new mainline head.
+    #[arg(long, value_name = "INTERVAL")]
+    watch: Option<Duration>,
+    /// With --watch: stop after this many builds; by default run until interrupted.
+    #[arg(long, requires = "watch")]
+    max_builds: Option<u32>,
     /// How to isolate the build: bubblewrap (read-only filesystem) when installed, else unshare.
     #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
     sandbox: SandboxChoice,
@@ -203,8 +209,66 @@ fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
     ))
 }
 
+/// The shortest `--watch` interval: polling a remote more often only loads the forge; push
+/// webhooks are the way to react faster.
+const MIN_WATCH_INTERVAL_SECONDS: u64 = 5;
+
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (request, review_required) = build_request(&args)?;
+    let home = &args.home;
+    let sandbox = match args.sandbox {
+        SandboxChoice::Auto => Sandbox::detect(),
+        SandboxChoice::Bubblewrap => Sandbox::Bubblewrap,
+        SandboxChoice::Unshare => Sandbox::Unshare,
+    };
+    let Some(interval) = args.watch else {
+        build_once(&args, &request, review_required, sandbox)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    if interval.as_seconds() < MIN_WATCH_INTERVAL_SECONDS {
+        bail!(
+            "--watch {interval} is too often; poll at most every {MIN_WATCH_INTERVAL_SECONDS}s, or use push webhooks"
+        );
+    }
+    if request.commit.is_some() {
+        bail!("--watch builds each new mainline head; it cannot be combined with --commit");
+    }
+    let state_path = home.root().join("poller.json");
+    let mut poller: Poller = match std::fs::read(&state_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", state_path.display()))?,
+        Err(_) => Poller::default(),
+    };
+    let mut builds = 0;
+    eprintln!(
+        "watching {} ({}) every {interval}",
+        request.source.repository, request.source.branch
+    );
+    loop {
+        let repository = Repository::open(&request.source, &home.root().join("cache"))?;
+        if let Some(trigger) = poller.poll(&repository)? {
+            std::fs::create_dir_all(home.root())?;
+            std::fs::write(&state_path, serde_json::to_vec_pretty(&poller)?)?;
+            let single = BuildRequest { commit: Some(trigger.commit.clone()), ..request.clone() };
+            match build_once(&args, &single, review_required, sandbox) {
+                Ok(()) => {}
+                Err(error) => eprintln!("error: building {}: {error:#}", &trigger.commit[..12]),
+            }
+            builds += 1;
+            if args.max_builds.is_some_and(|max| builds >= max) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(interval.as_seconds()));
+    }
+}
+
+fn build_once(
+    args: &BuildArgs,
+    request: &BuildRequest,
+    review_required: bool,
+    sandbox: Sandbox,
+) -> anyhow::Result<()> {
     let home = &args.home;
     let store = home.store();
     let key = home.keys().active_key()?;
@@ -217,11 +281,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         cache_dir: home.root().join("cache"),
         builder_id: args.builder_id.clone(),
         host: hostname(),
-        sandbox: match args.sandbox {
-            SandboxChoice::Auto => Sandbox::detect(),
-            SandboxChoice::Bubblewrap => Sandbox::Bubblewrap,
-            SandboxChoice::Unshare => Sandbox::Unshare,
-        },
+        sandbox,
     };
     eprintln!(
         "building {} from {} ({}) in {:?} without network access...",
@@ -230,7 +290,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         request.commit.as_deref().unwrap_or(&request.source.branch),
         builder.sandbox
     );
-    let built = builder.build(&request)?;
+    let built = builder.build(request)?;
     let manifest = &built.artifact.manifest;
     let found = blockers(manifest, &manifest.pipeline, &home.blocks()?, review_required, &|c| {
         reviews.reviewers_of(c)
@@ -255,7 +315,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     for blocker in &found {
         eprintln!("blocked: {blocker}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn hostname() -> String {
