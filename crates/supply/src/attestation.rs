@@ -266,6 +266,7 @@ pub(crate) mod tests {
                     co_authors: vec![],
                     authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
                     subject: "Add discounts".into(),
+                    tree: String::new(),
                 },
                 reviewers: vec!["alice".into()],
             }],

@@ -125,6 +125,9 @@ impl Keyring {
 pub struct ApprovalStatement {
     pub repository: String,
     pub commit: String,
+    /// The approved commit's tree, when known: the approval then covers any commit with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
     pub reviewer: String,
     pub approved_at: Timestamp,
 }
@@ -140,6 +143,8 @@ pub enum Record {
         forge: Forge,
         repository: String,
         commit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree: Option<String>,
         reviewer: String,
         login: String,
         approved_at: Timestamp,
@@ -152,6 +157,7 @@ pub enum Record {
 pub struct Approval {
     pub repository: String,
     pub commit: String,
+    pub tree: Option<String>,
     pub reviewer: String,
     pub approved_at: Timestamp,
     /// `signed` or `github` / `gitlab`.
@@ -244,12 +250,15 @@ impl ReviewBook {
                 Ok(Approval {
                     repository: statement.repository,
                     commit: statement.commit,
+                    tree: statement.tree,
                     reviewer: statement.reviewer,
                     approved_at: statement.approved_at,
                     via: "signed".into(),
                 })
             }
-            Record::Forge { forge, repository, commit, reviewer, login, approved_at, .. } => {
+            Record::Forge {
+                forge, repository, commit, tree, reviewer, login, approved_at, ..
+            } => {
                 let member = self
                     .keyring
                     .by_forge_login(*forge, login)
@@ -263,6 +272,7 @@ impl ReviewBook {
                 Ok(Approval {
                     repository: repository.clone(),
                     commit: commit.clone(),
+                    tree: tree.clone(),
                     reviewer: reviewer.clone(),
                     approved_at: *approved_at,
                     via: forge.to_string(),
@@ -311,6 +321,7 @@ impl ReviewBook {
         let statement = ApprovalStatement {
             repository: repository.to_string(),
             commit: commit.id.clone(),
+            tree: known_tree(commit),
             reviewer: member.name.clone(),
             approved_at: now,
         };
@@ -353,6 +364,7 @@ impl ReviewBook {
             forge: approval.forge,
             repository: approval.repository.clone(),
             commit: commit.id.clone(),
+            tree: known_tree(commit),
             reviewer: member.name.clone(),
             login: approval.reviewer_login.clone(),
             approved_at: now,
@@ -360,12 +372,15 @@ impl ReviewBook {
         })
     }
 
-    /// The members who approved `commit` and did not write it.
+    /// The members who approved `commit` (or a commit with the same tree) and did not write it.
     pub fn reviewers_of(&self, commit: &Commit) -> Vec<String> {
+        let tree = known_tree(commit);
         let mut reviewers: Vec<String> = self
             .approvals
             .iter()
-            .filter(|approval| approval.commit == commit.id)
+            .filter(|approval| {
+                approval.commit == commit.id || (tree.is_some() && approval.tree == tree)
+            })
             .filter(|approval| {
                 self.keyring.by_name(&approval.reviewer).is_some_and(|member| !member.wrote(commit))
             })
@@ -375,6 +390,10 @@ impl ReviewBook {
         reviewers.dedup();
         reviewers
     }
+}
+
+fn known_tree(commit: &Commit) -> Option<String> {
+    (!commit.tree.is_empty()).then(|| commit.tree.clone())
 }
 
 fn refuse_self_approval(member: &Member, commit: &Commit) -> Result<(), Error> {
@@ -417,6 +436,7 @@ pub(crate) mod tests {
             co_authors: vec![],
             authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
             subject: format!("work by {author}"),
+            tree: format!("{id_digit}{}", "0".repeat(39)),
         }
     }
 
@@ -469,6 +489,17 @@ pub(crate) mod tests {
         }
         assert_eq!(book.reviewers_of(&by_bob), ["alice"]);
         assert!(book.reviewers_of(&co_written).is_empty());
+
+        // A squash-merge of the approved commit: another id and committer, the same tree.
+        let mut squashed = commit_by("carol", 'e');
+        squashed.tree = by_bob.tree.clone();
+        assert_eq!(book.reviewers_of(&squashed), ["alice"]);
+        squashed.tree = String::new();
+        assert!(book.reviewers_of(&squashed).is_empty(), "an unknown tree matches nothing");
+        // Alice approved the content but wrote the squash commit: still not a review.
+        let mut squashed_by_alice = commit_by("alice", 'f');
+        squashed_by_alice.tree = by_bob.tree.clone();
+        assert!(book.reviewers_of(&squashed_by_alice).is_empty());
 
         let reloaded = ReviewBook::open(&path, keyring.clone()).unwrap();
         assert_eq!(reloaded.reviewers_of(&by_bob), ["alice"]);

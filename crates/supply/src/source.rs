@@ -45,6 +45,11 @@ pub struct Commit {
     pub authored_at: Timestamp,
     /// The first line of the message.
     pub subject: String,
+    /// The id of the commit's tree: its whole content. Empty when unknown (webhook payloads do
+    /// not carry it). An approval of one commit also covers a commit with the same tree, e.g.
+    /// the squash-merge of an approved pull request: the content is exactly what was reviewed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tree: String,
 }
 
 impl Commit {
@@ -204,7 +209,7 @@ impl Repository {
     }
 
     fn log(&self, revisions: &[&str]) -> Result<Vec<Commit>, Error> {
-        const FORMAT: &str = "--format=%H%x00%an%x00%ae%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
+        const FORMAT: &str = "--format=%H%x00%T%x00%an%x00%ae%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
         let mut args = vec!["log", FORMAT];
         args.extend_from_slice(revisions);
         args.push("--");
@@ -254,7 +259,7 @@ pub fn parse_person(text: &str) -> Option<Person> {
 
 fn parse_log_record(record: &str) -> Option<Commit> {
     let fields: Vec<&str> = record.split('\0').collect();
-    let [id, name, email, date, subject, trailers] = fields[..] else { return None };
+    let [id, tree, name, email, date, subject, trailers] = fields[..] else { return None };
     Some(Commit {
         id: id.to_string(),
         author: Person { name: name.to_string(), email: email.to_string() },
@@ -265,6 +270,7 @@ fn parse_log_record(record: &str) -> Option<Commit> {
             .collect(),
         authored_at: date.parse().ok()?,
         subject: subject.to_string(),
+        tree: tree.to_string(),
     })
 }
 
@@ -429,6 +435,8 @@ pub(crate) mod tests {
         );
         assert_eq!(repository.commits_between(None, &second).unwrap().len(), 2);
         assert_eq!(commits[0].authored_at.to_string(), "2026-11-02T10:00:00Z");
+        let tree = git(scratch.path(), &["rev-parse", &format!("{second}^{{tree}}")]).unwrap();
+        assert_eq!(commits[0].tree, String::from_utf8(tree).unwrap().trim());
 
         let out = tempfile::tempdir().unwrap();
         repository.export(&first, out.path()).unwrap();

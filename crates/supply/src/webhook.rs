@@ -250,6 +250,7 @@ fn parse_push(forge: Forge, body: &Value) -> Result<WebhookEvent, Error> {
                 co_authors,
                 authored_at,
                 subject: message.lines().next().unwrap_or("").to_string(),
+                tree: String::new(),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;

@@ -497,3 +497,29 @@ fn rotated_keys_keep_verifying_until_revoked() {
     world.keys().revoke(&old_key, "security", "builder disk image leaked", now()).unwrap();
     assert_eq!((check(&old), check(&new)), (Err(Check::Signer), Ok(())));
 }
+
+#[test]
+fn a_squash_merge_of_an_approved_branch_counts_as_reviewed() {
+    let world = World::new();
+    let base = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &base).unwrap();
+    world.build(BUILD).unwrap();
+
+    git(&world.repo(), &["checkout", "--quiet", "-b", "feature"]);
+    let reviewed = world.commit("bob", "louder", &[("main.c", &GREETER.replace("hello", "HELLO"))]);
+    world.approve(&world.alice, &reviewed).unwrap();
+    git(&world.repo(), &["checkout", "--quiet", "main"]);
+    git(&world.repo(), &["merge", "--quiet", "--squash", "feature"]);
+    let squashed = world.commit("bob", "louder (#12)", &[]);
+    assert_ne!(squashed, reviewed);
+
+    let artifact = world.build(BUILD).unwrap();
+    let ids: Vec<&str> = artifact.manifest.commits.iter().map(|r| r.commit.id.as_str()).collect();
+    assert_eq!(ids, [squashed.as_str()], "the feature branch's own commit is not on the mainline");
+    assert_eq!(artifact.manifest.commits[0].reviewers, ["alice"]);
+    let (package, envelope, manifest) = world.files(&artifact);
+    assert_eq!(
+        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+        Ok(())
+    );
+}
