@@ -28,6 +28,7 @@ pub struct Plan {
     /// Stages in promotion order: pre-production first, then the production waves.
     pub stages: Vec<Stage>,
     pub alarm_blockers: AlarmBlockers,
+    /// The pipeline's windows; `holidays.dates` already holds every day of its calendars.
     pub time_windows: TimeWindows,
     pub limits: Limits,
     pub urgent: UrgentPolicy,

@@ -28,14 +28,15 @@ use crate::node::Node;
 /// The environment name of production targets.
 pub const PRODUCTION: &str = "prod";
 
-/// Expands `spec` over `topology`. Adds any problem to `out`; returns no plan if there was one.
+/// Expands `spec` over `topology`, with `holidays` as the plan's holiday dates. Adds any problem
+/// to `out`, and returns no plan if `out` holds any error, found here or before.
 pub fn plan(
     spec: &PipelineSpec,
     topology: &Topology,
+    holidays: Vec<jiff::civil::Date>,
     node: &Node,
     out: &mut Diagnostics,
 ) -> Option<Plan> {
-    let errors_before = out.0.len();
     let mut stages: Vec<Stage> = spec
         .preprod
         .in_order()
@@ -63,17 +64,11 @@ pub fn plan(
             steps,
         });
     }
-    if out.0.len() > errors_before && out.has_errors() {
+    if out.has_errors() {
         return None;
     }
     let mut time_windows = spec.time_windows.clone();
-    for calendar in &spec.time_windows.holidays.calendars {
-        if let Ok(dates) = crate::calendar::read_dates(std::path::Path::new(calendar)) {
-            time_windows.holidays.dates.extend(dates);
-        }
-    }
-    time_windows.holidays.dates.sort();
-    time_windows.holidays.dates.dedup();
+    time_windows.holidays.dates = holidays;
     Some(Plan {
         pipeline: spec.pipeline.clone(),
         team: spec.team.clone(),

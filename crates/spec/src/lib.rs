@@ -105,11 +105,10 @@ fn finish(
         None => load_topology(&spec, &merged)?,
     };
     let mut diagnostics = validate::pipeline(&spec, &topology, &merged);
-    let plan = expand::plan(&spec, &topology, &merged, &mut diagnostics);
-    if diagnostics.has_errors() {
+    let holidays = validate::holidays(&spec, &merged, &mut diagnostics);
+    let Some(plan) = expand::plan(&spec, &topology, holidays, &merged, &mut diagnostics) else {
         return Err(diagnostics);
-    }
-    let plan = plan.expect("expansion yields a plan whenever it reports no error");
+    };
     Ok(Definition::Pipeline(Box::new(Loaded { files, spec, topology, plan })))
 }
 

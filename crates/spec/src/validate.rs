@@ -522,14 +522,25 @@ fn check_time_windows(
             format!("not_after ({after}) is not later than not_before ({before})"),
         ));
     }
-    for (index, calendar) in windows.holidays.calendars.iter().enumerate() {
-        if let Err(message) = crate::calendar::read_dates(std::path::Path::new(calendar)) {
-            out.push(Diagnostic::error(
-                at(&["time_windows", "holidays", "calendars", &index.to_string()]),
+}
+
+/// Every holiday of the pipeline: its dates and the days of its calendars, sorted. A calendar
+/// that cannot be read is an error at the line that names it.
+pub fn holidays(spec: &PipelineSpec, node: &Node, out: &mut Diagnostics) -> Vec<jiff::civil::Date> {
+    let holidays = &spec.time_windows.holidays;
+    let mut dates = holidays.dates.clone();
+    for (index, calendar) in holidays.calendars.iter().enumerate() {
+        match crate::calendar::read_dates(std::path::Path::new(calendar)) {
+            Ok(days) => dates.extend(days),
+            Err(message) => out.push(Diagnostic::error(
+                located(node, &["time_windows", "holidays", "calendars", &index.to_string()]),
                 message,
-            ));
+            )),
         }
     }
+    dates.sort();
+    dates.dedup();
+    dates
 }
 
 /// Parses a five-field cron expression the way the engine will evaluate it.
