@@ -206,4 +206,27 @@ mod tests {
             json["signatures"][0].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(signature, ["keyid", "sig"]);
     }
+
+    proptest::proptest! {
+        // Each case verifies an ed25519 signature, slow in unoptimised test builds.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// DSSE's classic bug class: whatever one byte of a stored envelope is changed to, the
+        /// verifier either refuses it or hands back exactly the payload that was signed.
+        #[test]
+        fn no_single_byte_change_verifies_a_different_payload(position in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
+            let signer = key(9);
+            let body = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#;
+            let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, body, "k9", &signer);
+            let mut bytes = serde_json::to_vec(&envelope).unwrap();
+            let position = position % bytes.len();
+            bytes[position] = byte;
+            let public = signer.verifying_key();
+            if let Ok(parsed) = serde_json::from_slice::<Envelope>(&bytes)
+                && let Ok((verified, _)) = parsed.verify([("k9", &public)])
+            {
+                proptest::prop_assert_eq!(&verified[..], &body[..]);
+                proptest::prop_assert_eq!(parsed.payload_type, IN_TOTO_PAYLOAD_TYPE);
+            }
+        }
+    }
 }

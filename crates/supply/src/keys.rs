@@ -213,15 +213,24 @@ impl KeyDirectory {
         self.add_active(trusted, now)
     }
 
-    /// Makes a new active key and retires the old one, which keeps verifying what it signed.
+    /// Makes a new active key and retires the old one, which keeps verifying what it signed
+    /// before it retired. The retired private key is deleted: it never signs again.
     pub fn rotate(&self, now: Timestamp) -> Result<TrustedKey, Error> {
         let mut trusted = self.trusted()?;
+        let mut retired = Vec::new();
         for key in &mut trusted.keys {
             if key.status == KeyStatus::Active {
                 key.status = KeyStatus::Retired { retired_at: now };
+                retired.push(self.root.join(format!("{}.key", key.keyid)));
             }
         }
-        self.add_active(trusted, now)
+        let active = self.add_active(trusted, now)?;
+        for path in retired {
+            if path.exists() {
+                fs::remove_file(&path).map_err(|source| Error::io(&path, source))?;
+            }
+        }
+        Ok(active)
     }
 
     fn add_active(&self, mut trusted: TrustedKeys, now: Timestamp) -> Result<TrustedKey, Error> {
@@ -299,6 +308,10 @@ mod tests {
         assert_eq!(keys.active_key().unwrap().keyid, first.keyid);
 
         let second = keys.rotate(t0).unwrap();
+        assert!(
+            !dir.path().join(format!("{}.key", first.keyid)).exists(),
+            "retired keys sign nothing"
+        );
         let trusted = keys.trusted().unwrap();
         let statuses: Vec<_> =
             trusted.keys.iter().map(|k| (k.keyid.clone(), k.status.clone())).collect();

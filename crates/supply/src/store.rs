@@ -81,10 +81,23 @@ impl Store {
         }
         let final_path = self.package_path(&digest);
         set_read_only(package)?;
+        let destination = self.metadata_dir(&digest);
         match fs::hard_link(package, &final_path) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::AlreadyStored { digest });
+                if destination.exists() {
+                    return Err(Error::AlreadyStored { digest });
+                }
+                // An earlier write stopped between the package and its metadata: the package is
+                // there (and must be intact), so finish the write.
+                let stored = hash_file(&final_path)?;
+                if stored != digest {
+                    return Err(Error::Corrupt {
+                        path: final_path.display().to_string(),
+                        expected: digest,
+                        actual: stored,
+                    });
+                }
             }
             Err(source) => return Err(Error::io(&final_path, source)),
         }
@@ -104,8 +117,14 @@ impl Store {
             fs::write(&path, bytes).map_err(|source| Error::io(&path, source))?;
             set_read_only(&path)?;
         }
-        let destination = self.metadata_dir(&digest);
-        fs::rename(&temporary, &destination).map_err(|source| Error::io(&destination, source))?;
+        if let Err(source) = fs::rename(&temporary, &destination) {
+            let _ = fs::remove_dir_all(&temporary);
+            return Err(if destination.exists() {
+                Error::AlreadyStored { digest }
+            } else {
+                Error::io(&destination, source)
+            });
+        }
         Ok(StoredArtifact {
             digest,
             manifest: manifest.clone(),
@@ -244,4 +263,60 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let temporary = path.with_extension(format!("tmp.{}", std::process::id()));
     fs::write(&temporary, bytes).map_err(|source| Error::io(&temporary, source))?;
     fs::rename(&temporary, path).map_err(|source| Error::io(path, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::tests::sample_manifest;
+
+    fn package(dir: &Path, content: &[u8]) -> (PathBuf, Manifest) {
+        let path = dir.join(format!("package-{}", Digest::of(content).short()));
+        fs::write(&path, content).unwrap();
+        let mut manifest = sample_manifest();
+        manifest.package.digest = Digest::of(content);
+        (path, manifest)
+    }
+
+    fn envelope() -> Envelope {
+        Envelope { payload: String::new(), payload_type: "t".into(), signatures: vec![] }
+    }
+
+    #[test]
+    fn stores_once_verifies_on_read_and_finishes_interrupted_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("store"));
+        let (path, manifest) = package(dir.path(), b"one");
+        let stored = store.put(&path, &manifest, &envelope(), b"log").unwrap();
+        assert_eq!(store.read_package(&stored.digest).unwrap(), b"one");
+        assert_eq!(store.get(&stored.digest.hex()[..8]).unwrap().manifest, manifest);
+        assert_eq!(store.read_log(&stored.digest).unwrap(), b"log");
+
+        let (again, _) = package(dir.path(), b"one");
+        assert!(matches!(
+            store.put(&again, &manifest, &envelope(), b""),
+            Err(Error::AlreadyStored { .. })
+        ));
+
+        let (wrong, mut mismatched) = package(dir.path(), b"two");
+        mismatched.package.digest = Digest::of(b"three");
+        assert!(matches!(
+            store.put(&wrong, &mismatched, &envelope(), b""),
+            Err(Error::Corrupt { .. })
+        ));
+
+        // A crash after the package was linked but before its metadata: the next put finishes.
+        let (interrupted, manifest) = package(dir.path(), b"four");
+        fs::hard_link(&interrupted, store.package_path(&manifest.package.digest)).unwrap();
+        store.put(&interrupted, &manifest, &envelope(), b"").unwrap();
+        assert_eq!(store.list().unwrap().len(), 2);
+
+        let blob = store.package_path(&stored.digest);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&blob).unwrap().permissions().mode() & 0o777, 0o444);
+        fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&blob, b"One").unwrap();
+        assert!(matches!(store.read_package(&stored.digest), Err(Error::Corrupt { .. })));
+        assert!(matches!(store.get("ffffffffff"), Err(Error::NotFound { .. })));
+    }
 }

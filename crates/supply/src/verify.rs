@@ -250,6 +250,19 @@ pub fn verify_envelope(
             format!("the signed payload is not an in-toto statement with SLSA provenance: {error}"),
         )
     })?;
+    if let KeyStatus::Retired { retired_at } = &signer.status {
+        let finished =
+            statement.predicate.run_details.metadata.as_ref().and_then(|m| m.finished_on);
+        if finished.is_none_or(|finished| finished > *retired_at) {
+            return fail(
+                Check::Signer,
+                format!(
+                    "signed by key {}, which retired at {retired_at}, for a build that finished after it (or at an unknown time)",
+                    &signer.keyid[..16]
+                ),
+            );
+        }
+    }
     Ok((statement, signer))
 }
 

@@ -482,7 +482,7 @@ fn rotated_keys_keep_verifying_until_revoked() {
     world.approve(&world.alice, &commit).unwrap();
     let old = world.build(BUILD).unwrap();
     let old_key = world.keys().active_key().unwrap().keyid;
-    world.keys().rotate(now()).unwrap();
+    world.keys().rotate(Timestamp::now()).unwrap();
 
     let next = world.commit("alice", "second", &[("main.c", &GREETER.replace("hello", "hi"))]);
     world.approve(&world.bob, &next).unwrap();
@@ -494,6 +494,16 @@ fn rotated_keys_keep_verifying_until_revoked() {
         world.verify(artifact, &package, &envelope, &manifest, &BlockList::default())
     };
     assert_eq!((check(&old), check(&new)), (Ok(()), Ok(())));
+
+    // A retired key vouches only for builds that finished before it retired.
+    let trusted_path = world.keys().trusted_keys_path();
+    let honest = std::fs::read_to_string(&trusted_path).unwrap();
+    let mut backdated: serde_json::Value = serde_json::from_str(&honest).unwrap();
+    backdated["keys"][0]["retired_at"] = "2000-01-01T00:00:00Z".into();
+    std::fs::write(&trusted_path, backdated.to_string()).unwrap();
+    assert_eq!(check(&old), Err(Check::Signer));
+    std::fs::write(&trusted_path, honest).unwrap();
+
     world.keys().revoke(&old_key, "security", "builder disk image leaked", now()).unwrap();
     assert_eq!((check(&old), check(&new)), (Err(Check::Signer), Ok(())));
 }
