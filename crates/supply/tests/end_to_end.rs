@@ -533,3 +533,49 @@ fn a_squash_merge_of_an_approved_branch_counts_as_reviewed() {
         Ok(())
     );
 }
+
+/// Reference implementations verify Gantry's attestations: securesystemslib checks the DSSE
+/// signature, in-toto-attestation's protobufs parse the Statement v1 and SLSA Provenance v1
+/// strictly (see `tests/interop/check_attestation.py`). Run with
+/// `GANTRY_INTEROP_PYTHON=/path/to/python cargo test -p gantry-supply -- --ignored`, the Python
+/// having `in-toto-attestation securesystemslib cryptography` installed.
+#[test]
+#[ignore = "needs a Python with in-toto-attestation and securesystemslib in GANTRY_INTEROP_PYTHON"]
+fn reference_in_toto_and_dsse_implementations_verify_the_attestation() {
+    let python = std::env::var("GANTRY_INTEROP_PYTHON").expect("set GANTRY_INTEROP_PYTHON");
+    let world = World::new();
+    let commit =
+        world.commit("bob", "greeter service", &[("main.c", GREETER), ("Cargo.lock", CARGO_LOCK)]);
+    world.approve(&world.alice, &commit).unwrap();
+    let artifact = world.build(BUILD).unwrap();
+    let (package, envelope, _) = world.files(&artifact);
+    let package_path = world.dir.path().join("greeter.tar.zst");
+    let envelope_path = world.dir.path().join("greeter.tar.zst.intoto.json");
+    std::fs::write(&package_path, &package).unwrap();
+    let check = |envelope: &[u8]| {
+        std::fs::write(&envelope_path, envelope).unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_attestation.py");
+        let output = Command::new(&python)
+            .arg(script)
+            .args([&package_path, &envelope_path, &world.keys().trusted_keys_path()])
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (ok, stderr) = check(&envelope);
+    assert!(ok, "{stderr}");
+    let mut tampered = envelope.clone();
+    let at = String::from_utf8_lossy(&envelope).find("\"payload\": \"").unwrap() + 200;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    assert!(!check(&tampered).0, "the reference verifier accepted an altered payload");
+}
+
+const CARGO_LOCK: &str = r#"version = 4
+
+[[package]]
+name = "serde"
+version = "1.0.210"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "c8e3592472072e6e22e0a54d5904d9febf8508f65fb8552499a1abc7d1078c3a"
+"#;
