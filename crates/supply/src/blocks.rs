@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::Manifest;
 use crate::lockfiles::Ecosystem;
+use crate::review::ReviewBook;
+use crate::source::Commit;
+use crate::store::{StoredArtifact, earlier_commits};
 use crate::version::VersionRange;
 use crate::{Digest, Error};
 
@@ -269,25 +272,49 @@ impl fmt::Display for Blocker {
     }
 }
 
-/// Every blocker that keeps `manifest`'s artifact from deploying in `pipeline`. `reviewers`
-/// says who approved a commit now; the manifest's reviewers (recorded at build time) count too.
-pub fn blockers(
-    manifest: &Manifest,
-    pipeline: &str,
-    list: &BlockList,
-    review_required: bool,
-    reviewers: &dyn Fn(&crate::source::Commit) -> Vec<String>,
-) -> Vec<Blocker> {
+/// What an artifact's blockers are judged against.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The pipeline the artifact would deploy in: scopes the blocks.
+    pub pipeline: &'a str,
+    pub list: &'a BlockList,
+    /// `None` when the pipeline does not require review. Otherwise every commit needs a reviewer
+    /// other than its authors: recorded in the manifest at build time, or approved since in the
+    /// book.
+    pub reviews: Option<&'a ReviewBook>,
+    /// The stored artifacts, to find the commits an artifact contains from its predecessors
+    /// ([`crate::store::earlier_commits`]): a blocked commit blocks every later artifact built on
+    /// it. Empty where only one artifact is at hand, as on a host.
+    pub history: &'a [StoredArtifact],
+}
+
+impl<'a> Context<'a> {
+    /// Content blocks only, judged on the artifact's own commits and dependencies.
+    pub fn content_only(pipeline: &'a str, list: &'a BlockList) -> Context<'a> {
+        Context { pipeline, list, reviews: None, history: &[] }
+    }
+}
+
+/// Every blocker that keeps `manifest`'s artifact from deploying in the context's pipeline.
+pub fn blockers(manifest: &Manifest, context: &Context) -> Vec<Blocker> {
     let mut found = Vec::new();
-    for block in list.blocks.iter().filter(|block| block.scope.covers(pipeline)) {
+    let mut earlier: Option<Vec<String>> = None;
+    let reviewers =
+        |commit: &Commit| context.reviews.map(|book| book.reviewers_of(commit)).unwrap_or_default();
+    for block in context.list.blocks.iter().filter(|block| block.scope.covers(context.pipeline)) {
         let matched = match &block.target {
-            BlockTarget::Commit { commit } => manifest
-                .commits
-                .iter()
-                .map(|record| record.commit.id.as_str())
-                .chain(std::iter::once(manifest.source.commit.as_str()))
-                .find(|id| id.starts_with(commit.as_str()))
-                .map(|id| format!("commit {}", &id[..id.len().min(12)])),
+            BlockTarget::Commit { commit } => {
+                let earlier =
+                    earlier.get_or_insert_with(|| earlier_commits(context.history, manifest));
+                manifest
+                    .commits
+                    .iter()
+                    .map(|record| record.commit.id.as_str())
+                    .chain(std::iter::once(manifest.source.commit.as_str()))
+                    .chain(earlier.iter().map(String::as_str))
+                    .find(|id| id.starts_with(commit.as_str()))
+                    .map(|id| format!("commit {}", &id[..id.len().min(12)]))
+            }
             BlockTarget::Package { ecosystem, name, versions } => manifest
                 .dependencies
                 .iter()
@@ -312,7 +339,7 @@ pub fn blockers(
             });
         }
     }
-    if review_required {
+    if context.reviews.is_some() {
         let commits: Vec<UnreviewedCommit> = manifest
             .commits
             .iter()
@@ -338,17 +365,15 @@ pub struct Flag {
     pub blockers: Vec<Blocker>,
 }
 
-/// Flags every `(stage, artifact)` in flight whose artifact has content blockers in `pipeline`.
-/// Only content blocks flag running stages: review is checked before a deployment starts.
-pub fn flag_running(
-    running: &[(String, &Manifest)],
-    pipeline: &str,
-    list: &BlockList,
-) -> Vec<Flag> {
+/// Flags every `(stage, artifact)` in flight whose artifact has content blockers in the
+/// context's pipeline. Only content blocks flag running stages: review is checked before a
+/// deployment starts.
+pub fn flag_running(running: &[(String, &Manifest)], context: &Context) -> Vec<Flag> {
+    let content_only = Context { reviews: None, ..*context };
     running
         .iter()
         .filter_map(|(stage, manifest)| {
-            let found = blockers(manifest, pipeline, list, false, &|_| Vec::new());
+            let found = blockers(manifest, &content_only);
             (!found.is_empty()).then(|| Flag {
                 stage: stage.clone(),
                 artifact: manifest.package.digest,
@@ -405,7 +430,7 @@ mod tests {
         for (target, manifest, expected) in cases {
             let mut list = BlockList::default();
             list.add(target.clone(), BlockScope::Organisation, "bad", "sec", now()).unwrap();
-            let found = blockers(manifest, "checkout-code", &list, false, &|_| Vec::new());
+            let found = blockers(manifest, &Context::content_only("checkout-code", &list));
             assert_eq!(!found.is_empty(), expected, "{target} against {:?}", manifest.dependencies);
         }
     }
@@ -423,14 +448,17 @@ mod tests {
                 now(),
             )
             .unwrap();
-        assert!(blockers(&manifest, "checkout-code", &list, false, &|_| Vec::new()).is_empty());
-        assert_eq!(blockers(&manifest, "payments-code", &list, false, &|_| Vec::new()).len(), 1);
+        assert!(blockers(&manifest, &Context::content_only("checkout-code", &list)).is_empty());
+        assert_eq!(blockers(&manifest, &Context::content_only("payments-code", &list)).len(), 1);
         let running = [("gamma".to_string(), &manifest)];
-        assert_eq!(flag_running(&running, "payments-code", &list)[0].stage, "gamma");
+        assert_eq!(
+            flag_running(&running, &Context::content_only("payments-code", &list))[0].stage,
+            "gamma"
+        );
 
         assert!(list.lift(&block.id, "sec", " ", now()).is_err());
         list.lift(&block.id, "sec", "patched upstream", now()).unwrap();
-        assert!(blockers(&manifest, "payments-code", &list, false, &|_| Vec::new()).is_empty());
+        assert!(blockers(&manifest, &Context::content_only("payments-code", &list)).is_empty());
         assert!(
             matches!(&list.audit[..], [AuditEntry::Added { .. }, AuditEntry::Lifted { by, reason, .. }] if by == "sec" && reason == "patched upstream")
         );
@@ -447,18 +475,56 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_commit_blocks_later_artifacts_built_on_it() {
+        let manifest = sample_manifest();
+        let mut list = BlockList::default();
+        let target = BlockTarget::Commit { commit: "abcdef0".into() };
+        list.add(target, BlockScope::Organisation, "bad", "sec", now()).unwrap();
+        // `history` holds the artifact built from the manifest's baseline, with `earlier_commit`.
+        let with_history = |earlier_commit: &str| {
+            let mut earlier = sample_manifest();
+            earlier.source.commit = manifest.source.baseline.clone().unwrap();
+            earlier.source.baseline = None;
+            earlier.commits[0].commit.id = earlier_commit.repeat(4);
+            let history = [StoredArtifact {
+                digest: Digest::of(b"earlier"),
+                manifest: earlier,
+                manifest_bytes: Vec::new(),
+                envelope: crate::dsse::Envelope {
+                    payload: String::new(),
+                    payload_type: String::new(),
+                    signatures: vec![],
+                },
+                package_path: Default::default(),
+            }];
+            let context =
+                Context { history: &history, ..Context::content_only("checkout-code", &list) };
+            blockers(&manifest, &context).len()
+        };
+        assert_eq!(blockers(&manifest, &Context::content_only("checkout-code", &list)).len(), 0);
+        assert_eq!(with_history("abcdef0123"), 1);
+        assert_eq!(with_history("0123456789"), 0);
+    }
+
+    #[test]
     fn unreviewed_commits_are_named() {
         let mut manifest = sample_manifest();
         manifest.commits[0].reviewers.clear();
         let list = BlockList::default();
-        let found = blockers(&manifest, "checkout-code", &list, true, &|_| Vec::new());
+        let (alice, alice_key) = crate::review::tests::member("alice", 1);
+        let keyring = crate::review::Keyring { team: "t".into(), members: vec![alice] };
+        let mut book = ReviewBook::in_memory(keyring);
+        let review = |book: &ReviewBook| {
+            let context =
+                Context { reviews: Some(book), ..Context::content_only("checkout-code", &list) };
+            blockers(&manifest, &context)
+        };
         assert_eq!(
-            found.iter().map(Blocker::why).collect::<Vec<_>>(),
+            review(&book).iter().map(Blocker::why).collect::<Vec<_>>(),
             ["1 unreviewed commit(s): 111111111111 by Bob <bob@example.com> (\"Add discounts\")"]
         );
-        let later_review =
-            blockers(&manifest, "checkout-code", &list, true, &|_| vec!["alice".into()]);
-        assert!(later_review.is_empty());
-        assert!(blockers(&manifest, "checkout-code", &list, false, &|_| Vec::new()).is_empty());
+        book.approve(&alice_key, "repo", &manifest.commits[0].commit, now()).unwrap();
+        assert!(review(&book).is_empty(), "an approval after the build counts");
+        assert!(blockers(&manifest, &Context::content_only("checkout-code", &list)).is_empty());
     }
 }

@@ -21,6 +21,9 @@ use crate::{Digest, Error};
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const ATTESTATION_FILE: &str = "attestation.dsse.json";
 pub const BUILD_LOG_FILE: &str = "build.log";
+/// How far back [`Store::earlier_commits`] follows a pipeline's artifacts: years of builds, and
+/// a bound on a baseline cycle that a hand-edited store could contain.
+pub const MAX_ARTIFACT_CHAIN: usize = 100_000;
 
 /// A content-addressed artifact store rooted in a directory.
 #[derive(Clone, Debug)]
@@ -218,6 +221,12 @@ impl Store {
         Ok(self.list()?.into_iter().rfind(|a| a.manifest.pipeline == pipeline))
     }
 
+    /// The commits `manifest`'s artifact contains from the earlier artifacts of its pipeline;
+    /// see [`earlier_commits`].
+    pub fn earlier_commits(&self, manifest: &Manifest) -> Result<Vec<String>, Error> {
+        Ok(earlier_commits(&self.list()?, manifest))
+    }
+
     fn resolve(&self, digest_or_prefix: &str) -> Result<Digest, Error> {
         if let Ok(digest) = digest_or_prefix.parse::<Digest>() {
             return Ok(digest);
@@ -252,6 +261,26 @@ fn set_read_only(path: &Path) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o444))
         .map_err(|source| Error::io(path, source))
+}
+
+/// The commits `manifest`'s artifact contains from the earlier artifacts of its pipeline among
+/// `artifacts`: the commits of the artifact built from its baseline, of that one's baseline, and
+/// so on. An artifact contains its predecessors' code, so a commit blocked in one of them blocks
+/// it too.
+pub fn earlier_commits(artifacts: &[StoredArtifact], manifest: &Manifest) -> Vec<String> {
+    let by_commit: std::collections::HashMap<&str, &Manifest> = artifacts
+        .iter()
+        .filter(|a| a.manifest.pipeline == manifest.pipeline)
+        .map(|a| (a.manifest.source.commit.as_str(), &a.manifest))
+        .collect();
+    let mut commits = Vec::new();
+    let mut next = manifest.source.baseline.as_deref();
+    for _ in 0..MAX_ARTIFACT_CHAIN {
+        let Some(earlier) = next.and_then(|commit| by_commit.get(commit)) else { break };
+        commits.extend(earlier.commits.iter().map(|record| record.commit.id.clone()));
+        next = earlier.source.baseline.as_deref();
+    }
+    commits
 }
 
 /// Replaces a small mutable file (trust list, block list) atomically: a reader sees the old

@@ -21,10 +21,12 @@ use crate::artifact::Manifest;
 use crate::attestation::{
     BUILD_TYPE, DEFAULT_BUILDER_ID, SLSA_PROVENANCE_V1, STATEMENT_TYPE, Statement,
 };
-use crate::blocks::{BlockList, Blocker, blockers};
+use crate::blocks::{BlockList, Blocker, Context, blockers};
 use crate::dsse::{Envelope, Unverified};
 use crate::keys::{KeyStatus, TrustedKey, TrustedKeys};
-use crate::source::{Commit, normalize_repository};
+use crate::review::ReviewBook;
+use crate::source::normalize_repository;
+use crate::store::StoredArtifact;
 
 /// The four checks, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -102,8 +104,11 @@ pub struct Inputs<'a> {
     pub manifest: Option<&'a [u8]>,
     pub trusted: &'a TrustedKeys,
     pub blocks: Option<&'a BlockList>,
-    /// Who approved a commit since the build (the review book), beyond the manifest's record.
-    pub reviewers: &'a dyn Fn(&Commit) -> Vec<String>,
+    /// Approvals recorded since the build, beyond the manifest's record.
+    pub reviews: &'a ReviewBook,
+    /// The stored artifacts, so a commit blocked in a predecessor blocks this one too; empty
+    /// where only this artifact is at hand.
+    pub history: &'a [StoredArtifact],
 }
 
 /// A verified artifact.
@@ -336,13 +341,13 @@ fn check_policy(
         return Ok(());
     };
     let empty = BlockList::default();
-    let found: Vec<Blocker> = blockers(
-        manifest,
-        policy.pipeline.as_deref().unwrap_or(pipeline),
-        inputs.blocks.unwrap_or(&empty),
-        policy.review_required,
-        inputs.reviewers,
-    );
+    let context = Context {
+        pipeline: policy.pipeline.as_deref().unwrap_or(pipeline),
+        list: inputs.blocks.unwrap_or(&empty),
+        reviews: policy.review_required.then_some(inputs.reviews),
+        history: inputs.history,
+    };
+    let found: Vec<Blocker> = blockers(manifest, &context);
     if !found.is_empty() {
         let listed: Vec<String> = found.iter().map(Blocker::to_string).collect();
         return fail(Check::Policy, format!("the artifact is blocked: {}", listed.join(" | ")));

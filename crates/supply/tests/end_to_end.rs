@@ -7,7 +7,7 @@ use std::process::Command;
 
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
-use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget, Blocker, blockers};
+use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget, Blocker, Context, blockers};
 use gantry_supply::build::{BuildFailure, BuildRequest, Builder, Sandbox};
 use gantry_supply::keys::{KeyDirectory, KeyPair};
 use gantry_supply::review::{Keyring, Member, ReviewBook};
@@ -134,7 +134,6 @@ impl World {
     /// Verifies a stored artifact from its files on disk, as a host would.
     fn verify(
         &self,
-        artifact: &StoredArtifact,
         package: &[u8],
         envelope: &[u8],
         manifest: &[u8],
@@ -148,9 +147,9 @@ impl World {
             manifest: Some(manifest),
             trusted: &trusted,
             blocks: Some(blocks),
-            reviewers: &|commit| reviews.reviewers_of(commit),
+            reviews: &reviews,
+            history: &self.store().list().unwrap(),
         };
-        let _ = artifact;
         verify(&inputs, &Policy::default()).map(|_| ()).map_err(|failure| failure.check)
     }
 
@@ -202,10 +201,7 @@ fn reviewed_commit_builds_into_a_signed_artifact_naming_commit_and_reviewer() {
 
     let artifact = world.build(BUILD).unwrap();
     let (package, envelope, manifest) = world.files(&artifact);
-    assert_eq!(
-        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
-        Ok(())
-    );
+    assert_eq!(world.verify(&package, &envelope, &manifest, &BlockList::default()), Ok(()));
 
     let statement = statement_of(&envelope);
     assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
@@ -246,14 +242,15 @@ fn unreviewed_and_self_approved_commits_are_blocked_by_name() {
     assert_eq!(artifact.manifest.commits.len(), 1, "only the commits since the last artifact");
     let (package, envelope, manifest) = world.files(&artifact);
     assert_eq!(
-        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+        world.verify(&package, &envelope, &manifest, &BlockList::default()),
         Err(Check::Policy)
     );
 
     let reviews = world.reviews();
-    let found = blockers(&artifact.manifest, "greeter-code", &BlockList::default(), true, &|c| {
-        reviews.reviewers_of(c)
-    });
+    let empty = BlockList::default();
+    let context =
+        Context { reviews: Some(&reviews), ..Context::content_only("greeter-code", &empty) };
+    let found = blockers(&artifact.manifest, &context);
     let [Blocker::UnreviewedCommits { commits }] = &found[..] else {
         panic!("expected one review blocker: {found:?}")
     };
@@ -262,10 +259,7 @@ fn unreviewed_and_self_approved_commits_are_blocked_by_name() {
 
     // Bob reviews it after the build: the blocker clears without a rebuild.
     world.approve(&world.bob, &second).unwrap();
-    assert_eq!(
-        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
-        Ok(())
-    );
+    assert_eq!(world.verify(&package, &envelope, &manifest, &BlockList::default()), Ok(()));
 }
 
 #[test]
@@ -357,7 +351,7 @@ fn flipping_one_byte_fails_verification_naming_the_check() {
     ];
     for (name, package, envelope, manifest, expected) in cases {
         assert_eq!(
-            world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
+            world.verify(&package, &envelope, &manifest, &BlockList::default()),
             expected,
             "{name}"
         );
@@ -442,7 +436,7 @@ fn blocking_a_package_version_blocks_exactly_the_artifacts_containing_it() {
         .iter()
         .map(|artifact| {
             let (package, envelope, manifest) = world.files(artifact);
-            world.verify(artifact, &package, &envelope, &manifest, &blocks)
+            world.verify(&package, &envelope, &manifest, &blocks)
         })
         .collect();
     assert_eq!(verdicts, [Ok(()), Err(Check::Policy), Ok(())]);
@@ -453,11 +447,13 @@ fn blocking_a_package_version_blocks_exactly_the_artifacts_containing_it() {
         .zip(["gamma", "wave-1", "wave-2"])
         .map(|(a, stage)| (stage.to_string(), &a.manifest))
         .collect();
-    let flagged: Vec<String> =
-        gantry_supply::blocks::flag_running(&running, "greeter-code", &blocks)
-            .into_iter()
-            .map(|f| f.stage)
-            .collect();
+    let flagged: Vec<String> = gantry_supply::blocks::flag_running(
+        &running,
+        &Context::content_only("greeter-code", &blocks),
+    )
+    .into_iter()
+    .map(|f| f.stage)
+    .collect();
     assert_eq!(flagged, ["wave-1"]);
 
     // Scoped to another pipeline, the block leaves these alone.
@@ -472,7 +468,46 @@ fn blocking_a_package_version_blocks_exactly_the_artifacts_containing_it() {
         )
         .unwrap();
     let (package, envelope, manifest) = world.files(&artifacts[0]);
-    assert_eq!(world.verify(&artifacts[0], &package, &envelope, &manifest, &scoped), Ok(()));
+    assert_eq!(world.verify(&package, &envelope, &manifest, &scoped), Ok(()));
+}
+
+#[test]
+fn a_blocked_commit_blocks_every_later_artifact_built_on_it() {
+    let world = World::new();
+    let mut artifacts = Vec::new();
+    for (author, reviewer, message) in [
+        ("bob", &world.alice, "first"),
+        ("alice", &world.bob, "second"),
+        ("bob", &world.alice, "third"),
+    ] {
+        let commit =
+            world.commit(author, message, &[("main.c", &GREETER.replace("hello", message))]);
+        world.approve(reviewer, &commit).unwrap();
+        artifacts.push(world.build(BUILD).unwrap());
+    }
+    let verdicts = |blocked: &str| -> Vec<Result<(), Check>> {
+        let mut blocks = BlockList::default();
+        blocks
+            .add(
+                BlockTarget::Commit { commit: blocked[..8].to_string() },
+                BlockScope::Organisation,
+                "bad",
+                "sec",
+                now(),
+            )
+            .unwrap();
+        artifacts
+            .iter()
+            .map(|artifact| {
+                let (package, envelope, manifest) = world.files(artifact);
+                world.verify(&package, &envelope, &manifest, &blocks)
+            })
+            .collect()
+    };
+    let second = artifacts[1].manifest.source.commit.clone();
+    assert_eq!(verdicts(&second), [Ok(()), Err(Check::Policy), Err(Check::Policy)]);
+    let third = artifacts[2].manifest.source.commit.clone();
+    assert_eq!(verdicts(&third), [Ok(()), Ok(()), Err(Check::Policy)]);
 }
 
 #[test]
@@ -491,7 +526,7 @@ fn rotated_keys_keep_verifying_until_revoked() {
 
     let check = |artifact: &StoredArtifact| {
         let (package, envelope, manifest) = world.files(artifact);
-        world.verify(artifact, &package, &envelope, &manifest, &BlockList::default())
+        world.verify(&package, &envelope, &manifest, &BlockList::default())
     };
     assert_eq!((check(&old), check(&new)), (Ok(()), Ok(())));
 
@@ -528,10 +563,7 @@ fn a_squash_merge_of_an_approved_branch_counts_as_reviewed() {
     assert_eq!(ids, [squashed.as_str()], "the feature branch's own commit is not on the mainline");
     assert_eq!(artifact.manifest.commits[0].reviewers, ["alice"]);
     let (package, envelope, manifest) = world.files(&artifact);
-    assert_eq!(
-        world.verify(&artifact, &package, &envelope, &manifest, &BlockList::default()),
-        Ok(())
-    );
+    assert_eq!(world.verify(&package, &envelope, &manifest, &BlockList::default()), Ok(()));
 }
 
 /// Reference implementations verify Gantry's attestations: securesystemslib checks the DSSE

@@ -17,11 +17,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
-use gantry_supply::blocks::{AuditEntry, BlockList, BlockScope, BlockTarget, Blocker, blockers};
+use gantry_supply::blocks::{
+    AuditEntry, BlockList, BlockScope, BlockTarget, Blocker, Context, blockers,
+};
 use gantry_supply::build::{BuildRequest, Builder, Sandbox};
 use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
 use gantry_supply::lockfiles::Ecosystem;
@@ -292,9 +294,15 @@ fn build_once(
     );
     let built = builder.build(request)?;
     let manifest = &built.artifact.manifest;
-    let found = blockers(manifest, &manifest.pipeline, &home.blocks()?, review_required, &|c| {
-        reviews.reviewers_of(c)
-    });
+    let history = store.list()?;
+    let blocks = home.blocks()?;
+    let context = Context {
+        pipeline: &manifest.pipeline,
+        list: &blocks,
+        reviews: review_required.then_some(&reviews),
+        history: &history,
+    };
+    let found = blockers(manifest, &context);
     if args.json {
         print_json(serde_json::to_value(manifest)?)?;
     } else {
@@ -435,10 +443,9 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
     let home = &args.home;
     match args.command {
         ArtifactCommand::List { pipeline, json } => {
-            let artifacts: Vec<StoredArtifact> = home
-                .store()
-                .list()?
-                .into_iter()
+            let all = home.store().list()?;
+            let artifacts: Vec<&StoredArtifact> = all
+                .iter()
                 .filter(|a| pipeline.as_ref().is_none_or(|p| *p == a.manifest.pipeline))
                 .collect();
             if json {
@@ -449,9 +456,15 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
             }
             let reviews = home.reviews()?;
             let blocks = home.blocks()?;
-            for artifact in &artifacts {
+            for artifact in artifacts {
                 let m = &artifact.manifest;
-                let blocked = blockers(m, &m.pipeline, &blocks, true, &|c| reviews.reviewers_of(c));
+                let context = Context {
+                    pipeline: &m.pipeline,
+                    list: &blocks,
+                    reviews: Some(&reviews),
+                    history: &all,
+                };
+                let blocked = blockers(m, &context);
                 println!(
                     "{}  {}  {}  {}  {}  {}",
                     artifact.digest.short(),
@@ -527,8 +540,14 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
             for dependency in &m.dependencies {
                 println!("  {} ({})", dependency.purl(), dependency.lock_file);
             }
-            let found =
-                blockers(m, &m.pipeline, &home.blocks()?, true, &|c| reviews.reviewers_of(c));
+            let (history, blocks) = (home.store().list()?, home.blocks()?);
+            let context = Context {
+                pipeline: &m.pipeline,
+                list: &blocks,
+                reviews: Some(&reviews),
+                history: &history,
+            };
+            let found = blockers(m, &context);
             println!("blockers ({})", found.len());
             for blocker in found {
                 println!("  {blocker}");
@@ -603,6 +622,7 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let reviews = home.reviews()?;
     let blocks = home.blocks()?;
+    let history = home.store().list()?;
     let policy = Policy {
         builder_ids: args.builder_ids.clone(),
         repositories: args.repositories.clone(),
@@ -616,7 +636,8 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         manifest: manifest.as_deref(),
         trusted: &trusted,
         blocks: Some(&blocks),
-        reviewers: &|c| reviews.reviewers_of(c),
+        reviews: &reviews,
+        history: &history,
     };
     match verify::verify(&inputs, &policy) {
         Ok(verified) => {
@@ -995,13 +1016,17 @@ pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
             let block = list.add(target, scope, &reason, &by, now)?;
             println!("{}", block.id);
             let store = home.store();
-            let affected: Vec<StoredArtifact> = store
-                .list()?
-                .into_iter()
+            let all = store.list()?;
+            let affected: Vec<&StoredArtifact> = all
+                .iter()
                 .filter(|a| {
-                    blockers(&a.manifest, &a.manifest.pipeline, &list, false, &|_| Vec::new())
-                        .iter()
-                        .any(|b| matches!(b, Blocker::Content { block_id, .. } if *block_id == block.id))
+                    let context = Context {
+                        history: &all,
+                        ..Context::content_only(&a.manifest.pipeline, &list)
+                    };
+                    blockers(&a.manifest, &context).iter().any(
+                        |b| matches!(b, Blocker::Content { block_id, .. } if *block_id == block.id),
+                    )
                 })
                 .collect();
             eprintln!(
