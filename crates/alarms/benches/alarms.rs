@@ -265,9 +265,9 @@ fn side_by_side_files(series: usize, hours: usize, rules: usize) -> (String, Str
             "      - series: 'latency_seconds{{box=\"b{index}\"}}'\n        values: '{}'\n",
             values(index)
         );
-        let _ = write!(
+        let _ = writeln!(
             gantry,
-            "      - {{series: 'latency_seconds{{box=\"b{index}\"}}', values: '{}'}}\n",
+            "      - {{series: 'latency_seconds{{box=\"b{index}\"}}', values: '{}'}}",
             values(index)
         );
     }

@@ -76,7 +76,8 @@ enum Family {
 pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, ExpositionError> {
     let mut families: HashMap<String, Family> = HashMap::new();
     let mut samples = Vec::new();
-    let mut seen: HashSet<(String, Labels)> = HashSet::new();
+    // Where each sample was, to report duplicates after the loop without cloning keys.
+    let mut positions: Vec<(usize, usize)> = Vec::new();
     for (index, line) in text.split('\n').enumerate() {
         let line_number = index + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -127,15 +128,6 @@ pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, Expos
             ExpositionError { line: line_number, column: offset + column, message }
         })?;
         sample.kind = kind_of(&sample.name, &families);
-        if !seen.insert((sample.name.clone(), sample.labels.clone())) {
-            return Err(fail(
-                offset + 1,
-                format!(
-                    "duplicate series {}: each series appears once per exposition",
-                    format_series(&sample.name, &sample.labels)
-                ),
-            ));
-        }
         if samples.len() == limits.max_samples {
             return Err(fail(
                 1,
@@ -147,6 +139,20 @@ pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, Expos
             ));
         }
         samples.push(sample);
+        positions.push((line_number, offset + 1));
+    }
+    let mut seen: HashSet<(&str, &Labels)> = HashSet::with_capacity(samples.len());
+    for (sample, (line, column)) in samples.iter().zip(&positions) {
+        if !seen.insert((&sample.name, &sample.labels)) {
+            return Err(ExpositionError {
+                line: *line,
+                column: *column,
+                message: format!(
+                    "duplicate series {}: each series appears once per exposition",
+                    format_series(&sample.name, &sample.labels)
+                ),
+            });
+        }
     }
     Ok(samples)
 }

@@ -103,8 +103,15 @@ impl Series {
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     limits: StoreLimits,
-    by_name: HashMap<String, Vec<Series>>,
+    by_name: HashMap<String, Family>,
     series_count: usize,
+}
+
+/// The series of one metric name, with an index by label set.
+#[derive(Clone, Debug, Default)]
+struct Family {
+    series: Vec<Series>,
+    index: HashMap<Labels, usize>,
 }
 
 impl Store {
@@ -134,9 +141,12 @@ impl Store {
         value: f64,
     ) -> Result<(), Error> {
         let limits = self.limits;
-        let candidates = self.by_name.entry(name.to_string()).or_default();
-        let index = match candidates.iter().position(|series| series.labels == *labels) {
-            Some(index) => index,
+        if !self.by_name.contains_key(name) {
+            self.by_name.insert(name.to_string(), Family::default());
+        }
+        let family = self.by_name.get_mut(name).expect("inserted above");
+        let index = match family.index.get(labels) {
+            Some(index) => *index,
             None => {
                 if self.series_count >= limits.max_series {
                     return Err(Error::TooManySeries {
@@ -145,17 +155,18 @@ impl Store {
                     });
                 }
                 self.series_count += 1;
-                candidates.push(Series {
+                family.series.push(Series {
                     labels: labels.clone(),
                     kind,
                     samples: VecDeque::new(),
                     last_counter_value: None,
                     last_seen: None,
                 });
-                candidates.len() - 1
+                family.index.insert(labels.clone(), family.series.len() - 1);
+                family.series.len() - 1
             }
         };
-        let series = &mut candidates[index];
+        let series = &mut family.series[index];
         if series.kind != kind {
             return Err(Error::KindChanged { series: format_series(name, labels) });
         }
@@ -201,7 +212,7 @@ impl Store {
         name: &str,
         matchers: &'a Labels,
     ) -> impl Iterator<Item = &'a Series> + 'a {
-        self.by_name.get(name).into_iter().flatten().filter(move |series| {
+        self.by_name.get(name).into_iter().flat_map(|family| &family.series).filter(move |series| {
             matchers.iter().all(|(key, value)| series.labels.get(key) == Some(value))
         })
     }
