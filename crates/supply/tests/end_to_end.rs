@@ -101,6 +101,18 @@ impl World {
     }
 
     fn build(&self, command: &str) -> Result<StoredArtifact, Error> {
+        self.build_request(command, None)
+    }
+
+    fn build_commit(&self, command: &str, commit: &str) -> Result<StoredArtifact, Error> {
+        self.build_request(command, Some(commit.to_string()))
+    }
+
+    fn build_request(
+        &self,
+        command: &str,
+        commit: Option<String>,
+    ) -> Result<StoredArtifact, Error> {
         let store = self.store();
         let key = self.keys().active_key().unwrap();
         let reviews = self.reviews();
@@ -124,7 +136,7 @@ impl World {
                 network: false,
                 timeout: Duration::from_seconds(60),
             },
-            commit: None,
+            commit,
             since: None,
             env: BTreeMap::new(),
         };
@@ -611,3 +623,50 @@ version = "1.0.210"
 source = "registry+https://github.com/rust-lang/crates.io-index"
 checksum = "c8e3592472072e6e22e0a54d5904d9febf8508f65fb8552499a1abc7d1078c3a"
 "#;
+
+#[test]
+fn a_signed_push_webhook_starts_a_build_of_the_pushed_commit() {
+    use gantry_supply::webhook::{Delivery, Forge, WebhookEvent, github_signature, receive};
+    let world = World::new();
+    let first = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    let second = world.commit("bob", "louder", &[("main.c", &GREETER.replace("hello", "HELLO"))]);
+    world.approve(&world.alice, &first).unwrap();
+    world.approve(&world.alice, &second).unwrap();
+    let payload = serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": "0".repeat(40),
+        "after": second,
+        "repository": {"clone_url": format!("file://{}", world.repo().display())},
+        "commits": [
+            {"id": first, "message": "greeter service", "timestamp": "2026-11-21T10:00:00Z",
+             "author": {"name": "bob", "email": "bob@example.com"}},
+            {"id": second, "message": "louder", "timestamp": "2026-11-21T10:05:00Z",
+             "author": {"name": "bob", "email": "bob@example.com"}},
+        ],
+    });
+    let body = serde_json::to_vec(&payload).unwrap();
+    let delivery = Delivery {
+        headers: BTreeMap::from([
+            ("X-GitHub-Event".to_string(), "push".to_string()),
+            ("X-Hub-Signature-256".to_string(), github_signature("hook-secret", &body)),
+        ]),
+        body,
+    };
+    let WebhookEvent::Push(push) = receive(Forge::GitHub, &delivery, "hook-secret").unwrap() else {
+        panic!("a push")
+    };
+    let source = Source { repository: world.repo().display().to_string(), branch: "main".into() };
+    let trigger = push.trigger_for(&source).expect("the push moved this pipeline's source");
+    assert_eq!(
+        trigger.commits.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [second.as_str(), first.as_str()]
+    );
+
+    let artifact = world.build_commit(BUILD, &trigger.commit).unwrap();
+    assert_eq!(artifact.manifest.source.commit, second);
+    assert_eq!(artifact.manifest.commits.len(), 2);
+    assert!(
+        receive(Forge::GitHub, &delivery, "another-secret").is_err(),
+        "a forged delivery is refused"
+    );
+}
