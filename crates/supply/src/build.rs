@@ -364,12 +364,9 @@ impl Builder<'_> {
             )));
         }
         let baseline = match &request.since {
-            Some(since) => Some(repository.resolve(since)?),
-            None => {
-                self.store.latest_for_pipeline(&request.pipeline)?.map(|a| a.manifest.source.commit)
-            }
+            Some(since) => Some(repository.resolve(since)?).filter(|b| *b != commit_id),
+            None => self.previous_artifact_commit(&repository, &request.pipeline, &commit_id)?,
         };
-        let baseline = baseline.filter(|b| *b != commit_id);
         let commits = repository.commits_between(baseline.as_deref(), &commit_id)?;
         let head = repository.commit(&commit_id)?;
 
@@ -393,6 +390,27 @@ impl Builder<'_> {
         );
         let _ = std::fs::remove_dir_all(&scratch);
         result
+    }
+
+    /// The commit of the pipeline's newest artifact built from a strict ancestor of `commit`:
+    /// the artifact this one follows. Building an older commit, or the same one again, does not
+    /// take a later artifact as its baseline (that would list no commits, and so none to review).
+    fn previous_artifact_commit(
+        &self,
+        repository: &Repository,
+        pipeline: &str,
+        commit: &str,
+    ) -> Result<Option<String>, Error> {
+        for artifact in self.store.list()?.into_iter().rev() {
+            let built = &artifact.manifest.source.commit;
+            if artifact.manifest.pipeline == pipeline
+                && built != commit
+                && repository.is_ancestor(built, commit)?
+            {
+                return Ok(Some(built.clone()));
+            }
+        }
+        Ok(None)
     }
 
     #[allow(

@@ -168,9 +168,16 @@ impl Repository {
     /// Whether `commit` is on the mainline branch (an ancestor of its head, or the head).
     pub fn is_on_mainline(&self, commit: &str) -> Result<bool, Error> {
         check_commit_id(commit)?;
+        self.is_ancestor(commit, &self.branch_ref())
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors. A commit unknown to the
+    /// repository is nobody's ancestor.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, Error> {
+        check_commit_id(ancestor)?;
         let status = Command::new("git")
             .current_dir(&self.git_dir)
-            .args(["merge-base", "--is-ancestor", commit, &self.branch_ref()])
+            .args(["merge-base", "--is-ancestor", ancestor, descendant])
             .envs(GIT_ENV)
             .stderr(Stdio::null())
             .status()
@@ -420,6 +427,9 @@ pub(crate) mod tests {
         assert_eq!(repository.head().unwrap(), second);
         assert_eq!(repository.resolve(&second[..8]).unwrap(), second);
         assert!(repository.is_on_mainline(&first).unwrap());
+        assert!(repository.is_ancestor(&first, &second).unwrap());
+        assert!(!repository.is_ancestor(&second, &first).unwrap());
+        assert!(!repository.is_ancestor(&"0".repeat(40), &second).unwrap());
 
         let commits = repository.commits_between(Some(&first), &second).unwrap();
         let summary: Vec<_> = commits

@@ -216,11 +216,6 @@ impl Store {
         Ok(artifacts)
     }
 
-    /// The newest artifact of a pipeline: its source commit is the next build's baseline.
-    pub fn latest_for_pipeline(&self, pipeline: &str) -> Result<Option<StoredArtifact>, Error> {
-        Ok(self.list()?.into_iter().rfind(|a| a.manifest.pipeline == pipeline))
-    }
-
     /// The commits `manifest`'s artifact contains from the earlier artifacts of its pipeline;
     /// see [`earlier_commits`].
     pub fn earlier_commits(&self, manifest: &Manifest) -> Result<Vec<String>, Error> {

@@ -670,3 +670,24 @@ fn a_signed_push_webhook_starts_a_build_of_the_pushed_commit() {
         "a forged delivery is refused"
     );
 }
+
+#[test]
+fn rebuilding_an_older_commit_still_lists_its_unreviewed_commits() {
+    let world = World::new();
+    let unreviewed = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    let reviewed = world.commit("bob", "louder", &[("main.c", &GREETER.replace("hello", "HELLO"))]);
+    world.approve(&world.alice, &reviewed).unwrap();
+    let newer = world.build(BUILD).unwrap();
+    assert_eq!(newer.manifest.unreviewed().count(), 1);
+
+    // Building the older commit after the newer one: the newer artifact is not its baseline.
+    let older = world.build_commit(BUILD, &unreviewed).unwrap();
+    let ids: Vec<&str> = older.manifest.commits.iter().map(|r| r.commit.id.as_str()).collect();
+    assert_eq!(ids, [unreviewed.as_str()]);
+    assert_eq!(older.manifest.source.baseline, None);
+    let (package, envelope, manifest) = world.files(&older);
+    assert_eq!(
+        world.verify(&package, &envelope, &manifest, &BlockList::default()),
+        Err(Check::Policy)
+    );
+}
