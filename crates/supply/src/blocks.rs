@@ -127,12 +127,20 @@ impl BlockList {
         Ok(list)
     }
 
-    fn save(&self) -> Result<(), Error> {
-        if let Some(path) = &self.path {
+    /// Applies `change` to the newest list on disk under the file's lock, then saves it: two
+    /// people adding blocks at once both get theirs, with distinct ids.
+    fn update<T>(
+        &mut self,
+        change: impl FnOnce(&mut BlockList) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let Some(path) = self.path.clone() else { return change(self) };
+        crate::store::with_lock(&path, || {
+            *self = BlockList::open(&path)?;
+            let result = change(self)?;
             let text = serde_json::to_string_pretty(self).expect("block list serializes");
-            crate::store::write_atomically(path, text.as_bytes())?;
-        }
-        Ok(())
+            crate::store::write_atomically(&path, text.as_bytes())?;
+            Ok(result)
+        })
     }
 
     /// Adds a block; audited. Returns it with its id.
@@ -162,24 +170,25 @@ impl BlockList {
         {
             return Err(Error::Block("a block scoped to pipelines must name at least one".into()));
         }
-        if self.blocks.len() >= MAX_BLOCKS {
-            return Err(Error::Block(format!(
-                "{MAX_BLOCKS} blocks are in force; lift old ones first"
-            )));
-        }
-        self.next_id += 1;
-        let block = ContentBlock {
-            id: format!("block-{}", self.next_id),
-            target,
-            scope,
-            reason: reason.trim().to_string(),
-            added_by: by.to_string(),
-            added_at: now,
-        };
-        self.blocks.push(block.clone());
-        self.audit.push(AuditEntry::Added { block: block.clone() });
-        self.save()?;
-        Ok(block)
+        self.update(|list| {
+            if list.blocks.len() >= MAX_BLOCKS {
+                return Err(Error::Block(format!(
+                    "{MAX_BLOCKS} blocks are in force; lift old ones first"
+                )));
+            }
+            list.next_id += 1;
+            let block = ContentBlock {
+                id: format!("block-{}", list.next_id),
+                target,
+                scope,
+                reason: reason.trim().to_string(),
+                added_by: by.to_string(),
+                added_at: now,
+            };
+            list.blocks.push(block.clone());
+            list.audit.push(AuditEntry::Added { block: block.clone() });
+            Ok(block)
+        })
     }
 
     /// Lifts a block; audited with who and why.
@@ -195,19 +204,20 @@ impl BlockList {
                 "lifting a block needs a reason and who lifts it (--reason, --by)".into(),
             ));
         }
-        let index = self.blocks.iter().position(|block| block.id == id).ok_or_else(|| {
-            Error::Block(format!("no block {id} in force; see `gantry block list`"))
-        })?;
-        let block = self.blocks.remove(index);
-        self.audit.push(AuditEntry::Lifted {
-            id: block.id.clone(),
-            target: block.target.to_string(),
-            by: by.to_string(),
-            reason: reason.trim().to_string(),
-            at: now,
-        });
-        self.save()?;
-        Ok(block)
+        self.update(|list| {
+            let index = list.blocks.iter().position(|block| block.id == id).ok_or_else(|| {
+                Error::Block(format!("no block {id} in force; see `gantry block list`"))
+            })?;
+            let block = list.blocks.remove(index);
+            list.audit.push(AuditEntry::Lifted {
+                id: block.id.clone(),
+                target: block.target.to_string(),
+                by: by.to_string(),
+                reason: reason.trim().to_string(),
+                at: now,
+            });
+            Ok(block)
+        })
     }
 }
 
@@ -504,6 +514,28 @@ mod tests {
         assert_eq!(blockers(&manifest, &Context::content_only("checkout-code", &list)).len(), 0);
         assert_eq!(with_history("abcdef0123"), 1);
         assert_eq!(with_history("0123456789"), 0);
+    }
+
+    #[test]
+    fn concurrent_additions_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.json");
+        let threads: Vec<_> = (0..8)
+            .map(|index| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut list = BlockList::open(&path).unwrap();
+                    let target = BlockTarget::Commit { commit: format!("abcdef{index}") };
+                    list.add(target, BlockScope::Organisation, "bad", "sec", now()).unwrap().id
+                })
+            })
+            .collect();
+        let mut ids: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 8);
+        let list = BlockList::open(&path).unwrap();
+        assert_eq!((list.blocks.len(), list.audit.len()), (8, 8));
     }
 
     #[test]

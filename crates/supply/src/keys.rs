@@ -85,7 +85,21 @@ impl KeyPair {
         out.write_all(text.as_bytes()).map_err(|source| Error::io(path, source))
     }
 
+    /// Reads a key file, refusing one that others may read (as ssh does).
     pub fn read(path: &Path) -> Result<KeyPair, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            fs::metadata(path).map_err(|source| Error::io(path, source))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "private key readable by others (mode {:o}); run `chmod 600 {}`",
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
         let text = fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
         let file: KeyFile = serde_json::from_str(&text)
             .map_err(|error| Error::invalid(path, format!("not a Gantry key file: {error}")))?;
@@ -202,6 +216,10 @@ impl KeyDirectory {
 
     /// Makes the first build key. Refuses when a key is already active: rotate instead.
     pub fn generate(&self, now: Timestamp) -> Result<TrustedKey, Error> {
+        crate::store::with_lock(&self.trusted_keys_path(), || self.generate_locked(now))
+    }
+
+    fn generate_locked(&self, now: Timestamp) -> Result<TrustedKey, Error> {
         let trusted = self.trusted()?;
         if let Some(active) = trusted.active() {
             return Err(Error::Key(format!(
@@ -216,6 +234,10 @@ impl KeyDirectory {
     /// Makes a new active key and retires the old one, which keeps verifying what it signed
     /// before it retired. The retired private key is deleted: it never signs again.
     pub fn rotate(&self, now: Timestamp) -> Result<TrustedKey, Error> {
+        crate::store::with_lock(&self.trusted_keys_path(), || self.rotate_locked(now))
+    }
+
+    fn rotate_locked(&self, now: Timestamp) -> Result<TrustedKey, Error> {
         let mut trusted = self.trusted()?;
         let mut retired = Vec::new();
         for key in &mut trusted.keys {
@@ -260,6 +282,18 @@ impl KeyDirectory {
         if reason.trim().is_empty() || by.trim().is_empty() {
             return Err(Error::Key("revoking a key needs who revokes it and a reason".into()));
         }
+        crate::store::with_lock(&self.trusted_keys_path(), || {
+            self.revoke_locked(keyid, by, reason, now)
+        })
+    }
+
+    fn revoke_locked(
+        &self,
+        keyid: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<TrustedKey, Error> {
         let mut trusted = self.trusted()?;
         let found = trusted.find(keyid).map(|key| key.keyid.clone()).ok_or_else(|| {
             Error::Key(format!("no key {keyid} in {}", self.trusted_keys_path().display()))
@@ -340,5 +374,8 @@ mod tests {
         assert!(pair.write(&path).is_err());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let error = KeyPair::read(&path).err().unwrap().to_string();
+        assert!(error.contains("chmod 600"), "{error}");
     }
 }

@@ -91,6 +91,19 @@ impl Keyring {
             {
                 return Err(format!("members[{index}] ({}): name or key used twice", member.name));
             }
+            let shared = self.members[..index].iter().find(|other| {
+                other
+                    .emails
+                    .iter()
+                    .any(|email| member.emails.iter().any(|mine| mine.eq_ignore_ascii_case(email)))
+            });
+            if let Some(other) = shared {
+                return Err(format!(
+                    "members[{index}] ({}) shares an email with {}: one identity per person, or \
+                     self-approval checks cannot tell them apart",
+                    member.name, other.name
+                ));
+            }
         }
         Ok(())
     }
@@ -518,6 +531,26 @@ pub(crate) mod tests {
         let tampered = ReviewBook::open(&path, keyring).unwrap();
         assert!(tampered.reviewers_of(&by_bob).is_empty());
         assert_eq!(tampered.rejected.len(), 1);
+    }
+
+    #[test]
+    fn keyrings_refuse_ambiguous_members() {
+        let (alice, _) = member("alice", 1);
+        let (mut bob, _) = member("bob", 2);
+        let (mut carol, _) = member("carol", 3);
+        carol.emails.push("ALICE@example.com".into());
+        bob.public_key = alice.public_key.clone();
+        let mut bad_key = member("dave", 4).0;
+        bad_key.public_key = "not-a-key".into();
+        for (members, expected) in [
+            (vec![alice.clone(), bob], "name or key used twice"),
+            (vec![alice.clone(), carol], "shares an email with alice"),
+            (vec![bad_key], "not a base64 ed25519 key"),
+        ] {
+            let error = Keyring { team: "t".into(), members }.check().unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+        assert!(Keyring { team: "t".into(), members: vec![alice] }.check().is_ok());
     }
 
     #[test]

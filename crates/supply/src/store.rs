@@ -278,6 +278,28 @@ pub fn earlier_commits(artifacts: &[StoredArtifact], manifest: &Manifest) -> Vec
     commits
 }
 
+/// Runs `change` holding an exclusive lock on `<path>.lock`, so read-modify-write updates of a
+/// shared file (the block list, the trust list) from several processes never lose one another.
+pub(crate) fn with_lock<T>(
+    path: &Path,
+    change: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::io(&lock_path, source))?;
+    lock.lock().map_err(|source| Error::io(&lock_path, source))?;
+    let result = change();
+    drop(lock);
+    result
+}
+
 /// Replaces a small mutable file (trust list, block list) atomically: a reader sees the old
 /// content or the new, never half of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
