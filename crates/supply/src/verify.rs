@@ -354,3 +354,174 @@ fn check_policy(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::tests::sample_manifest;
+    use crate::attestation::{sign, statement};
+    use crate::keys::{KeyPair, KeyStatus, TrustedKey};
+
+    fn trusted(key: &KeyPair, status: KeyStatus) -> TrustedKeys {
+        TrustedKeys {
+            keys: vec![TrustedKey {
+                keyid: key.keyid.clone(),
+                public_key: key.public_base64(),
+                created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+                status,
+            }],
+        }
+    }
+
+    /// Signs the sample manifest's statement after `edit`, and verifies it under `policy`.
+    fn check(
+        edit: impl Fn(&mut Statement),
+        policy: Policy,
+        status: KeyStatus,
+    ) -> Result<(), (Check, String)> {
+        let key = KeyPair::from_seed([5; 32]);
+        let manifest = sample_manifest();
+        let manifest_bytes = manifest.to_bytes();
+        let mut signed = statement(&manifest, Digest::of(&manifest_bytes), "inv");
+        edit(&mut signed);
+        let envelope = serde_json::to_vec(&sign(&signed, &key)).unwrap();
+        let trusted = trusted(&key, status);
+        let reviews = ReviewBook::default();
+        let inputs = Inputs {
+            package_digest: manifest.package.digest,
+            envelope: &envelope,
+            manifest: Some(&manifest_bytes),
+            trusted: &trusted,
+            blocks: None,
+            reviews: &reviews,
+            history: &[],
+        };
+        verify(&inputs, &policy).map(|_| ()).map_err(|failure| (failure.check, failure.detail))
+    }
+
+    #[test]
+    fn policy_failures_name_what_is_wrong() {
+        let strict = || Policy {
+            repositories: vec!["git@git.example.com:shop/checkout".into()],
+            ..Policy::default()
+        };
+        type Edit = Box<dyn Fn(&mut Statement)>;
+        let cases: Vec<(&str, Edit, Policy, Result<(), (Check, &str)>)> = vec![
+            ("as built", Box::new(|_| {}), strict(), Ok(())),
+            (
+                "untrusted builder",
+                Box::new(|s| {
+                    s.predicate.run_details.builder.id = "https://evil.example/builder".into()
+                }),
+                strict(),
+                Err((Check::Policy, "builder https://evil.example/builder is not trusted")),
+            ),
+            (
+                "other build type",
+                Box::new(|s| {
+                    s.predicate.build_definition.build_type = "https://example.com/other".into()
+                }),
+                strict(),
+                Err((Check::Policy, "build type https://example.com/other is not")),
+            ),
+            (
+                "network build",
+                Box::new(|s| {
+                    s.predicate.build_definition.external_parameters["build"]["network"] =
+                        true.into()
+                }),
+                strict(),
+                Err((Check::Policy, "the build ran with network access")),
+            ),
+            (
+                "network build allowed",
+                Box::new(|s| {
+                    s.predicate.build_definition.external_parameters["build"]["network"] =
+                        true.into()
+                }),
+                Policy { require_hermetic: false, ..strict() },
+                Ok(()),
+            ),
+            (
+                "other repository",
+                Box::new(|_| {}),
+                Policy {
+                    repositories: vec!["https://git.example.com/shop/payments".into()],
+                    ..Policy::default()
+                },
+                Err((
+                    Check::Policy,
+                    "source repository https://git.example.com/shop/checkout.git is not allowed",
+                )),
+            ),
+            (
+                "other pipeline",
+                Box::new(|_| {}),
+                Policy { pipeline: Some("payments-code".into()), ..strict() },
+                Err((Check::Policy, "built for pipeline checkout-code, not payments-code")),
+            ),
+            (
+                "statement v0.1",
+                Box::new(|s| s.statement_type = "https://in-toto.io/Statement/v0.1".into()),
+                strict(),
+                Err((Check::Policy, "statement type https://in-toto.io/Statement/v0.1 is not")),
+            ),
+            (
+                "provenance v0.2",
+                Box::new(|s| s.predicate_type = "https://slsa.dev/provenance/v0.2".into()),
+                strict(),
+                Err((Check::Policy, "predicate type https://slsa.dev/provenance/v0.2 is not")),
+            ),
+            (
+                "another package",
+                Box::new(|s| {
+                    s.subject[0].digest.insert("sha256".into(), Digest::of(b"other").hex());
+                }),
+                strict(),
+                Err((Check::Digest, "the package hashes to")),
+            ),
+            (
+                "another manifest",
+                Box::new(|s| {
+                    s.predicate.run_details.byproducts[0]
+                        .digest
+                        .insert("sha256".into(), Digest::of(b"x").hex());
+                }),
+                strict(),
+                Err((Check::Digest, "manifest.json hashes to")),
+            ),
+        ];
+        for (name, edit, policy, expected) in cases {
+            let got = check(edit, policy, KeyStatus::Active);
+            match (&got, &expected) {
+                (Ok(()), Ok(())) => {}
+                (Err((check, detail)), Err((expected_check, expected_detail))) => {
+                    assert_eq!(check, expected_check, "{name}: {detail}");
+                    assert!(detail.contains(expected_detail), "{name}: {detail}");
+                }
+                _ => panic!("{name}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn key_status_decides_the_signer_check() {
+        let at = |text: &str| -> jiff::Timestamp { text.parse().unwrap() };
+        let revoked = KeyStatus::Revoked {
+            revoked_at: at("2026-11-05T00:00:00Z"),
+            revoked_by: "sec".into(),
+            reason: "leak".into(),
+        };
+        for (status, expected) in [
+            (KeyStatus::Active, None),
+            // The sample build finished at 2026-11-02T10:07:30Z.
+            (KeyStatus::Retired { retired_at: at("2026-11-03T00:00:00Z") }, None),
+            (KeyStatus::Retired { retired_at: at("2026-11-01T00:00:00Z") }, Some(Check::Signer)),
+            (revoked, Some(Check::Signer)),
+        ] {
+            let got =
+                check(|_| {}, Policy::default(), status.clone()).err().map(|(check, _)| check);
+            assert_eq!(got, expected, "{status:?}");
+        }
+    }
+}
