@@ -406,7 +406,8 @@ mod tests {
             ..Policy::default()
         };
         type Edit = Box<dyn Fn(&mut Statement)>;
-        let cases: Vec<(&str, Edit, Policy, Result<(), (Check, &str)>)> = vec![
+        type Expected = Result<(), (Check, &'static str)>;
+        let cases: Vec<(&str, Edit, Policy, Expected)> = vec![
             ("as built", Box::new(|_| {}), strict(), Ok(())),
             (
                 "untrusted builder",
