@@ -571,7 +571,7 @@ mod tests {
             ),
             ("echo out; echo err >&2", "ok: out\nerr"),
             ("exit 3", "exited Some(3)"),
-            ("curl -sS --max-time 5 http://127.0.0.1:9/", "network denied"),
+            ("git ls-remote http://127.0.0.1:9/repo.git", "network denied"),
             ("git ls-remote https://example.com/repo.git", "network denied"),
             ("sleep 5", "timed out"),
         ];
