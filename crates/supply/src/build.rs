@@ -204,11 +204,24 @@ pub struct SandboxRun<'a> {
     pub timeout: Duration,
     /// Keep the network (a pipeline that declared `network: true`).
     pub network: bool,
+    /// A file to copy the output into as it comes (to follow a running build, and to read a
+    /// failed one's whole log).
+    pub log_file: Option<&'a Path>,
 }
 
 /// Runs a command in its sandbox, killed with everything it started after its time limit.
 pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>, Error> {
-    let SandboxRun { sandbox: kind, workspace, dir, command, env, timeout, network } = *run;
+    let SandboxRun { sandbox: kind, workspace, dir, command, env, timeout, network, log_file } =
+        *run;
+    let log_copy = match log_file {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
+            }
+            Some(std::fs::File::create(path).map_err(|source| Error::io(path, source))?)
+        }
+        None => None,
+    };
     let mut sandbox = kind.command(workspace, dir, network);
     let (reader, writer) = std::io::pipe().map_err(|source| Error::io(dir, source))?;
     let writer_for_errors = writer.try_clone().map_err(|source| Error::io(dir, source))?;
@@ -230,7 +243,7 @@ pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>
         }
     };
     drop(sandbox);
-    let collector = std::thread::spawn(move || collect_log(reader));
+    let collector = std::thread::spawn(move || collect_log(reader, log_copy));
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|source| Error::io(dir, source))? {
             break Some(status);
@@ -268,7 +281,7 @@ pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>
     Ok(Err(BuildFailure::Exited { code: status.code(), log_tail: tail }))
 }
 
-fn collect_log(mut reader: std::io::PipeReader) -> (Vec<u8>, u64) {
+fn collect_log(mut reader: std::io::PipeReader, mut copy: Option<std::fs::File>) -> (Vec<u8>, u64) {
     let mut log = Vec::new();
     let mut dropped = 0u64;
     let mut buffer = [0u8; 64 * 1024];
@@ -278,6 +291,10 @@ fn collect_log(mut reader: std::io::PipeReader) -> (Vec<u8>, u64) {
         }
         let room = MAX_BUILD_LOG_BYTES.saturating_sub(log.len()).min(read);
         log.extend_from_slice(&buffer[..room]);
+        if let Some(file) = &mut copy {
+            // A full disk must not stop the build: the log in memory is the one stored.
+            let _ = std::io::Write::write_all(file, &buffer[..room]);
+        }
         dropped += (read - room) as u64;
     }
     (log, dropped)
@@ -349,7 +366,7 @@ static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 impl Builder<'_> {
     /// Builds `request` into a signed artifact in the store. A failed build stores nothing and
-    /// returns [`Error::Build`], its log included in the message.
+    /// returns [`Error::Build`] with its log's end, its whole log left in `work_dir/logs/`.
     pub fn build(&self, request: &BuildRequest) -> Result<Built, Error> {
         let started_at = Timestamp::now();
         let repository = Repository::open(&request.source, &self.cache_dir)?;
@@ -451,6 +468,7 @@ impl Builder<'_> {
         ]);
         env.extend(request.env.clone());
         let timeout = Duration::from_secs(request.build.timeout.as_seconds());
+        let log_file = self.work_dir.join("logs").join(format!("{invocation}.log"));
         let run = run_sandboxed(&SandboxRun {
             sandbox: self.sandbox,
             workspace: scratch,
@@ -459,8 +477,11 @@ impl Builder<'_> {
             env: &env,
             timeout,
             network: request.build.network,
+            log_file: Some(&log_file),
         })?
-        .map_err(Error::Build)?;
+        .map_err(|failure| Error::Build { failure, log: log_file.display().to_string() })?;
+        // Kept only for failed builds; a stored artifact keeps its log beside it.
+        let _ = std::fs::remove_file(&log_file);
 
         let package_path = scratch.join("package.tar.zst");
         let origin = artifact::Origin {
@@ -548,6 +569,7 @@ mod tests {
             env: &env,
             timeout: Duration::from_millis(timeout_ms),
             network: false,
+            log_file: None,
         })
         .unwrap()
     }
@@ -617,6 +639,7 @@ mod tests {
                 env: &env,
                 timeout: Duration::from_millis(300),
                 network: false,
+                log_file: None,
             })
             .unwrap();
             assert!(matches!(result, Err(BuildFailure::TimedOut { .. })), "{sandbox:?}");

@@ -50,8 +50,8 @@ pub enum Error {
     Git { args: String, place: String, stderr: String },
     #[error("{0}")]
     Source(String),
-    #[error("build failed: {0}")]
-    Build(build::BuildFailure),
+    #[error("build failed: {failure}\nthe whole log: {log}")]
+    Build { failure: build::BuildFailure, log: String },
     #[error("{0}")]
     Key(String),
     #[error("{0}")]

@@ -284,10 +284,16 @@ fn a_build_that_opens_a_network_connection_fails_and_says_so() {
         "git ls-remote http://127.0.0.1:9/repo.git",
     ] {
         let error = world.build(command).unwrap_err();
-        let Error::Build(BuildFailure::NetworkDenied { evidence, .. }) = &error else {
+        let Error::Build { failure: BuildFailure::NetworkDenied { evidence, .. }, log } = &error
+        else {
             panic!("{command}: {error}")
         };
         assert!(!evidence.is_empty());
+        let whole_log = std::fs::read_to_string(log).unwrap();
+        assert!(
+            whole_log.contains(evidence.as_str()),
+            "the failed build's log is kept: {whole_log}"
+        );
         assert!(error.to_string().contains("builds run without network access"), "{error}");
     }
     assert!(world.store().list().unwrap().is_empty(), "a failed build stores nothing");
