@@ -40,6 +40,9 @@ pub struct AlarmStatus {
     pub since: Option<TimestampMs>,
     /// The time of the latest evaluation.
     pub evaluated_at: Option<TimestampMs>,
+    /// For a metric alarm, why its latest state is not backed by enough usable data (see
+    /// [`metric::Decision::data_gap`]); gates fail on it.
+    pub data_gap: Option<String>,
 }
 
 /// One change of state.
@@ -145,6 +148,7 @@ impl AlarmSet {
                     reason: "not evaluated yet".to_string(),
                     since: None,
                     evaluated_at: None,
+                    data_gap: Some("not evaluated yet".to_string()),
                 },
                 history: VecDeque::new(),
             })
@@ -167,10 +171,10 @@ impl AlarmSet {
         let mut transitions = Vec::new();
         for position in 0..self.alarms.len() {
             let current = self.alarms[position].status.state;
-            let (state, reason) = match &self.alarms[position].kind {
+            let (state, reason, data_gap) = match &self.alarms[position].kind {
                 AlarmKind::Metric(spec) => {
                     let decision = metric::evaluate(spec, store, &self.scope, now, current);
-                    (decision.state, decision.reason)
+                    (decision.state, decision.reason, decision.data_gap)
                 }
                 AlarmKind::Composite(rule) => {
                     let holds =
@@ -184,7 +188,7 @@ impl AlarmSet {
                         .collect();
                     let verdict = if holds { "the rule holds" } else { "the rule does not hold" };
                     let state = if holds { AlarmState::Alarm } else { AlarmState::Ok };
-                    (state, format!("{verdict}: {}", children.join(", ")))
+                    (state, format!("{verdict}: {}", children.join(", ")), None)
                 }
             };
             let alarm = &mut self.alarms[position];
@@ -208,6 +212,7 @@ impl AlarmSet {
             }
             alarm.status.state = state;
             alarm.status.reason = reason;
+            alarm.status.data_gap = data_gap;
         }
         transitions
     }
@@ -223,8 +228,9 @@ impl AlarmSet {
     }
 
     /// Whether a gate may pass on alarm `name` at `now`. It passes only when the alarm is OK,
-    /// was evaluated at or after `fresh_since`, and — for a composite — every alarm it depends
-    /// on, directly or through other composites, has data (none is `INSUFFICIENT_DATA`).
+    /// was evaluated at or after `fresh_since`, and it and every alarm it depends on (directly
+    /// or through other composites) decided on usable data: none is `INSUFFICIENT_DATA`, and
+    /// no metric alarm's state rests on missing data filled by its policy or on NaN periods.
     /// Anything else fails closed, with the reason.
     pub fn gate(&self, name: &str, fresh_since: TimestampMs) -> Gate {
         let Some(&position) = self.index.get(name) else {
@@ -258,6 +264,16 @@ impl AlarmSet {
                 return Gate::Fail(format!(
                     "alarm `{name}` is OK but `{}`, which it depends on, has insufficient data: {}",
                     alarm.name, alarm.status.reason
+                ));
+            }
+            if let Some(gap) = &alarm.status.data_gap {
+                let whose = if current == position {
+                    "its state".to_string()
+                } else {
+                    format!("the state of `{}`, which it depends on,", alarm.name)
+                };
+                return Gate::Fail(format!(
+                    "alarm `{name}` is OK but {whose} is not backed by data: {gap}"
                 ));
             }
             if let AlarmKind::Composite(rule) = &alarm.kind {
@@ -564,6 +580,26 @@ mod tests {
             Gate::Fail("alarm `aggregate` was last evaluated at 120000 ms, before 180000 ms: its state is stale".to_string())
         );
         assert_eq!(alarms.gate("nope", 0), Gate::Fail("alarm `nope` is not defined".to_string()));
+        // Missing data treated as not breaching keeps an alarm OK, but never passes a gate.
+        let quiet = AlarmDefinition::Metric(MetricAlarm {
+            treat_missing_data: TreatMissingData::NotBreaching,
+            ..match above("silent", 0.8, &[]) {
+                AlarmDefinition::Metric(metric) => metric,
+                AlarmDefinition::Composite(_) => unreachable!(),
+            }
+        });
+        let mut quiet_set =
+            set(vec![("silent", quiet), ("wrapper", composite("ALARM(silent)"))]).unwrap();
+        quiet_set.evaluate(&store, 120_000);
+        assert_eq!(quiet_set.status("silent").unwrap().state, AlarmState::Ok);
+        assert_eq!(
+            quiet_set.gate("silent", 120_000),
+            Gate::Fail("alarm `silent` is OK but its state is not backed by data: 0 of 1 data points in the last 3 periods".to_string())
+        );
+        assert_eq!(
+            quiet_set.gate("wrapper", 120_000),
+            Gate::Fail("alarm `wrapper` is OK but the state of `silent`, which it depends on, is not backed by data: 0 of 1 data points in the last 3 periods".to_string())
+        );
         store.ingest("disk", &scope, SeriesKind::Gauge, 150_000, 0.9).unwrap();
         alarms.evaluate(&store, 180_000);
         assert!(

@@ -22,6 +22,10 @@
 //!
 //! AWS's tables for these cases are the golden tests below. A period whose samples are all NaN,
 //! or a ratio whose denominator is zero, is a missing data point, and the reason says so.
+//!
+//! States follow CloudWatch, so an alarm can be OK on filled-in data. Fail-closed gates need
+//! more: every [`Decision`] says whether it rests on N usable data points including the newest
+//! period ([`Decision::data_gap`]), and a gate refuses any state that does not.
 
 use std::fmt::Write as _;
 
@@ -156,6 +160,11 @@ impl DataPoint {
 pub struct Decision {
     pub state: AlarmState,
     pub reason: String,
+    /// Why the decision is not backed by N usable data points (fewer real points than N, or
+    /// NaN / zero-denominator periods in the range); `None` when it is. Gates fail on a gap
+    /// whatever the state, since missing data filled as `notBreaching` is not evidence of
+    /// health.
+    pub data_gap: Option<String>,
 }
 
 /// The end of the newest period evaluated at `now`.
@@ -354,7 +363,20 @@ pub fn decide(spec: &MetricSpec, points: &[DataPoint], current: AlarmState) -> D
         }
         text
     };
-    let decision = |state, reason| Decision { state, reason };
+    let data_gap = if let Some(why) = invalid.first() {
+        Some(format!(
+            "{} of the last {} periods had unusable data: {why}",
+            invalid.len(),
+            points.len()
+        ))
+    } else if real.len() < n {
+        Some(format!("{} of {n} data points in the last {} periods", real.len(), points.len()))
+    } else if !matches!(points.last(), Some(DataPoint::Value(_))) {
+        Some("no data in the newest period: the metric may have stopped arriving".to_string())
+    } else {
+        None
+    };
+    let decision = |state, reason| Decision { state, reason, data_gap: data_gap.clone() };
 
     if real.len() >= n {
         let newest = &real[real.len() - n..];
@@ -442,15 +464,7 @@ mod tests {
     /// breaching, notBreaching.
     #[track_caller]
     fn check(n: u32, m: u32, data: &str, expected: [&str; 4]) {
-        let points: Vec<DataPoint> = data
-            .split_whitespace()
-            .map(|cell| match cell {
-                "0" => DataPoint::Value(0.0),
-                "X" => DataPoint::Value(1.0),
-                "-" => DataPoint::Missing,
-                other => panic!("bad cell {other}"),
-            })
-            .collect();
+        let points = cells(data);
         let policies = [
             TreatMissingData::Missing,
             TreatMissingData::Ignore,
@@ -474,6 +488,40 @@ mod tests {
                 .collect();
             assert_eq!(actual, expected, "N={n} M={m} data `{data}` from {retain_from}");
         }
+    }
+
+    /// Data points written `0` (ok), `X` (breaching), `-` (missing), `N` (NaN period).
+    fn cells(data: &str) -> Vec<DataPoint> {
+        data.split_whitespace()
+            .map(|cell| match cell {
+                "0" => DataPoint::Value(0.0),
+                "X" => DataPoint::Value(1.0),
+                "-" => DataPoint::Missing,
+                "N" => DataPoint::Invalid("every sample in the period was NaN or infinite"),
+                other => panic!("bad cell {other}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn data_gaps_keep_gates_closed() {
+        let gap = |data: &str, policy| {
+            decide(&spec(3, 3, policy), &cells(data), AlarmState::Ok).data_gap.unwrap_or_default()
+        };
+        assert_eq!(gap("0 0 0 0 0", TreatMissingData::Missing), "");
+        assert_eq!(gap("- - 0 0 0", TreatMissingData::Missing), "");
+        assert_eq!(
+            gap("0 0 0 0 -", TreatMissingData::Missing),
+            "no data in the newest period: the metric may have stopped arriving"
+        );
+        assert_eq!(
+            gap("- - 0 - -", TreatMissingData::NotBreaching),
+            "1 of 3 data points in the last 5 periods"
+        );
+        assert_eq!(
+            gap("0 0 N 0 0", TreatMissingData::Missing),
+            "1 of the last 5 periods had unusable data: every sample in the period was NaN or infinite"
+        );
     }
 
     #[test]
