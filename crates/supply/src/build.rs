@@ -75,7 +75,10 @@ impl Sandbox {
         format!("{base}; {network}; environment cleared")
     }
 
-    fn command(self, workspace: &Path, dir: &Path, network: bool) -> Command {
+    /// The sandbox command that runs `script` with `sh -c`, with each of `hidden` replaced by an
+    /// empty tmpfs.
+    fn command(self, run: &SandboxRun) -> Command {
+        let SandboxRun { workspace, dir, command: script, network, hidden, .. } = *run;
         match self {
             Sandbox::Bubblewrap => {
                 let mut command = Command::new("bwrap");
@@ -94,8 +97,12 @@ impl Sandbox {
                     "--tmpfs",
                     "/tmp",
                 ]);
+                for path in hidden {
+                    command.arg("--tmpfs").arg(path);
+                }
                 command.arg("--bind").arg(workspace).arg(workspace);
                 command.arg("--chdir").arg(dir);
+                command.args(["--", "sh", "-c", script]);
                 command
             }
             Sandbox::Unshare => {
@@ -107,6 +114,10 @@ impl Sandbox {
                 if !running_as_root() {
                     command.arg("--map-root-user");
                 }
+                // Inside the new mount namespace: cover each hidden directory with an empty
+                // tmpfs, then run the build. Paths and script travel as arguments, unquoted.
+                command.args(["--", "sh", "-c", UNSHARE_PRELUDE, "gantry-sandbox", script]);
+                command.args(hidden);
                 command
             }
         }
@@ -119,6 +130,10 @@ impl Sandbox {
         }
     }
 }
+
+/// Run by `sh -c` in the unshare sandbox with the build script as `$1` and the directories to
+/// hide after it.
+const UNSHARE_PRELUDE: &str = r#"set -e; script="$1"; shift; for hidden in "$@"; do if [ -d "$hidden" ]; then mount -t tmpfs -o size=1m,mode=0700 gantry-hidden "$hidden"; fi; done; set +e; exec sh -c "$script""#;
 
 /// Messages that programs print when a connection fails for lack of network. A failed build
 /// whose log holds one of them is reported as having tried the network.
@@ -207,12 +222,13 @@ pub struct SandboxRun<'a> {
     /// A file to copy the output into as it comes (to follow a running build, and to read a
     /// failed one's whole log).
     pub log_file: Option<&'a Path>,
+    /// Directories the command may not see (the build keys): each is covered by an empty tmpfs.
+    pub hidden: &'a [PathBuf],
 }
 
 /// Runs a command in its sandbox, killed with everything it started after its time limit.
 pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>, Error> {
-    let SandboxRun { sandbox: kind, workspace, dir, command, env, timeout, network, log_file } =
-        *run;
+    let SandboxRun { sandbox: kind, dir, env, timeout, network, log_file, .. } = *run;
     let log_copy = match log_file {
         Some(path) => {
             if let Some(parent) = path.parent() {
@@ -222,11 +238,10 @@ pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>
         }
         None => None,
     };
-    let mut sandbox = kind.command(workspace, dir, network);
+    let mut sandbox = kind.command(run);
     let (reader, writer) = std::io::pipe().map_err(|source| Error::io(dir, source))?;
     let writer_for_errors = writer.try_clone().map_err(|source| Error::io(dir, source))?;
     sandbox
-        .args(["--", "sh", "-c", command])
         .current_dir(dir)
         .env_clear()
         .envs(env)
@@ -353,6 +368,9 @@ pub struct Builder<'a> {
     pub builder_id: String,
     pub host: String,
     pub sandbox: Sandbox,
+    /// Directories builds may not read: at least the build keys' (SLSA Build L3: signing
+    /// secrets are out of reach of the build steps).
+    pub hidden: Vec<PathBuf>,
 }
 
 /// A built and stored artifact, with what the build printed.
@@ -478,6 +496,7 @@ impl Builder<'_> {
             timeout,
             network: request.build.network,
             log_file: Some(&log_file),
+            hidden: &self.hidden,
         })?
         .map_err(|failure| Error::Build { failure, log: log_file.display().to_string() })?;
         // Kept only for failed builds; a stored artifact keeps its log beside it.
@@ -570,6 +589,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             network: false,
             log_file: None,
+            hidden: &[],
         })
         .unwrap()
     }
@@ -625,6 +645,35 @@ mod tests {
     }
 
     #[test]
+    fn hidden_directories_are_empty_inside_the_sandbox() {
+        // Outside /tmp, which bubblewrap replaces with a private one anyway.
+        let secrets = tempfile::tempdir_in("/var/tmp").unwrap();
+        std::fs::write(secrets.path().join("build.key"), "secret").unwrap();
+        let workspace = tempfile::tempdir().unwrap();
+        let env = BTreeMap::from([("PATH".to_string(), SANDBOX_PATH.to_string())]);
+        let command = format!(
+            "cat {0}/build.key 2>/dev/null || echo hidden; ls -A {0}",
+            secrets.path().display()
+        );
+        for sandbox in sandboxes() {
+            let result = run_sandboxed(&SandboxRun {
+                sandbox,
+                workspace: workspace.path(),
+                dir: workspace.path(),
+                command: &command,
+                env: &env,
+                timeout: Duration::from_secs(5),
+                network: false,
+                log_file: None,
+                hidden: &[secrets.path().to_path_buf()],
+            })
+            .unwrap();
+            assert_eq!(outcome(&result), "ok: hidden", "{sandbox:?}");
+        }
+        assert!(secrets.path().join("build.key").exists(), "hiding leaves the directory intact");
+    }
+
+    #[test]
     fn timeout_kills_the_whole_process_tree() {
         for sandbox in sandboxes() {
             let dir = tempfile::tempdir().unwrap();
@@ -640,6 +689,7 @@ mod tests {
                 timeout: Duration::from_millis(300),
                 network: false,
                 log_file: None,
+                hidden: &[],
             })
             .unwrap();
             assert!(matches!(result, Err(BuildFailure::TimedOut { .. })), "{sandbox:?}");

@@ -125,6 +125,7 @@ impl World {
             builder_id: gantry_supply::attestation::DEFAULT_BUILDER_ID.into(),
             host: "test-builder".into(),
             sandbox: Sandbox::detect(),
+            hidden: vec![self.dir.path().join("keys")],
         };
         let request = BuildRequest {
             service: "greeter".into(),
@@ -402,6 +403,7 @@ fn the_store_refuses_to_store_an_artifact_twice() {
         builder_id: "b".into(),
         host: "h".into(),
         sandbox: Sandbox::detect(),
+        hidden: vec![world.dir.path().join("keys")],
     };
     let request = BuildRequest {
         service: "greeter".into(),
@@ -696,4 +698,21 @@ fn rebuilding_an_older_commit_still_lists_its_unreviewed_commits() {
         world.verify(&package, &envelope, &manifest, &BlockList::default()),
         Err(Check::Policy)
     );
+}
+
+#[test]
+fn a_build_cannot_read_or_replace_the_build_keys() {
+    let world = World::new();
+    let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &commit).unwrap();
+    let keys = world.dir.path().join("keys");
+    let trusted_before = std::fs::read(keys.join("trusted-keys.json")).unwrap();
+    let command = format!(
+        "mkdir -p out; cat {0}/*.key > out/stolen 2>/dev/null; echo '{{}}' > {0}/trusted-keys.json 2>/dev/null; true",
+        keys.display()
+    );
+    let artifact = world.build(&command).unwrap();
+    let stolen = artifact.manifest.package.files.iter().find(|f| f.path == "out/stolen").unwrap();
+    assert_eq!(stolen.size, 0, "the build read a private key");
+    assert_eq!(std::fs::read(keys.join("trusted-keys.json")).unwrap(), trusted_before);
 }

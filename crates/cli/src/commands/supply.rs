@@ -53,8 +53,11 @@ impl Home {
     fn store(&self) -> Store {
         Store::new(self.root().join("store"))
     }
+    fn keys_dir(&self) -> PathBuf {
+        self.root().join("keys")
+    }
     fn keys(&self) -> KeyDirectory {
-        KeyDirectory::new(self.root().join("keys"))
+        KeyDirectory::new(self.keys_dir())
     }
     fn keyring_path(&self) -> PathBuf {
         self.root().join("team-keyring.json")
@@ -223,6 +226,12 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         SandboxChoice::Bubblewrap => Sandbox::Bubblewrap,
         SandboxChoice::Unshare => Sandbox::Unshare,
     };
+    if sandbox == Sandbox::Unshare {
+        eprintln!(
+            "warning: bubblewrap (bwrap) is not installed: builds get no network and cannot see \
+             the build keys, but can write anywhere else on this machine; install bubblewrap"
+        );
+    }
     let Some(interval) = args.watch else {
         build_once(&args, &request, review_required, sandbox)?;
         return Ok(ExitCode::SUCCESS);
@@ -284,6 +293,7 @@ fn build_once(
         builder_id: args.builder_id.clone(),
         host: hostname(),
         sandbox,
+        hidden: vec![home.keys_dir()],
     };
     eprintln!(
         "building {} from {} ({}) in {:?} without network access...",
