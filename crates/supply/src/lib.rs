@@ -2,23 +2,28 @@
 //! artifact that hosts may run.
 //!
 //! - [`source`]: git repositories (local paths and URLs) on their mainline branch, commits with
-//!   their authors, the commits since the last artifact; [`webhook`] turns GitHub- and
-//!   GitLab-style push and approval payloads into the same records.
+//!   their authors, the commits since the last artifact, a poller; [`webhook`] authenticates
+//!   GitHub- and GitLab-style push and approval payloads and turns them into the same records.
 //! - [`review`]: the team keyring and approvals signed by a reviewer's key (or imported from a
-//!   verified forge webhook); self-approval is refused.
-//! - [`build`]: a clean checkout of the exact commit, the build command in a sandbox without
-//!   network, a clean environment and a time limit, logs captured; [`lockfiles`] lists the
-//!   dependencies the source pins.
-//! - [`artifact`]: the tar+zstd package and its [`artifact::Manifest`]; [`store`] keeps both in a
-//!   content-addressed directory that refuses overwrites and verifies on read.
+//!   verified forge webhook), each for one exact commit (or its identical tree); self-approval
+//!   is refused.
+//! - [`build`]: a clean export of the exact commit, the build command in a [`build::Sandbox`]
+//!   (bubblewrap, else unshare) without network, with a cleared environment, a time limit that
+//!   kills the whole process tree, the build keys hidden, and captured logs; [`lockfiles`] lists
+//!   the dependencies the source pins, [`version`] compares their versions.
+//! - [`artifact`]: the deterministic tar+zstd package and its [`artifact::Manifest`]; [`store`]
+//!   keeps both in a content-addressed directory that refuses overwrites and verifies on read.
 //! - [`attestation`]: the in-toto Statement v1 with a SLSA Provenance v1 predicate, in a [`dsse`]
-//!   envelope signed by a build key from [`keys`].
-//! - [`verify`]: digest, signature, signer and policy checks, each failure naming its check.
-//! - [`blocks`]: content blockers by commit or package version range, with an audit trail, and
-//!   the blockers an artifact carries (unreviewed commits included).
+//!   envelope signed by a build key from [`keys`] (generate, rotate, revoke).
+//! - [`verify`]: signature, signer, digest and policy checks, each failure naming its check.
+//! - [`blocks`]: content blocks by commit or package version range, org-wide or per pipeline,
+//!   with an audit trail, and every blocker an artifact carries (unreviewed commits included).
 //!
 //! Architecture invariant: nothing here decides when to deploy; this crate answers "may this
 //! artifact run, and why not" and leaves the deciding to `gantry-engine`.
+//!
+//! Architecture invariant: a verifier reads a statement only from the bytes whose signature it
+//! checked, never from the envelope a second time.
 
 pub mod artifact;
 pub mod attestation;
