@@ -221,6 +221,59 @@ impl BlockList {
     }
 }
 
+/// Blocked commits and package versions as exact values, for consumers that match only exact
+/// commit ids and `name@version` (the engine's content blocklist).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConcreteBlocks {
+    /// Full commit ids.
+    pub commits: Vec<String>,
+    /// `(name, version)` of every blocked package version found.
+    pub packages: Vec<(String, String)>,
+}
+
+impl BlockList {
+    /// Expands the blocks that apply to `pipeline` into the exact commits and package versions
+    /// they match among `artifacts`: a range becomes the versions actually present. An
+    /// unpinned dependency matches every range and is listed with version `*`.
+    pub fn concrete(&self, artifacts: &[StoredArtifact], pipeline: &str) -> ConcreteBlocks {
+        let mut concrete = ConcreteBlocks::default();
+        for block in self.blocks.iter().filter(|block| block.scope.covers(pipeline)) {
+            for manifest in artifacts.iter().map(|a| &a.manifest).filter(|m| m.pipeline == pipeline)
+            {
+                match &block.target {
+                    BlockTarget::Commit { commit } => concrete.commits.extend(
+                        manifest
+                            .commits
+                            .iter()
+                            .map(|r| &r.commit.id)
+                            .filter(|id| id.starts_with(commit.as_str()))
+                            .cloned(),
+                    ),
+                    BlockTarget::Package { ecosystem, name, versions } => concrete.packages.extend(
+                        manifest
+                            .dependencies
+                            .iter()
+                            .filter(|d| ecosystem.is_none_or(|e| e == d.ecosystem))
+                            .filter(|d| {
+                                d.ecosystem.normalize_name(&d.name)
+                                    == d.ecosystem.normalize_name(name)
+                            })
+                            .filter(|d| d.version.as_deref().is_none_or(|v| versions.contains(v)))
+                            .map(|d| {
+                                (d.name.clone(), d.version.clone().unwrap_or_else(|| "*".into()))
+                            }),
+                    ),
+                }
+            }
+        }
+        concrete.commits.sort();
+        concrete.commits.dedup();
+        concrete.packages.sort();
+        concrete.packages.dedup();
+        concrete
+    }
+}
+
 /// A reason an artifact may not start a deployment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -536,6 +589,64 @@ mod tests {
         assert_eq!(ids.len(), 8);
         let list = BlockList::open(&path).unwrap();
         assert_eq!((list.blocks.len(), list.audit.len()), (8, 8));
+    }
+
+    #[test]
+    fn ranges_expand_to_the_versions_present() {
+        let stored = |dependencies: &[(Ecosystem, &str, Option<&str>)], commit: char| {
+            let mut manifest = with_dependencies(dependencies);
+            manifest.commits[0].commit.id = commit.to_string().repeat(40);
+            StoredArtifact {
+                digest: Digest::of(&[commit as u8]),
+                manifest,
+                manifest_bytes: Vec::new(),
+                envelope: crate::dsse::Envelope {
+                    payload: String::new(),
+                    payload_type: String::new(),
+                    signatures: vec![],
+                },
+                package_path: Default::default(),
+            }
+        };
+        let artifacts = [
+            stored(
+                &[
+                    (Ecosystem::Npm, "left-pad", Some("1.3.0")),
+                    (Ecosystem::Npm, "lodash", Some("4.17.20")),
+                ],
+                'a',
+            ),
+            stored(&[(Ecosystem::Npm, "left-pad", Some("1.2.0"))], 'b'),
+            stored(&[(Ecosystem::Npm, "left-pad", Some("1.4.0"))], 'c'),
+        ];
+        let mut list = BlockList::default();
+        list.add(package(None, "left-pad", "<1.4"), BlockScope::Organisation, "bad", "sec", now())
+            .unwrap();
+        list.add(
+            BlockTarget::Commit { commit: "bbbbbbb".into() },
+            BlockScope::Organisation,
+            "bad",
+            "sec",
+            now(),
+        )
+        .unwrap();
+        list.add(
+            package(None, "lodash", "*"),
+            BlockScope::Pipelines(vec!["other".into()]),
+            "bad",
+            "sec",
+            now(),
+        )
+        .unwrap();
+        let concrete = list.concrete(&artifacts, "checkout-code");
+        assert_eq!(concrete.commits, ["b".repeat(40)]);
+        assert_eq!(
+            concrete.packages,
+            [
+                ("left-pad".to_string(), "1.2.0".to_string()),
+                ("left-pad".to_string(), "1.3.0".to_string())
+            ]
+        );
     }
 
     #[test]
