@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Manifest;
-use crate::lockfiles::Ecosystem;
+use crate::lockfiles::{Dependency, Ecosystem};
 use crate::review::ReviewBook;
 use crate::source::Commit;
 use crate::store::{StoredArtifact, earlier_commits};
@@ -54,6 +54,30 @@ impl fmt::Display for BlockTarget {
                 write!(f, "package {name} {versions}")
             }
         }
+    }
+}
+
+impl BlockTarget {
+    /// The dependencies of `manifest` a package block matches: same ecosystem (or any), same
+    /// name as the registry compares names, a version in the range, or no pinned version at all
+    /// (fail closed). Nothing for a commit block.
+    pub fn matching_dependencies<'m>(
+        &self,
+        manifest: &'m Manifest,
+    ) -> impl Iterator<Item = &'m Dependency> {
+        let package = match self {
+            BlockTarget::Package { ecosystem, name, versions } => {
+                Some((*ecosystem, name.clone(), versions.clone()))
+            }
+            BlockTarget::Commit { .. } => None,
+        };
+        manifest.dependencies.iter().filter(move |d| {
+            package.as_ref().is_some_and(|(ecosystem, name, versions)| {
+                ecosystem.is_none_or(|e| e == d.ecosystem)
+                    && d.ecosystem.normalize_name(&d.name) == d.ecosystem.normalize_name(name)
+                    && d.version.as_deref().is_none_or(|version| versions.contains(version))
+            })
+        })
     }
 }
 
@@ -249,20 +273,11 @@ impl BlockList {
                             .filter(|id| id.starts_with(commit.as_str()))
                             .cloned(),
                     ),
-                    BlockTarget::Package { ecosystem, name, versions } => concrete.packages.extend(
-                        manifest
-                            .dependencies
-                            .iter()
-                            .filter(|d| ecosystem.is_none_or(|e| e == d.ecosystem))
-                            .filter(|d| {
-                                d.ecosystem.normalize_name(&d.name)
-                                    == d.ecosystem.normalize_name(name)
-                            })
-                            .filter(|d| d.version.as_deref().is_none_or(|v| versions.contains(v)))
-                            .map(|d| {
-                                (d.name.clone(), d.version.clone().unwrap_or_else(|| "*".into()))
-                            }),
-                    ),
+                    BlockTarget::Package { .. } => {
+                        concrete.packages.extend(block.target.matching_dependencies(manifest).map(
+                            |d| (d.name.clone(), d.version.clone().unwrap_or_else(|| "*".into())),
+                        ))
+                    }
                 }
             }
         }
@@ -378,20 +393,16 @@ pub fn blockers(manifest: &Manifest, context: &Context) -> Vec<Blocker> {
                     .find(|id| id.starts_with(commit.as_str()))
                     .map(|id| format!("commit {}", &id[..id.len().min(12)]))
             }
-            BlockTarget::Package { ecosystem, name, versions } => manifest
-                .dependencies
-                .iter()
-                .filter(|d| ecosystem.is_none_or(|e| e == d.ecosystem))
-                .filter(|d| d.ecosystem.normalize_name(&d.name) == d.ecosystem.normalize_name(name))
-                .find(|d| d.version.as_deref().is_none_or(|version| versions.contains(version)))
-                .map(|d| {
+            BlockTarget::Package { .. } => {
+                block.target.matching_dependencies(manifest).next().map(|d| {
                     format!(
                         "{} {} (from {})",
                         d.name,
                         d.version.as_deref().unwrap_or("at an unpinned version"),
                         d.lock_file
                     )
-                }),
+                })
+            }
         };
         if let Some(matched) = matched {
             found.push(Blocker::Content {
