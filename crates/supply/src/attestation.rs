@@ -264,6 +264,7 @@ pub(crate) mod tests {
                     id: "1111111111111111111111111111111111111111".into(),
                     author: Person { name: "Bob".into(), email: "bob@example.com".into() },
                     co_authors: vec![],
+                    committer: None,
                     authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
                     subject: "Add discounts".into(),
                     tree: String::new(),

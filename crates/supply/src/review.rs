@@ -47,7 +47,7 @@ pub struct Member {
 impl Member {
     /// Whether this member wrote (or co-wrote) the commit.
     pub fn wrote(&self, commit: &Commit) -> bool {
-        commit.authors().any(|author| self.is(author))
+        commit.writers().any(|writer| self.is(writer))
     }
 
     fn is(&self, person: &Person) -> bool {
@@ -447,6 +447,7 @@ pub(crate) mod tests {
             id: id_digit.to_string().repeat(40),
             author: Person { name: author.into(), email: format!("{author}@EXAMPLE.com") },
             co_authors: vec![],
+            committer: None,
             authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
             subject: format!("work by {author}"),
             tree: format!("{id_digit}{}", "0".repeat(39)),
@@ -472,6 +473,8 @@ pub(crate) mod tests {
         co_written
             .co_authors
             .push(Person { name: "Alice".into(), email: "alice@example.com".into() });
+        let mut rewritten = commit_by("carol", 'd');
+        rewritten.committer = Some(Person { name: "Bob".into(), email: "bob@example.com".into() });
 
         let cases: Vec<(&str, &KeyPair, &Commit, Result<(), &str>)> = vec![
             ("another member approves", &alice_key, &by_bob, Ok(())),
@@ -486,6 +489,12 @@ pub(crate) mod tests {
                 &alice_key,
                 &co_written,
                 Err("alice may not approve commit cccccccccccc"),
+            ),
+            (
+                "committer of another's commit approves",
+                &bob_key,
+                &rewritten,
+                Err("bob may not approve commit dddddddddddd"),
             ),
             ("key outside the keyring", &outsider, &by_bob, Err("is not in team shop's keyring")),
         ];

@@ -42,6 +42,11 @@ pub struct Commit {
     /// People named in `Co-authored-by:` trailers; they may not review the commit either.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub co_authors: Vec<Person>,
+    /// Who committed it, when not the author (a cherry-pick, an amended commit). Git's author
+    /// field is self-asserted, so the committer may not review the commit either: someone who
+    /// rewrites another's commit under their name cannot then approve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committer: Option<Person>,
     pub authored_at: Timestamp,
     /// The first line of the message.
     pub subject: String,
@@ -56,6 +61,11 @@ impl Commit {
     /// Everyone who wrote the commit.
     pub fn authors(&self) -> impl Iterator<Item = &Person> {
         std::iter::once(&self.author).chain(&self.co_authors)
+    }
+
+    /// Everyone who may not review the commit: its authors and its committer.
+    pub fn writers(&self) -> impl Iterator<Item = &Person> {
+        self.authors().chain(&self.committer)
     }
 
     pub fn short_id(&self) -> &str {
@@ -216,7 +226,7 @@ impl Repository {
     }
 
     fn log(&self, revisions: &[&str]) -> Result<Vec<Commit>, Error> {
-        const FORMAT: &str = "--format=%H%x00%T%x00%an%x00%ae%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
+        const FORMAT: &str = "--format=%H%x00%T%x00%an%x00%ae%x00%cn%x00%ce%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
         let mut args = vec!["log", FORMAT];
         args.extend_from_slice(revisions);
         args.push("--");
@@ -266,10 +276,17 @@ pub fn parse_person(text: &str) -> Option<Person> {
 
 fn parse_log_record(record: &str) -> Option<Commit> {
     let fields: Vec<&str> = record.split('\0').collect();
-    let [id, tree, name, email, date, subject, trailers] = fields[..] else { return None };
+    let [id, tree, name, email, committer_name, committer_email, date, subject, trailers] =
+        fields[..]
+    else {
+        return None;
+    };
+    let author = Person { name: name.to_string(), email: email.to_string() };
+    let committer = Person { name: committer_name.to_string(), email: committer_email.to_string() };
     Some(Commit {
         id: id.to_string(),
-        author: Person { name: name.to_string(), email: email.to_string() },
+        committer: (!committer.email.eq_ignore_ascii_case(&author.email)).then_some(committer),
+        author,
         co_authors: trailers
             .split('\u{1f}')
             .filter(|value| !value.trim().is_empty())
@@ -445,6 +462,24 @@ pub(crate) mod tests {
         );
         assert_eq!(repository.commits_between(None, &second).unwrap().len(), 2);
         assert_eq!(commits[0].authored_at.to_string(), "2026-11-02T10:00:00Z");
+        assert_eq!(commits[0].committer, None, "committed by its author");
+        // Dave amends Bob's commit: Bob stays the author, Dave is recorded as committer.
+        let amended = Command::new("git")
+            .current_dir(scratch.path())
+            .args(["commit", "--quiet", "--amend", "--no-edit"])
+            .envs(GIT_ENV)
+            .env("GIT_COMMITTER_NAME", "Dave")
+            .env("GIT_COMMITTER_EMAIL", "dave@example.com")
+            .status()
+            .unwrap();
+        assert!(amended.success());
+        let head = repository.head().unwrap();
+        let amended = repository.commit(&head).unwrap();
+        assert_eq!(amended.author.email, "bob@example.com");
+        assert_eq!(
+            amended.committer,
+            Some(Person { name: "Dave".into(), email: "dave@example.com".into() })
+        );
         let tree = git(scratch.path(), &["rev-parse", &format!("{second}^{{tree}}")]).unwrap();
         assert_eq!(commits[0].tree, String::from_utf8(tree).unwrap().trim());
 

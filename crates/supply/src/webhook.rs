@@ -248,6 +248,19 @@ fn parse_push(forge: Forge, body: &Value) -> Result<WebhookEvent, Error> {
                     email: required(commit, &["author", "email"])?.to_string(),
                 },
                 co_authors,
+                committer: match (
+                    text(commit, &["committer", "name"]),
+                    text(commit, &["committer", "email"]),
+                ) {
+                    (Some(name), Some(email))
+                        if !email.eq_ignore_ascii_case(
+                            text(commit, &["author", "email"]).unwrap_or(""),
+                        ) =>
+                    {
+                        Some(Person { name: name.to_string(), email: email.to_string() })
+                    }
+                    _ => None,
+                },
                 authored_at,
                 subject: message.lines().next().unwrap_or("").to_string(),
                 tree: String::new(),
