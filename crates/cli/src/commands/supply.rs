@@ -120,7 +120,8 @@ pub struct BuildArgs {
     /// Commit to build; the mainline head by default.
     #[arg(long)]
     commit: Option<String>,
-    /// Count commits after this one; by default after the pipeline's newest artifact.
+    /// Count commits after this one; by default after the commit of the pipeline's newest
+    /// artifact built from an ancestor.
     #[arg(long)]
     since: Option<String>,
     /// Extra environment variable for the build, `NAME=VALUE`; repeat for several.
@@ -440,8 +441,10 @@ enum KeyCommand {
     /// Revoke a key: nothing it signed verifies any more.
     Revoke {
         keyid: String,
+        /// Who does it (recorded in the audit trail).
         #[arg(long)]
         by: String,
+        /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: String,
     },
@@ -983,8 +986,10 @@ enum BlockCommand {
         /// Only these pipelines (comma-separated); the whole organisation when omitted.
         #[arg(long, value_delimiter = ',')]
         pipelines: Vec<String>,
+        /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: String,
+        /// Who does it (recorded in the audit trail).
         #[arg(long)]
         by: String,
     },
@@ -998,8 +1003,10 @@ enum BlockCommand {
     /// Lift a block (audited).
     Remove {
         id: String,
+        /// Who does it (recorded in the audit trail).
         #[arg(long)]
         by: String,
+        /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: String,
     },
