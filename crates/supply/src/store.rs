@@ -300,6 +300,49 @@ pub(crate) fn with_lock<T>(
     result
 }
 
+/// An artifact exported from the store, as hosts and tools receive it: the package and, beside
+/// it, its attestation and manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exported {
+    pub package: PathBuf,
+    pub attestation: PathBuf,
+    pub manifest: PathBuf,
+}
+
+impl Exported {
+    /// The files that go with a package file: `<package>.intoto.json` (the DSSE envelope, the
+    /// name in-toto tools look for) and `<package>.manifest.json`.
+    pub fn beside(package: &Path) -> Exported {
+        let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", package.display()));
+        Exported {
+            package: package.to_path_buf(),
+            attestation: with(".intoto.json"),
+            manifest: with(".manifest.json"),
+        }
+    }
+}
+
+impl Store {
+    /// Writes an artifact's package, attestation and manifest into `directory`, named after the
+    /// provenance subject; the package is re-hashed on the way out.
+    pub fn export(&self, digest_or_prefix: &str, directory: &Path) -> Result<Exported, Error> {
+        let stored = self.get(digest_or_prefix)?;
+        let package = self.read_package(&stored.digest)?;
+        fs::create_dir_all(directory).map_err(|source| Error::io(directory, source))?;
+        let exported =
+            Exported::beside(&directory.join(crate::attestation::subject_name(&stored.manifest)));
+        let envelope = serde_json::to_vec_pretty(&stored.envelope).expect("envelope serializes");
+        for (path, bytes) in [
+            (&exported.package, &package),
+            (&exported.attestation, &envelope),
+            (&exported.manifest, &stored.manifest_bytes),
+        ] {
+            fs::write(path, bytes).map_err(|source| Error::io(path, source))?;
+        }
+        Ok(exported)
+    }
+}
+
 /// Replaces a small mutable file (trust list, block list) atomically: a reader sees the old
 /// content or the new, never half of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {

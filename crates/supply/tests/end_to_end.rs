@@ -600,10 +600,10 @@ fn reference_in_toto_and_dsse_implementations_verify_the_attestation() {
         world.commit("bob", "greeter service", &[("main.c", GREETER), ("Cargo.lock", CARGO_LOCK)]);
     world.approve(&world.alice, &commit).unwrap();
     let artifact = world.build(BUILD).unwrap();
-    let (package, envelope, _) = world.files(&artifact);
-    let package_path = world.dir.path().join("greeter.tar.zst");
-    let envelope_path = world.dir.path().join("greeter.tar.zst.intoto.json");
-    std::fs::write(&package_path, &package).unwrap();
+    let exported =
+        world.store().export(&artifact.digest.hex(), &world.dir.path().join("export")).unwrap();
+    let (package_path, envelope_path) = (exported.package, exported.attestation);
+    let envelope = std::fs::read(&envelope_path).unwrap();
     let check = |envelope: &[u8]| {
         std::fs::write(&envelope_path, envelope).unwrap();
         let script =

@@ -29,7 +29,7 @@ use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
 use gantry_supply::lockfiles::Ecosystem;
 use gantry_supply::review::{Keyring, Member, ReviewBook};
 use gantry_supply::source::{Commit, Poller, Repository};
-use gantry_supply::store::{Store, StoredArtifact};
+use gantry_supply::store::{Exported, Store, StoredArtifact};
 use gantry_supply::verify::{Inputs, Policy};
 use gantry_supply::webhook::{Delivery, Forge, WebhookEvent};
 use gantry_supply::{Digest, attestation, verify};
@@ -569,19 +569,8 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
         }
         ArtifactCommand::Verify(verify_args) => verify_command(home, verify_args),
         ArtifactCommand::Export { artifact, out } => {
-            let store = home.store();
-            let stored = store.get(&artifact)?;
-            let package = store.read_package(&stored.digest)?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let name = attestation::subject_name(&stored.manifest);
-            let base = out.join(&name);
-            std::fs::write(&base, &package)
-                .with_context(|| format!("writing {}", base.display()))?;
-            let attestation = out.join(format!("{name}.intoto.json"));
-            std::fs::write(&attestation, serde_json::to_vec_pretty(&stored.envelope)?)?;
-            let manifest = out.join(format!("{name}.manifest.json"));
-            std::fs::write(&manifest, &stored.manifest_bytes)?;
-            println!("{}", base.display());
+            let exported = home.store().export(&artifact, &out)?;
+            println!("{}", exported.package.display());
             Ok(ExitCode::SUCCESS)
         }
         ArtifactCommand::Key { command } => key_command(home, command),
@@ -593,15 +582,15 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (package_digest, envelope, manifest) = if path.is_file() {
         let digest = Digest::of_reader(std::fs::File::open(path)?)
             .with_context(|| format!("reading {}", path.display()))?;
-        let sibling = |suffix: &str| PathBuf::from(format!("{}{suffix}", path.display()));
-        let envelope_path = args.attestation.clone().unwrap_or_else(|| sibling(".intoto.json"));
+        let beside = Exported::beside(path);
+        let envelope_path = args.attestation.clone().unwrap_or(beside.attestation);
         let envelope = std::fs::read(&envelope_path).with_context(|| {
             format!(
                 "reading the attestation {}; pass it with --attestation",
                 envelope_path.display()
             )
         })?;
-        let manifest_path = args.manifest.clone().unwrap_or_else(|| sibling(".manifest.json"));
+        let manifest_path = args.manifest.clone().unwrap_or(beside.manifest);
         let manifest =
             if manifest_path.exists() { Some(std::fs::read(&manifest_path)?) } else { None };
         (digest, envelope, manifest)
