@@ -17,6 +17,7 @@
 use std::fmt;
 
 use crate::AlarmState;
+use crate::series::{Labels, Store, TimestampMs};
 
 /// Values used per side. Kayenta asks for at least 50; pairwise differences grow with the
 /// product of the sides, so beyond this the newest values are used (4 million differences,
@@ -179,6 +180,41 @@ pub fn judge(canary: &[f64], baseline: &[f64], config: &JudgeConfig) -> Judgemen
         }
     );
     judgement
+}
+
+/// The stored values of `metric` with `since < time <= now` in the series matching `matchers`,
+/// oldest first: a gauge's samples, or a counter's increments.
+pub fn values(
+    store: &Store,
+    metric: &str,
+    matchers: &Labels,
+    since: TimestampMs,
+    now: TimestampMs,
+) -> Vec<f64> {
+    let mut timed: Vec<(TimestampMs, f64)> = store
+        .select(metric, matchers)
+        .flat_map(|series| series.samples_between(since + 1, now + 1))
+        .collect();
+    timed.sort_by_key(|(time, _)| *time);
+    timed.into_iter().map(|(_, value)| value).collect()
+}
+
+/// Judges `metric` on the one box (`canary` matchers) against the boxes still on the old
+/// artifact (`baseline` matchers) since `since`.
+pub fn judge_scopes(
+    store: &Store,
+    metric: &str,
+    canary: &Labels,
+    baseline: &Labels,
+    since: TimestampMs,
+    now: TimestampMs,
+    config: &JudgeConfig,
+) -> Judgement {
+    judge(
+        &values(store, metric, canary, since, now),
+        &values(store, metric, baseline, since, now),
+        config,
+    )
 }
 
 fn median_of_sorted(values: &[f64]) -> f64 {
