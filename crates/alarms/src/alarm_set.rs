@@ -3,8 +3,8 @@
 //!
 //! An [`AlarmSet`] is built from a pipeline's `alarms.definitions` and a *scope*: labels added
 //! to every metric alarm's selector, such as `{region: eu-west-1}` for a region's alarms. A
-//! definition's own labels narrow further — `{role: one-box}` makes a one-box alarm over only
-//! the one box's series, and a team aggregate alarm is a composite over the team's services'
+//! definition's own labels narrow further (and win over the scope's for the same label name) —
+//! `{role: one-box}` makes a one-box alarm over only the one box's series, and a team aggregate alarm is a composite over the team's services'
 //! alarms. Building refuses the whole set, listing every problem, when a definition is invalid,
 //! a composite names an alarm that does not exist, or composites form a cycle (CloudWatch stops
 //! evaluating a cycle at run time; Gantry refuses it up front).
@@ -159,6 +159,23 @@ impl AlarmSet {
 
     pub fn scope(&self) -> &Labels {
         &self.scope
+    }
+
+    /// The longest span of samples any metric alarm reads: (N + extra) periods. The store's
+    /// retention must cover it, or the oldest periods read as missing.
+    pub fn longest_window_ms(&self) -> i64 {
+        self.alarms
+            .iter()
+            .filter_map(|alarm| match &alarm.kind {
+                AlarmKind::Metric(spec) => Some(
+                    spec.period_ms
+                        * (spec.evaluation_periods + metric::EXTRA_EVALUATION_PERIODS) as i64
+                        + spec.cadence_ms(),
+                ),
+                AlarmKind::Composite(_) => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Alarm names in evaluation order.
@@ -580,6 +597,8 @@ mod tests {
             Gate::Fail("alarm `aggregate` was last evaluated at 120000 ms, before 180000 ms: its state is stale".to_string())
         );
         assert_eq!(alarms.gate("nope", 0), Gate::Fail("alarm `nope` is not defined".to_string()));
+        // Three one-minute periods plus a minute of cadence.
+        assert_eq!(alarms.longest_window_ms(), 4 * 60_000);
         // Missing data treated as not breaching keeps an alarm OK, but never passes a gate.
         let quiet = AlarmDefinition::Metric(MetricAlarm {
             treat_missing_data: TreatMissingData::NotBreaching,
