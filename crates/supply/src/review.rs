@@ -330,17 +330,38 @@ impl ReviewBook {
                 self.keyring.team
             ))
         })?;
+        let envelope = sign_approval(key, &member.name.clone(), repository, commit, now);
+        self.record_signed(envelope, commit)
+    }
+
+    /// Records an approval a reviewer signed elsewhere (their own machine, through the API):
+    /// the signature must be a team member's, the envelope must name `commit` (read from the
+    /// repository by the caller) and its tree, and the member may not have written it.
+    pub fn record_signed(
+        &mut self,
+        envelope: Envelope,
+        commit: &Commit,
+    ) -> Result<Approval, Error> {
+        let record = Record::Signed { envelope };
+        let approval = self.accept(&record).map_err(Error::Review)?;
+        if approval.commit != commit.id {
+            return Err(Error::Review(format!(
+                "the signed approval is for commit {}, not {}",
+                approval.commit, commit.id
+            )));
+        }
+        if approval.tree.is_some() && approval.tree != known_tree(commit) {
+            return Err(Error::Review(format!(
+                "the signed approval claims tree {} for commit {}, whose tree is {}; it is refused",
+                approval.tree.as_deref().unwrap_or(""),
+                commit.short_id(),
+                commit.tree
+            )));
+        }
+        let member =
+            self.keyring.by_name(&approval.reviewer).expect("accepted approvals name a member");
         refuse_self_approval(member, commit)?;
-        let statement = ApprovalStatement {
-            repository: repository.to_string(),
-            commit: commit.id.clone(),
-            tree: known_tree(commit),
-            reviewer: member.name.clone(),
-            approved_at: now,
-        };
-        let body = serde_json::to_vec(&statement).expect("statement serializes");
-        let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &body, &key.keyid, &key.signing);
-        self.append(Record::Signed { envelope })
+        self.append(record)
     }
 
     /// Records an approval from a verified forge webhook. `commit` is the approved commit as read
@@ -403,6 +424,25 @@ impl ReviewBook {
         reviewers.dedup();
         reviewers
     }
+}
+
+/// A reviewer's signed approval of `commit`, as `reviewer` (their name in the keyring).
+pub fn sign_approval(
+    key: &KeyPair,
+    reviewer: &str,
+    repository: &str,
+    commit: &Commit,
+    now: Timestamp,
+) -> Envelope {
+    let statement = ApprovalStatement {
+        repository: repository.to_string(),
+        commit: commit.id.clone(),
+        tree: known_tree(commit),
+        reviewer: reviewer.to_string(),
+        approved_at: now,
+    };
+    let body = serde_json::to_vec(&statement).expect("statement serializes");
+    Envelope::sign(APPROVAL_PAYLOAD_TYPE, &body, &key.keyid, &key.signing)
 }
 
 fn known_tree(commit: &Commit) -> Option<String> {
@@ -540,6 +580,45 @@ pub(crate) mod tests {
         let tampered = ReviewBook::open(&path, keyring).unwrap();
         assert!(tampered.reviewers_of(&by_bob).is_empty());
         assert_eq!(tampered.rejected.len(), 1);
+    }
+
+    #[test]
+    fn approvals_signed_elsewhere_must_match_the_commit() {
+        let (alice, alice_key) = member("alice", 1);
+        let (bob, _) = member("bob", 2);
+        let mut book =
+            ReviewBook::in_memory(Keyring { team: "shop".into(), members: vec![alice, bob] });
+        let commit = commit_by("bob", 'b');
+        let mut other_tree = commit.clone();
+        other_tree.tree = "f".repeat(40);
+        let cases = [
+            ("as signed", sign_approval(&alice_key, "alice", "repo", &commit, now()), Ok(())),
+            (
+                "another commit",
+                sign_approval(&alice_key, "alice", "repo", &commit_by("bob", 'c'), now()),
+                Err("is for commit cccc"),
+            ),
+            (
+                "a tree the commit does not have",
+                sign_approval(&alice_key, "alice", "repo", &other_tree, now()),
+                Err("claims tree ffff"),
+            ),
+            (
+                "alice's key, bob's name",
+                sign_approval(&alice_key, "bob", "repo", &commit, now()),
+                Err("signed by alice but names bob"),
+            ),
+        ];
+        for (name, envelope, expected) in cases {
+            let got = book.record_signed(envelope, &commit).map(|_| ()).map_err(|e| e.to_string());
+            match (&got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(message), Err(expected)) => {
+                    assert!(message.contains(expected), "{name}: {message}")
+                }
+                _ => panic!("{name}: got {got:?}, expected {expected:?}"),
+            }
+        }
     }
 
     #[test]
