@@ -716,3 +716,56 @@ fn a_build_cannot_read_or_replace_the_build_keys() {
     assert_eq!(stolen.size, 0, "the build read a private key");
     assert_eq!(std::fs::read(keys.join("trusted-keys.json")).unwrap(), trusted_before);
 }
+
+#[test]
+fn remote_repositories_are_mirrored_and_built() {
+    let world = World::new();
+    let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &commit).unwrap();
+    let store = world.store();
+    let key = world.keys().active_key().unwrap();
+    let reviews = world.reviews();
+    let builder = Builder {
+        store: &store,
+        key: &key,
+        reviews: &reviews,
+        work_dir: world.dir.path().join("work"),
+        cache_dir: world.dir.path().join("cache"),
+        builder_id: gantry_supply::attestation::DEFAULT_BUILDER_ID.into(),
+        host: "test-builder".into(),
+        sandbox: Sandbox::detect(),
+        hidden: vec![world.dir.path().join("keys")],
+    };
+    let url = format!("file://{}", world.repo().display());
+    let request = BuildRequest {
+        service: "greeter".into(),
+        pipeline: "greeter-code".into(),
+        source: Source { repository: url.clone(), branch: "main".into() },
+        build: Build {
+            command: BUILD.into(),
+            outputs: vec!["out".into()],
+            network: false,
+            timeout: Duration::from_seconds(60),
+        },
+        commit: None,
+        since: None,
+        env: BTreeMap::new(),
+    };
+    let built = builder.build(&request).unwrap().artifact;
+    assert_eq!(
+        (built.manifest.source.repository.as_str(), built.manifest.source.commit.as_str()),
+        (url.as_str(), commit.as_str())
+    );
+    assert_eq!(built.manifest.commits[0].reviewers, ["alice"]);
+    let statement = statement_of(&world.files(&built).1);
+    assert_eq!(
+        statement["predicate"]["buildDefinition"]["resolvedDependencies"][0]["uri"],
+        format!("git+{url}@refs/heads/main")
+    );
+
+    // A new commit upstream reaches the mirror on the next build.
+    let next = world.commit("alice", "louder", &[("main.c", &GREETER.replace("hello", "HELLO"))]);
+    let built = builder.build(&request).unwrap().artifact;
+    assert_eq!(built.manifest.source.commit, next);
+    assert_eq!(built.manifest.source.baseline.as_deref(), Some(commit.as_str()));
+}
