@@ -1,25 +1,35 @@
 //! Gantry's alarms: the signal that stops a hands-off deployment.
 //!
-//! This crate owns alarm evaluation with CloudWatch's semantics and names. Its evaluation is pure:
-//! samples and the current time go in, alarm states (with reasons) come out; scraping and probing
-//! live at the edge. Modules:
+//! Metrics come in from Prometheus exposition endpoints, pushes, an external Prometheus server
+//! and synthetic canaries; alarms with CloudWatch's semantics and names turn them into OK, ALARM
+//! or INSUFFICIENT_DATA with a reason; gates and bake ask whether a change may move on.
 //!
-//! - [`exposition`]: the Prometheus text exposition format parser.
-//! - [`scrape`]: the edge: scraping exposition endpoints and pushed samples into the store.
-//! - [`prometheus`]: an external Prometheus server as a source (instant and range queries).
-//! - [`canary`]: synthetic HTTP canaries recording success and latency series.
-//! - [`fetch`]: bounded HTTP GETs shared by the edge.
+//! The pure core (samples and the time in, states out; no I/O, no clock):
+//!
 //! - [`series`]: the metric store (labelled series, counters as increments, limits, retention).
 //! - [`statistic`]: CloudWatch's statistics and Prometheus histogram quantiles.
-//! - [`metric`]: metric alarms: M out of N data points, `TreatMissingData`.
+//! - [`metric`]: metric alarms: M out of N data points, `TreatMissingData`, data gaps.
 //! - [`composite`]: CloudWatch's composite alarm rule language (`ALARM("a") OR ALARM("b")`).
 //! - [`alarm_set`]: a scope's alarms evaluated together: states, reasons, history, cycle
 //!   detection, and fail-closed gates.
+//! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
 //! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline).
 //! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
-//! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
+//! - [`exposition`]: the Prometheus text exposition format parser.
 //! - [`alarm_test`]: alarm unit test files (`gantry alarm test FILE`).
 //! - [`state`]: the three alarm states.
+//!
+//! The edge (network I/O; the time is still passed in):
+//!
+//! - [`source`]: the metric source trait, with an in-memory replay source.
+//! - [`scrape`]: scraping exposition endpoints, and pushed samples, into the store.
+//! - [`prometheus`]: an external Prometheus server as a source (instant and range queries).
+//! - [`canary`]: synthetic HTTP canaries recording success and latency series.
+//! - [`fetch`]: bounded HTTP GETs shared by the edge.
+//!
+//! Architecture invariant: only the edge modules touch the network, and nothing in the crate
+//! reads the wall clock (the edge times requests with a monotonic timer, for canary latency);
+//! every evaluation is a function of the store and the `now` it is given.
 
 pub mod alarm_set;
 pub mod alarm_test;
@@ -35,6 +45,7 @@ pub mod metric;
 pub mod prometheus;
 pub mod scrape;
 pub mod series;
+pub mod source;
 pub mod state;
 pub mod statistic;
 
