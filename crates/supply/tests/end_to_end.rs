@@ -101,18 +101,32 @@ impl World {
     }
 
     fn build(&self, command: &str) -> Result<StoredArtifact, Error> {
-        self.build_request(command, None)
+        self.run(&self.request(command))
     }
 
     fn build_commit(&self, command: &str, commit: &str) -> Result<StoredArtifact, Error> {
-        self.build_request(command, Some(commit.to_string()))
+        self.run(&BuildRequest { commit: Some(commit.to_string()), ..self.request(command) })
     }
 
-    fn build_request(
-        &self,
-        command: &str,
-        commit: Option<String>,
-    ) -> Result<StoredArtifact, Error> {
+    /// The greeter pipeline's build of the local repository's mainline head.
+    fn request(&self, command: &str) -> BuildRequest {
+        BuildRequest {
+            service: "greeter".into(),
+            pipeline: "greeter-code".into(),
+            source: Source { repository: self.repo().display().to_string(), branch: "main".into() },
+            build: Build {
+                command: command.into(),
+                outputs: vec!["out".into()],
+                network: false,
+                timeout: Duration::from_seconds(60),
+            },
+            commit: None,
+            since: None,
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn run(&self, request: &BuildRequest) -> Result<StoredArtifact, Error> {
         let store = self.store();
         let key = self.keys().active_key().unwrap();
         let reviews = self.reviews();
@@ -127,21 +141,7 @@ impl World {
             sandbox: Sandbox::detect(),
             hidden: vec![self.dir.path().join("keys")],
         };
-        let request = BuildRequest {
-            service: "greeter".into(),
-            pipeline: "greeter-code".into(),
-            source: Source { repository: self.repo().display().to_string(), branch: "main".into() },
-            build: Build {
-                command: command.into(),
-                outputs: vec!["out".into()],
-                network: false,
-                timeout: Duration::from_seconds(60),
-            },
-            commit,
-            since: None,
-            env: BTreeMap::new(),
-        };
-        builder.build(&request).map(|built| built.artifact)
+        builder.build(request).map(|built| built.artifact)
     }
 
     /// Verifies a stored artifact from its files on disk, as a host would.
@@ -391,35 +391,12 @@ fn the_store_refuses_to_store_an_artifact_twice() {
     world.approve(&world.alice, &commit).unwrap();
     world.build("mkdir -p out && echo reproducible > out/file").unwrap();
     // The same commit again, from the same baseline: a byte-identical package.
-    let store = world.store();
-    let key = world.keys().active_key().unwrap();
-    let reviews = world.reviews();
-    let builder = Builder {
-        store: &store,
-        key: &key,
-        reviews: &reviews,
-        work_dir: world.dir.path().join("work"),
-        cache_dir: world.dir.path().join("cache"),
-        builder_id: "b".into(),
-        host: "h".into(),
-        sandbox: Sandbox::detect(),
-        hidden: vec![world.dir.path().join("keys")],
-    };
-    let request = BuildRequest {
-        service: "greeter".into(),
-        pipeline: "greeter-code".into(),
-        source: Source { repository: world.repo().display().to_string(), branch: "main".into() },
-        build: Build {
-            command: "mkdir -p out && echo reproducible > out/file".into(),
-            outputs: vec!["out".into()],
-            network: false,
-            timeout: Duration::from_seconds(60),
-        },
+    let again = BuildRequest {
         commit: Some(commit.clone()),
         since: Some(commit),
-        env: BTreeMap::new(),
+        ..world.request("mkdir -p out && echo reproducible > out/file")
     };
-    assert!(matches!(builder.build(&request), Err(Error::AlreadyStored { .. })));
+    assert!(matches!(world.run(&again), Err(Error::AlreadyStored { .. })));
 }
 
 #[test]
@@ -722,36 +699,12 @@ fn remote_repositories_are_mirrored_and_built() {
     let world = World::new();
     let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
     world.approve(&world.alice, &commit).unwrap();
-    let store = world.store();
-    let key = world.keys().active_key().unwrap();
-    let reviews = world.reviews();
-    let builder = Builder {
-        store: &store,
-        key: &key,
-        reviews: &reviews,
-        work_dir: world.dir.path().join("work"),
-        cache_dir: world.dir.path().join("cache"),
-        builder_id: gantry_supply::attestation::DEFAULT_BUILDER_ID.into(),
-        host: "test-builder".into(),
-        sandbox: Sandbox::detect(),
-        hidden: vec![world.dir.path().join("keys")],
-    };
     let url = format!("file://{}", world.repo().display());
     let request = BuildRequest {
-        service: "greeter".into(),
-        pipeline: "greeter-code".into(),
         source: Source { repository: url.clone(), branch: "main".into() },
-        build: Build {
-            command: BUILD.into(),
-            outputs: vec!["out".into()],
-            network: false,
-            timeout: Duration::from_seconds(60),
-        },
-        commit: None,
-        since: None,
-        env: BTreeMap::new(),
+        ..world.request(BUILD)
     };
-    let built = builder.build(&request).unwrap().artifact;
+    let built = world.run(&request).unwrap();
     assert_eq!(
         (built.manifest.source.repository.as_str(), built.manifest.source.commit.as_str()),
         (url.as_str(), commit.as_str())
@@ -765,7 +718,7 @@ fn remote_repositories_are_mirrored_and_built() {
 
     // A new commit upstream reaches the mirror on the next build.
     let next = world.commit("alice", "louder", &[("main.c", &GREETER.replace("hello", "HELLO"))]);
-    let built = builder.build(&request).unwrap().artifact;
+    let built = world.run(&request).unwrap();
     assert_eq!(built.manifest.source.commit, next);
     assert_eq!(built.manifest.source.baseline.as_deref(), Some(commit.as_str()));
 }
