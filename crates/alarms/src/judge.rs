@@ -13,6 +13,9 @@
 //!
 //! The verdict maps to an alarm state ([`Judgement::state`]), so it can roll back like any
 //! alarm: `High`/`Low` in a watched direction is ALARM, `NoData` is INSUFFICIENT_DATA.
+//! [`score`] combines several metrics as Kayenta does: the share of passing metrics against
+//! marginal and pass thresholds, failing outright on a critical metric's regression or when
+//! half the metrics have no data.
 
 use std::fmt;
 
@@ -217,6 +220,105 @@ pub fn judge_scopes(
     )
 }
 
+/// How a judged metric counts in the overall score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoredMetric {
+    pub metric: String,
+    pub judgement: Judgement,
+    /// A regression here fails the whole canary, whatever the score.
+    pub critical: bool,
+}
+
+/// Kayenta's score thresholds: below `marginal` fails, at or above `pass` passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreThresholds {
+    pub marginal: f64,
+    pub pass: f64,
+}
+
+impl Default for ScoreThresholds {
+    /// Kayenta's documented starting points: marginal 75, pass 95.
+    fn default() -> Self {
+        ScoreThresholds { marginal: 75.0, pass: 95.0 }
+    }
+}
+
+/// The overall verdict over several metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Marginal,
+    Fail,
+}
+
+/// A canary's score and verdict, with the reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Score {
+    /// 0 to 100: the share of metrics that passed.
+    pub score: f64,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+impl Score {
+    /// ALARM unless the canary passed: a marginal canary does not promote either.
+    pub fn state(&self) -> AlarmState {
+        match self.verdict {
+            Verdict::Pass => AlarmState::Ok,
+            Verdict::Marginal | Verdict::Fail => AlarmState::Alarm,
+        }
+    }
+}
+
+/// Scores judged metrics as Kayenta does (one group): passing metrics over all judged ones,
+/// where a metric without data counts as failing (Gantry fails closed, like Kayenta's
+/// `mustHaveData`). A critical metric's regression, or no data for half the metrics or more,
+/// fails outright.
+pub fn score(metrics: &[ScoredMetric], thresholds: &ScoreThresholds) -> Score {
+    let fail = |reason: String| Score { score: 0.0, verdict: Verdict::Fail, reason };
+    if metrics.is_empty() {
+        return fail("no metrics were judged".to_string());
+    }
+    if let Some(critical) = metrics.iter().find(|m| m.critical && m.judgement.regression) {
+        return fail(format!(
+            "critical metric `{}` regressed: {}",
+            critical.metric, critical.judgement.reason
+        ));
+    }
+    let no_data: Vec<&str> = metrics
+        .iter()
+        .filter(|m| m.judgement.classification == Classification::NoData)
+        .map(|m| m.metric.as_str())
+        .collect();
+    if no_data.len() * 2 >= metrics.len() {
+        return fail(format!(
+            "{} of {} metrics have no data ({}): too little to judge",
+            no_data.len(),
+            metrics.len(),
+            no_data.join(", ")
+        ));
+    }
+    let failing: Vec<&str> = metrics
+        .iter()
+        .filter(|m| m.judgement.regression || m.judgement.classification == Classification::NoData)
+        .map(|m| m.metric.as_str())
+        .collect();
+    let score = 100.0 * (metrics.len() - failing.len()) as f64 / metrics.len() as f64;
+    let verdict = if score >= thresholds.pass {
+        Verdict::Pass
+    } else if score >= thresholds.marginal {
+        Verdict::Marginal
+    } else {
+        Verdict::Fail
+    };
+    let reason = if failing.is_empty() {
+        format!("score {score:.0}: all {} metrics passed", metrics.len())
+    } else {
+        format!("score {score:.0}: failing {}", failing.join(", "))
+    };
+    Score { score, verdict, reason }
+}
+
 fn median_of_sorted(values: &[f64]) -> f64 {
     let middle = values.len() / 2;
     if values.len() % 2 == 1 { values[middle] } else { (values[middle - 1] + values[middle]) / 2.0 }
@@ -362,6 +464,42 @@ pub(crate) mod tests {
             lenient,
             "OK Pass: canary − baseline ≈ 52.2500 (98% interval 50.5000 to 54.0000), mean ratio 1.500, 60 canary and 60 baseline values",
         );
+    }
+
+    #[test]
+    fn scores_follow_kayenta() {
+        let baseline: Vec<f64> = (0..60).map(|i| 100.0 + f64::from(i % 10)).collect();
+        let slower: Vec<f64> = baseline.iter().map(|v| v * 1.5).collect();
+        let latency = JudgeConfig { direction: Direction::Increase, ..JudgeConfig::default() };
+        let metric = |name: &str, canary: &[f64], critical| ScoredMetric {
+            metric: name.to_string(),
+            judgement: judge(canary, &baseline, &latency),
+            critical,
+        };
+        let check_score = |metrics: Vec<ScoredMetric>, expected: &str| {
+            let score = score(&metrics, &ScoreThresholds::default());
+            assert_eq!(format!("{:?} {} {}", score.verdict, score.state(), score.reason), expected);
+        };
+        let healthy: Vec<ScoredMetric> =
+            (0..19).map(|i| metric(&format!("m{i}"), &baseline, false)).collect();
+        check_score(healthy.clone(), "Pass OK score 100: all 19 metrics passed");
+        let mut one_bad = healthy.clone();
+        one_bad.push(metric("latency", &slower, false));
+        check_score(one_bad, "Pass OK score 95: failing latency");
+        let mut two_bad = healthy[..18].to_vec();
+        two_bad.extend([metric("latency", &slower, false), metric("cpu", &[], false)]);
+        check_score(two_bad, "Marginal ALARM score 90: failing latency, cpu");
+        let critical = vec![metric("faults", &slower, true), metric("cpu", &baseline, false)];
+        assert!(
+            score(&critical, &ScoreThresholds::default())
+                .reason
+                .starts_with("critical metric `faults` regressed: High")
+        );
+        check_score(
+            vec![metric("a", &[], false), metric("b", &baseline, false)],
+            "Fail ALARM 1 of 2 metrics have no data (a): too little to judge",
+        );
+        check_score(vec![], "Fail ALARM no metrics were judged");
     }
 
     #[test]
