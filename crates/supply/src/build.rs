@@ -405,11 +405,14 @@ impl Builder<'_> {
         let commits = repository.commits_between(baseline.as_deref(), &commit_id)?;
         let head = repository.commit(&commit_id)?;
 
+        // Unique across builds in this process (the counter) and across processes (the pid),
+        // so concurrent builds never share a scratch directory.
         let invocation = format!(
-            "{}-{}-{}-{}",
+            "{}-{}-{}-{}-{}",
             request.pipeline,
             &commit_id[..12],
             started_at.as_second(),
+            std::process::id(),
             INVOCATIONS.fetch_add(1, Ordering::Relaxed)
         );
         let scratch = self.work_dir.join(&invocation);
