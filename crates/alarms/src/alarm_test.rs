@@ -37,7 +37,7 @@ use gantry_model::Duration;
 use gantry_model::pipeline::AlarmDefinition;
 use serde::Deserialize;
 
-use crate::alarm_set::AlarmSet;
+use crate::alarm_set::{AlarmSet, Gate};
 use crate::exposition::{self, ExpositionLimits};
 use crate::series::{Labels, SeriesKind, Store, StoreLimits, TimestampMs};
 use crate::{AlarmState, Error};
@@ -104,7 +104,12 @@ pub enum InputKind {
 pub struct Expectation {
     pub at: Duration,
     /// Alarm name to `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    #[serde(default)]
     pub states: BTreeMap<String, String>,
+    /// Alarm name to `pass` or `fail`: whether a gate (bake end, promotion) may pass on the
+    /// alarm at this time, with data no older than this evaluation.
+    #[serde(default)]
+    pub gates: BTreeMap<String, String>,
 }
 
 /// One expectation that did not hold.
@@ -113,8 +118,11 @@ pub struct Mismatch {
     pub test: String,
     pub at: Duration,
     pub alarm: String,
-    pub expected: AlarmState,
-    pub actual: AlarmState,
+    /// `state` or `gate`.
+    pub what: &'static str,
+    /// `OK`, `ALARM`, `INSUFFICIENT_DATA`, or for a gate `pass` / `fail`.
+    pub expected: String,
+    pub actual: String,
     pub reason: String,
 }
 
@@ -131,8 +139,14 @@ impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "test `{}` at {}: alarm `{}` is {}, expected {} ({})",
-            self.test, self.at, self.alarm, self.actual, self.expected, self.reason
+            "test `{}` at {}: {} `{}` is {}, expected {} ({})",
+            self.test,
+            self.at,
+            if self.what == "gate" { "the gate on" } else { "alarm" },
+            self.alarm,
+            self.actual,
+            self.expected,
+            self.reason
         )
     }
 }
@@ -244,7 +258,7 @@ fn run_test(
                 expectation.at, file.evaluation_interval
             ));
         }
-        for alarm in expectation.states.keys() {
+        for alarm in expectation.states.keys().chain(expectation.gates.keys()) {
             if alarms.status(alarm).is_none() {
                 return Err(format!(
                     "expectation at {} names alarm `{alarm}`, which is not defined",
@@ -277,9 +291,35 @@ fn run_test(
                         test: test.name.clone(),
                         at: expectation.at,
                         alarm: alarm.clone(),
-                        expected,
-                        actual: status.state,
+                        what: "state",
+                        expected: expected.to_string(),
+                        actual: status.state.to_string(),
                         reason: status.reason.clone(),
+                    });
+                }
+            }
+            for (alarm, expected) in &expectation.gates {
+                if expected != "pass" && expected != "fail" {
+                    return Err(format!(
+                        "expectation at {} for the gate on `{alarm}`: unknown outcome \
+                         `{expected}`: expected pass or fail",
+                        expectation.at
+                    ));
+                }
+                report.checks += 1;
+                let (actual, reason) = match alarms.gate(alarm, time) {
+                    Gate::Pass => ("pass", "the alarm is OK on fresh, usable data".to_string()),
+                    Gate::Fail(reason) => ("fail", reason),
+                };
+                if actual != expected {
+                    report.mismatches.push(Mismatch {
+                        test: test.name.clone(),
+                        at: expectation.at,
+                        alarm: alarm.clone(),
+                        what: "gate",
+                        expected: expected.clone(),
+                        actual: actual.to_string(),
+                        reason,
                     });
                 }
             }

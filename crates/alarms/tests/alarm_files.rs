@@ -67,12 +67,14 @@ tests:
         states: {{high: OK, any: OK}}
       - at: 3m
         states: {{high: ALARM}}
+        gates: {{any: fail}}
 "
         ),
-        "1 tests, 3 checks\n\
+        "1 tests, 4 checks\n\
          test `wrong twice` at 2m: alarm `any` is ALARM, expected OK (the rule holds: high is ALARM)\n\
          test `wrong twice` at 2m: alarm `high` is ALARM, expected OK (1 of 1 data points was greater than the threshold 5 (1 of 1 needed to alarm): [9])\n\
-         test `wrong twice` at 3m: alarm `high` is OK, expected ALARM (0 of 1 data points was greater than the threshold 5 (1 of 1 needed to alarm): [1])",
+         test `wrong twice` at 3m: alarm `high` is OK, expected ALARM (0 of 1 data points was greater than the threshold 5 (1 of 1 needed to alarm): [1])\n\
+         test `wrong twice` at 3m: the gate on `any` is pass, expected fail (the alarm is OK on fresh, usable data)",
     );
 }
 
@@ -148,5 +150,5 @@ fn the_format_example_in_the_readme_passes() {
     let start = readme.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
     let end = start + readme[start..].find("```").expect("the example's end");
     let report = alarm_test::run(&readme[start..end], "README.md").unwrap();
-    assert_eq!((report.tests, report.checks, report.mismatches), (1, 4, vec![]));
+    assert_eq!((report.tests, report.checks, report.mismatches), (1, 5, vec![]));
 }
