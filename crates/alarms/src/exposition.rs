@@ -315,11 +315,16 @@ fn parse_sample(line: &str, limits: &ExpositionLimits) -> Result<Sample, (usize,
     let value = parse_value(value_text).ok_or_else(|| {
         (value_column, format!("expected a number, `NaN`, `+Inf` or `-Inf`, found `{value_text}`"))
     })?;
+    // OpenMetrics may end a sample with an exemplar, `# {trace_id="..."} 0.67`: not needed for
+    // alarms, so everything from a `#` token on is skipped.
+    let mut fields = fields.take_while(|field| !field.starts_with('#'));
     let timestamp = match fields.next() {
         None => None,
         Some(text) => {
             let column = position + 1 + rest.rfind(text).unwrap_or(0);
-            // OpenMetrics writes seconds with a fraction; the 0.0.4 format writes milliseconds.
+            // The 0.0.4 format writes integer milliseconds, OpenMetrics seconds with a fraction
+            // (an integer is read as milliseconds). The scraper stores samples at the scrape's
+            // time anyway; the timestamp is kept for other readers.
             let millis = text.parse::<i64>().ok().or_else(|| {
                 text.parse::<f64>().ok().filter(|s| s.is_finite()).map(|s| (s * 1000.0) as i64)
             });
@@ -450,6 +455,10 @@ counter rpc_duration_seconds_count 2693"#,
             "counter requests_total{a=\"b\"} 5\ngauge requests_created 1700000000",
         );
         check("up 1 1700000000.5\r\n", "gauge up 1 @1700000000500");
+        check(
+            "# TYPE rpc counter\nrpc_total 17 # {trace_id=\"abc\"} 0.67 1700000000\nrpc_created 5 1 #x",
+            "counter rpc_total 17\ngauge rpc_created 5 @1",
+        );
         check(
             "x NaN\ny -Inf\nz 0x10",
             "error: line 3, column 3: expected a number, `NaN`, `+Inf` or `-Inf`, found `0x10`",
