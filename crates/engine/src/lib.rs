@@ -1,1 +1,70 @@
-//! placeholder
+//! Gantry's deployment engine: a pure, deterministic state machine.
+//!
+//! [`Engine::step`] takes the state, the current time and one [`Input`], and returns the
+//! [`Action`]s to perform; it never does I/O, never reads a clock and never draws a random
+//! number, so the controller, the simulator and the tests drive the same code and a recorded
+//! run replays exactly. The state ([`Engine`]) is serde-serializable: the controller commits it
+//! before acting, and restarting is deserializing it and stepping
+//! [`Input::ControllerStarted`] with a higher fencing epoch.
+//!
+//! Module map:
+//! - [`engine`]: the transition function: applying inputs, promotion, deployments, bakes,
+//!   rollbacks, blockers and urgent mode;
+//! - [`capacity`]: CodeDeploy's minimum-healthy-hosts arithmetic;
+//! - [`windows`]: deployment windows in a region's time zone, and when they next open;
+//! - [`fleet`]: the engine's view of boxes and the one rule for what counts as healthy capacity;
+//! - [`blockers`]: blockers, holds and overrides; [`artifact`]: digests, commits, review status;
+//! - [`input`] and [`action`]: the closed enums at the boundary; [`state`]: the serializable
+//!   state; [`limits`]: every limit with its reason.
+//!
+//! Architecture invariant: nothing in this crate reads a clock, draws randomness or does I/O;
+//! time comes in as `now`, everything else as an [`Input`].
+//!
+//! Architecture invariant: rollbacks and repairs are never blocked, and nothing (no override,
+//! no urgent mode) lets a command take a target's healthy capacity below its floor.
+
+pub mod action;
+pub mod artifact;
+pub mod blockers;
+pub mod capacity;
+pub mod engine;
+pub mod fleet;
+pub mod input;
+pub mod limits;
+pub mod state;
+pub mod windows;
+
+pub use action::{Action, BoxCommand, Event};
+pub use artifact::{ArtifactReady, Commit, ContentBlocklist, Digest, Package};
+pub use blockers::{Blocker, BlockerKind};
+pub use fleet::{BoxId, BoxObservation, CommandId, CommandKind, CommandOutcome, Health};
+pub use input::{AlarmState, Input, OperatorCommand};
+pub use state::Engine;
+
+/// Why a set of plans cannot be run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("pipeline {pipeline:?} appears twice")]
+    DuplicatePipeline { pipeline: String },
+    #[error(
+        "pipeline {pipeline:?}, step {step:?}: targets {first} and {second} are in the same region; \
+         a production step deploys at most one zone or cell per region"
+    )]
+    TwoTargetsInRegion { pipeline: String, step: String, first: String, second: String },
+    #[error(
+        "pipeline {pipeline:?}: region {region:?} has no known time zone; add it to the topology"
+    )]
+    UnknownRegion { pipeline: String, region: String },
+    #[error("region {region:?}: time zone {zone:?} is unknown: {reason}")]
+    UnknownTimeZone { region: String, zone: String, reason: String },
+}
+
+/// Deliberate bugs the simulator plants to prove its invariant checks catch them.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PlantedBug {
+    /// Batches ignore the capacity floor.
+    IgnoreCapacityFloor,
+    /// Bakes complete as soon as they start, so the next zone of a region starts unbaked.
+    SkipBake,
+}

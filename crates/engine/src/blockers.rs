@@ -1,0 +1,85 @@
+//! Blockers: the reasons a deployment may not *start* now, and the overrides that lift them.
+//!
+//! Each [`Blocker`] names its kind, the thing that blocks (an alarm, a commit, the window), a
+//! reason a person can read, and when it will clear where that can be known (a window's next
+//! opening, a hold's never). Blockers gate starts only; rollbacks and repairs are never blocked.
+//! An [`Override`] lifts one kind of blocker for a scope (pipeline, optionally one stage and one
+//! region) until its expiry. Unreviewed commits cannot be overridden: production runs only
+//! reviewed code, like the capacity floor and signature checks nothing lifts.
+
+use gantry_model::Target;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockerKind {
+    /// One of the team's blocker alarms is in ALARM (or its state is unknown) in the region.
+    TeamAlarm,
+    /// An organisation-wide alarm, e.g. a large-scale event, is in ALARM (or unknown).
+    OrganisationAlarm,
+    /// The region's deployment windows are closed.
+    TimeWindow,
+    /// The artifact contains a blocked commit or package version.
+    Content,
+    /// A person holds the pipeline or the stage.
+    ManualHold,
+    /// Too many artifacts in production already, or urgent mode allows only one.
+    InFlightLimit,
+    /// A commit was not approved by someone other than its author.
+    Unreviewed,
+}
+
+impl BlockerKind {
+    /// Whether an override may lift this kind.
+    pub fn overridable(self) -> bool {
+        !matches!(self, BlockerKind::Unreviewed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub kind: BlockerKind,
+    /// What blocks: the alarm's name, the commit, `time-window`, the holder.
+    pub name: String,
+    pub reason: String,
+    /// When it will clear, where that can be known.
+    pub clears_at: Option<Timestamp>,
+}
+
+/// A person's manual hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// `None` holds the whole pipeline.
+    pub stage: Option<String>,
+    pub by: String,
+    pub reason: String,
+    pub since: Timestamp,
+}
+
+/// A recorded override.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// The operator command's id.
+    pub id: String,
+    pub by: String,
+    pub kind: BlockerKind,
+    pub stage: Option<String>,
+    pub region: Option<String>,
+    pub reason: String,
+    pub granted_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Whether its expiry has been reported.
+    pub expiry_reported: bool,
+}
+
+impl Override {
+    /// Whether this override lifts a `kind` blocker for `target` in `stage` at `now`.
+    pub fn lifts(&self, kind: BlockerKind, stage: &str, target: &Target, now: Timestamp) -> bool {
+        self.kind == kind
+            && kind.overridable()
+            && now < self.expires_at
+            && self.stage.as_deref().is_none_or(|scope| scope == stage)
+            && self.region.as_deref().is_none_or(|scope| scope == target.region)
+    }
+}

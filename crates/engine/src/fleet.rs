@@ -1,0 +1,197 @@
+//! The engine's view of a target's boxes, rebuilt from level-triggered observations.
+//!
+//! A target's snapshot replaces the engine's list of its boxes: boxes missing from it are gone
+//! (scale-in), new ones are added (scale-out). A snapshot older than the last one applied is
+//! ignored, so reordered or duplicated messages change nothing.
+//!
+//! [`BoxState::counts_as_healthy`] is the one definition of capacity the engine and the
+//! simulator's checker share: a box is healthy capacity only if its latest observation is fresh,
+//! says healthy, and, when the box was commanded, was taken after the command and shows the
+//! commanded artifact. Missing, stale or ambiguous observations never count (fail closed).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Digest;
+use crate::limits::MAX_OBSERVATION_AGE;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BoxId(pub String);
+
+impl fmt::Display for BoxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A command's identity: the epoch of the controller that first issued it and a counter.
+/// Agents apply a command id at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CommandId(pub u64);
+
+impl fmt::Display for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+}
+
+/// How an agent finished the last command it applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    pub command: CommandId,
+    pub succeeded: bool,
+    pub detail: String,
+}
+
+/// One box as its agent last reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxObservation {
+    pub id: BoxId,
+    /// The artifact installed and verified on the box, if any.
+    pub running: Option<Digest>,
+    pub health: Health,
+    pub last_command: Option<CommandOutcome>,
+}
+
+/// Why a box is being moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// A forward deployment of a stage's artifact.
+    Deploy,
+    /// Back to the target's last known good artifact.
+    RollBack,
+    /// A box that drifted (added mid-wave, failed earlier) moved to what its target runs.
+    Repair,
+}
+
+/// A command outstanding on one box.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCommand {
+    pub id: CommandId,
+    pub kind: CommandKind,
+    pub artifact: Digest,
+    pub issued_at: Timestamp,
+    pub last_sent: Option<Timestamp>,
+    /// After this the attempt counts as failed.
+    pub deadline: Timestamp,
+}
+
+/// The engine's record of one box.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxState {
+    pub observation: BoxObservation,
+    pub observed_at: Timestamp,
+    pub pending: Option<PendingCommand>,
+    /// When the box's last command was issued, pending or finished; observations older than
+    /// this say nothing about the result.
+    pub last_command_at: Option<Timestamp>,
+    pub last_command_artifact: Option<Digest>,
+}
+
+impl BoxState {
+    /// Whether this box is in service and healthy capacity at `now` (see the module doc).
+    pub fn counts_as_healthy(&self, now: Timestamp) -> bool {
+        counts_as_healthy(
+            &self.observation,
+            self.observed_at,
+            self.last_command_at.zip(self.last_command_artifact.as_ref()),
+            now,
+        )
+    }
+
+    /// Whether the box runs `artifact` and is healthy capacity.
+    pub fn healthy_on(&self, artifact: &Digest, now: Timestamp) -> bool {
+        self.counts_as_healthy(now) && self.observation.running.as_ref() == Some(artifact)
+    }
+}
+
+/// The capacity rule, as a free function so the simulator's reference model applies it to its
+/// own record of what it delivered and what was commanded.
+pub fn counts_as_healthy(
+    observation: &BoxObservation,
+    observed_at: Timestamp,
+    last_command: Option<(Timestamp, &Digest)>,
+    now: Timestamp,
+) -> bool {
+    let fresh = now.duration_since(observed_at) <= SignedDuration::from_secs(MAX_OBSERVATION_AGE);
+    let settled = match last_command {
+        None => true,
+        Some((issued_at, artifact)) => {
+            observed_at > issued_at && observation.running.as_ref() == Some(artifact)
+        }
+    };
+    fresh && settled && observation.health == Health::Healthy
+}
+
+/// A target's boxes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fleet {
+    pub boxes: BTreeMap<BoxId, BoxState>,
+    /// When the snapshot in `boxes` was taken.
+    pub observed_at: Option<Timestamp>,
+}
+
+impl Fleet {
+    pub fn size(&self) -> u32 {
+        self.boxes.len() as u32
+    }
+
+    pub fn healthy(&self, now: Timestamp) -> u32 {
+        self.boxes.values().filter(|state| state.counts_as_healthy(now)).count() as u32
+    }
+
+    pub fn in_flight(&self, kind: CommandKind) -> u32 {
+        self.boxes
+            .values()
+            .filter(|state| state.pending.as_ref().is_some_and(|p| p.kind == kind))
+            .count() as u32
+    }
+
+    /// Applies a snapshot taken at `observed_at`; returns false when it is older than the last.
+    pub fn apply_snapshot(&mut self, observed_at: Timestamp, boxes: Vec<BoxObservation>) -> bool {
+        if self.observed_at.is_some_and(|last| observed_at <= last) {
+            return false;
+        }
+        self.observed_at = Some(observed_at);
+        let mut next = BTreeMap::new();
+        for observation in boxes {
+            let id = observation.id.clone();
+            let state = match self.boxes.remove(&id) {
+                Some(mut state) => {
+                    state.observation = observation;
+                    state.observed_at = observed_at;
+                    state
+                }
+                None => BoxState {
+                    observation,
+                    observed_at,
+                    pending: None,
+                    last_command_at: None,
+                    last_command_artifact: None,
+                },
+            };
+            next.insert(id, state);
+        }
+        self.boxes = next;
+        true
+    }
+
+    /// The artifact every box runs, if all run the same one and there is at least one box.
+    pub fn uniform_artifact(&self) -> Option<&Digest> {
+        let mut running = self.boxes.values().map(|state| state.observation.running.as_ref());
+        let first = running.next()??;
+        running.all(|other| other == Some(first)).then_some(first)
+    }
+}

@@ -1,0 +1,122 @@
+//! Everything that can happen to the engine: one closed enum, [`Input`].
+//!
+//! Observations are level-triggered (a snapshot of a target's boxes, an alarm's current state, a
+//! cumulative data-point count), so a lost or repeated message heals on the next one. Operator
+//! commands carry an id and are applied at most once.
+
+use gantry_model::{Plan, Target};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{ArtifactReady, ContentBlocklist, Digest};
+use crate::blockers::BlockerKind;
+use crate::fleet::{BoxObservation, CommandId};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// The controller holding the state (re)started with this fencing epoch. Every command issued
+    /// afterwards carries it; outstanding commands are re-sent under it.
+    ControllerStarted { epoch: u64 },
+    /// A build produced a signed artifact for a pipeline (or its review status changed).
+    ArtifactReady { pipeline: String, artifact: ArtifactReady },
+    /// A test gate the engine asked for finished.
+    TestGateResult { pipeline: String, command: CommandId, passed: bool, detail: String },
+    /// A snapshot of every box of one target.
+    Fleet { pipeline: String, target: Target, observed_at: Timestamp, boxes: Vec<BoxObservation> },
+    /// An alarm's state; `region: None` for an organisation-wide alarm.
+    Alarm { alarm: String, region: Option<String>, state: AlarmState, observed_at: Timestamp },
+    /// Cumulative data points of one metric served by `artifact` on a target.
+    DataPoints {
+        pipeline: String,
+        target: Target,
+        artifact: Digest,
+        metric: String,
+        count: u64,
+        observed_at: Timestamp,
+    },
+    /// The current list of known-bad commits and package versions.
+    ContentBlocklist(ContentBlocklist),
+    /// A person's command, with an id for de-duplication.
+    Operator { id: String, by: String, command: OperatorCommand },
+    /// A new version of a pipeline's plan, e.g. a stage switched from manual to automatic
+    /// promotion. Accepted only when its stages and steps keep their names and order.
+    UpdatePlan { plan: Box<Plan> },
+    /// Time passed; nothing else happened.
+    Tick,
+}
+
+/// CloudWatch's three alarm states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlarmState {
+    Ok,
+    Alarm,
+    InsufficientData,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum OperatorCommand {
+    /// Lets an artifact waiting for manual promotion leave `stage`.
+    Approve {
+        pipeline: String,
+        stage: String,
+        artifact: Digest,
+    },
+    /// A manual hold on the whole pipeline, or on one stage.
+    Hold {
+        pipeline: String,
+        stage: Option<String>,
+        reason: String,
+    },
+    Release {
+        pipeline: String,
+        stage: Option<String>,
+    },
+    /// Lifts one kind of blocker for a scope until `expires_at`.
+    Override {
+        pipeline: String,
+        blocker: BlockerKind,
+        stage: Option<String>,
+        region: Option<String>,
+        reason: String,
+        expires_at: Timestamp,
+    },
+    /// Runs a failed stage again with the same artifact.
+    Retry {
+        pipeline: String,
+        stage: String,
+    },
+    /// Moves every target running `artifact` or anything built on top of it back to the newest
+    /// earlier known-good artifact, and recalls those artifacts.
+    RollBackEverywhere {
+        pipeline: String,
+        artifact: Digest,
+        reason: String,
+    },
+    /// Dials bake down for `artifact` with senior approvals; only it may be in flight meanwhile.
+    Urgent {
+        pipeline: String,
+        artifact: Digest,
+        approvers: Vec<String>,
+    },
+    EndUrgent {
+        pipeline: String,
+    },
+}
+
+impl OperatorCommand {
+    pub fn pipeline(&self) -> &str {
+        match self {
+            OperatorCommand::Approve { pipeline, .. }
+            | OperatorCommand::Hold { pipeline, .. }
+            | OperatorCommand::Release { pipeline, .. }
+            | OperatorCommand::Override { pipeline, .. }
+            | OperatorCommand::Retry { pipeline, .. }
+            | OperatorCommand::RollBackEverywhere { pipeline, .. }
+            | OperatorCommand::Urgent { pipeline, .. }
+            | OperatorCommand::EndUrgent { pipeline } => pipeline,
+        }
+    }
+}

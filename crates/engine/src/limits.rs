@@ -1,0 +1,40 @@
+//! Every limit the engine holds itself to, each a number in one place with the reason for it.
+
+/// Seconds after which a box observation no longer counts: a box not heard from for two minutes
+/// may be gone, so it is not healthy capacity (fail closed). Agents report every 30 s or faster.
+pub const MAX_OBSERVATION_AGE: i64 = 120;
+
+/// Seconds after which an alarm reading is stale: it can neither complete a bake nor clear an
+/// alarm blocker. Alarm sources publish every minute; two missed publications are an outage.
+pub const MAX_ALARM_AGE: i64 = 180;
+
+/// Seconds between re-sends of a command an agent has not acknowledged. Commands are idempotent
+/// by id, so re-sending heals lost messages without ever applying a command twice.
+pub const RESEND_INTERVAL: i64 = 60;
+
+/// Seconds before a box that failed a repair is tried again, so a broken box costs one command
+/// per ten minutes rather than one per tick.
+pub const REPAIR_BACKOFF: i64 = 600;
+
+/// Known-good artifacts remembered per target: enough to roll back past a long run of recalled
+/// artifacts, small enough that state stays a few kilobytes per target.
+pub const MAX_KNOWN_GOOD_PER_TARGET: usize = 16;
+
+/// Artifacts remembered per pipeline; older ones no stage, target or rollback refers to are
+/// forgotten. A pipeline receiving one artifact per commit keeps about a week of history.
+pub const MAX_ARTIFACTS_PER_PIPELINE: usize = 256;
+
+/// Operator command ids remembered for de-duplication; a client retries within seconds, so the
+/// last thousand commands cover every retry.
+pub const MAX_REMEMBERED_OPERATOR_COMMANDS: usize = 1_024;
+
+/// The longest an override may last: four hours (reliability.md I15, `T_max`). Longer requests
+/// are refused; a person must renew an override to keep lifting a blocker.
+pub const MAX_OVERRIDE_SECONDS: i64 = 4 * 3600;
+
+/// Overrides and holds kept per pipeline; expired overrides beyond this are forgotten first.
+pub const MAX_OVERRIDES_PER_PIPELINE: usize = 64;
+
+/// Artifacts whose data-point counts are kept per metric and target: the one deploying, the one
+/// it replaces, and a little history. Evidence is per artifact, so counts never mix.
+pub const MAX_DATA_POINT_ARTIFACTS: usize = 4;

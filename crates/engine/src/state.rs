@@ -1,0 +1,213 @@
+//! The engine's state: everything it knows, serializable so the controller can persist it after
+//! every step and the simulator can restart the controller by round-tripping it.
+//!
+//! Maps are `BTreeMap`s (deterministic order: the same inputs give the same actions, byte for
+//! byte); maps keyed by a [`Target`] serialize as lists of pairs so the state is valid JSON.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use gantry_model::{Plan, Target};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{Artifact, ContentBlocklist, Digest};
+use crate::blockers::{Blocker, Hold, Override};
+use crate::fleet::{BoxId, CommandId, Fleet};
+use crate::input::AlarmState;
+
+/// The whole engine state. Create it with [`Engine::new`](crate::Engine::new), drive it with
+/// [`Engine::step`](crate::Engine::step).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Engine {
+    /// The fencing epoch of the controller driving this state.
+    pub epoch: u64,
+    pub(crate) next_command: u64,
+    /// IANA time zone per region, from the topology.
+    pub region_zones: BTreeMap<String, String>,
+    pub pipelines: BTreeMap<String, Pipeline>,
+    /// Latest reading per alarm, then per region (`""` for organisation-wide readings).
+    pub alarms: BTreeMap<String, BTreeMap<String, AlarmReading>>,
+    pub content: ContentBlocklist,
+    pub(crate) recent_operator_commands: VecDeque<String>,
+    /// Window verdicts per (pipeline, region), each valid until its `holds_until`. A cache of a
+    /// pure function, so it is not persisted: a restarted engine recomputes it.
+    #[serde(skip)]
+    pub(crate) window_cache: BTreeMap<(String, String), (Timestamp, crate::windows::Verdict)>,
+    #[cfg(feature = "planted-bugs")]
+    #[serde(default)]
+    pub(crate) planted_bug: Option<crate::PlantedBug>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmReading {
+    pub state: AlarmState,
+    pub observed_at: Timestamp,
+}
+
+/// One pipeline's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub plan: Arc<Plan>,
+    /// Accepted artifacts by mainline position.
+    pub artifacts: BTreeMap<u64, Artifact>,
+    /// One entry per plan stage, in order.
+    pub stages: Vec<StageState>,
+    #[serde(with = "pairs")]
+    pub targets: BTreeMap<Target, TargetState>,
+    pub holds: Vec<Hold>,
+    pub overrides: Vec<Override>,
+    pub urgent: Option<Urgent>,
+    /// The earliest time this pipeline asked to be woken at its last reconcile. Not persisted:
+    /// a restarted engine reconciles every pipeline first.
+    #[serde(skip)]
+    pub(crate) wake: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Urgent {
+    pub artifact: Digest,
+    pub approvers: Vec<String>,
+    pub since: Timestamp,
+}
+
+/// A stage: the artifact it works on now, and the newest one that passed it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageState {
+    pub run: Option<StageRun>,
+    /// Sequence of the newest artifact that passed this stage: the next stage's candidate.
+    pub passed: Option<u64>,
+    /// Sequence of the newest artifact that entered this stage; nothing older enters again.
+    pub last_entered: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    pub sequence: u64,
+    pub artifact: Digest,
+    pub entered_at: Timestamp,
+    pub approved: bool,
+    pub phase: StagePhase,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum StagePhase {
+    /// Deploying step `index` to its targets, then baking it.
+    Step {
+        index: usize,
+        #[serde(with = "pairs")]
+        targets: BTreeMap<Target, TargetRun>,
+        bake_started: Option<Timestamp>,
+        /// Whether a wait for missing bake evidence has been reported.
+        evidence_wait_reported: bool,
+    },
+    /// Running the stage's test gates.
+    Testing { gates: Vec<GateRun> },
+    /// Waiting for a person's approval.
+    AwaitingApproval,
+    /// Rolled back or failed; a newer artifact may enter, or a person retries.
+    Failed { reason: String },
+}
+
+impl StagePhase {
+    /// Whether any target of the current step has started deploying.
+    pub fn started(&self) -> bool {
+        match self {
+            StagePhase::Step { index, targets, .. } => {
+                *index > 0 || targets.values().any(|run| !matches!(run.phase, TargetPhase::Waiting))
+            }
+            StagePhase::Testing { .. } | StagePhase::AwaitingApproval => true,
+            StagePhase::Failed { .. } => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRun {
+    pub gate: String,
+    pub command: CommandId,
+    pub deadline: Timestamp,
+    pub passed: Option<bool>,
+    /// When the request was last sent; re-sent until answered, like box commands.
+    pub last_sent: Option<Timestamp>,
+}
+
+/// One target's part of a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRun {
+    pub phase: TargetPhase,
+    /// The blockers last reported for this target, so changes are reported once.
+    pub blockers: Vec<Blocker>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum TargetPhase {
+    /// Not started: blocked, or waiting for its first fresh observation.
+    Waiting,
+    Deploying {
+        started_at: Timestamp,
+        /// Boxes commanded in this deployment.
+        attempted: BTreeSet<BoxId>,
+        /// Boxes whose attempt failed; CodeDeploy does not retry them.
+        failed: BTreeSet<BoxId>,
+        /// Since when no box could be taken without crossing the floor.
+        stuck_since: Option<Timestamp>,
+    },
+    Deployed {
+        at: Timestamp,
+    },
+    /// Stopped because another target of the step rolled back or failed.
+    Halted,
+}
+
+/// One target's boxes and history, shared by every stage that deploys it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    pub fleet: Fleet,
+    /// Artifacts that completed a full-target bake here, oldest first.
+    pub known_good: Vec<Digest>,
+    pub rollback: Option<Rollback>,
+    /// Cumulative data points per metric and per artifact that served them (a target mid-way
+    /// through a deployment serves two).
+    pub data_points: BTreeMap<String, BTreeMap<Digest, DataPointReading>>,
+    /// Boxes whose repair failed, and when they may be tried again.
+    pub repair_backoff: BTreeMap<BoxId, Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub to: Digest,
+    pub reason: String,
+    pub started_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPointReading {
+    pub count: u64,
+    pub observed_at: Timestamp,
+}
+
+/// Serializes a map with non-string keys as a list of `[key, value]` pairs.
+pub(crate) mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+    }
+}

@@ -1,0 +1,1273 @@
+//! One seeded run: the engine against simulated agents, boxes, alarms, a test runner, people and
+//! a lossy network, on a virtual clock.
+//!
+//! The run is a discrete-event loop over a `BTreeMap` queue keyed by (time, sequence), so events
+//! at the same instant keep their scheduling order and the run is exactly reproducible. It has
+//! two phases (TigerBeetle's VOPR): a *safety* phase with faults on, checking the invariants
+//! after every engine step, then a *liveness* phase that heals every fault and requires every
+//! deployment to reach a terminal state within a bounded time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gantry_engine::action::{Action, BoxCommand, Event};
+use gantry_engine::fleet::{BoxId, BoxObservation, CommandId, CommandOutcome, Health};
+use gantry_engine::input::{AlarmState, Input, OperatorCommand};
+use gantry_engine::state::{StagePhase, TargetPhase};
+use gantry_engine::{
+    ArtifactReady, BlockerKind, Commit, ContentBlocklist, Digest, Engine, Package,
+};
+use gantry_model::Target;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::check::{ArtifactTruth, Checker, Violation};
+use crate::coverage::Coverage;
+use crate::generate::{self, World};
+use crate::rng::Rng;
+
+/// Seconds between observation rounds: agents report active targets every minute (the engine
+/// treats observations older than two minutes as missing).
+const OBSERVE_EVERY: i64 = 60;
+/// Every this many rounds, idle targets and alarms report too.
+const FULL_ROUND_EVERY: u64 = 10;
+/// Seconds a bad artifact must serve before its region's alarm fires.
+const DETECTION_DELAY: i64 = 180;
+
+/// How long a run lasts and what it records.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Simulated time with faults on.
+    pub safety: SignedDuration,
+    /// Simulated time allowed, after healing, for every deployment to finish.
+    pub converge: SignedDuration,
+    /// Keep the full trace (for `gantry simulate --seed S`).
+    pub keep_trace: bool,
+    /// Applied to the engine after it is created and after every restart; tests use it to
+    /// plant bugs.
+    pub prepare: Option<fn(&mut Engine)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            safety: SignedDuration::from_hours(12),
+            converge: SignedDuration::from_hours(10 * 24),
+            keep_trace: false,
+            prepare: None,
+        }
+    }
+}
+
+/// What one seed did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub seed: u64,
+    /// FNV-1a of the whole trace; the same seed must give the same hash.
+    pub trace_hash: u64,
+    pub trace: Vec<String>,
+    pub violations: Vec<Violation>,
+    pub coverage: Coverage,
+    pub engine_steps: u64,
+    /// Engine steps by input kind.
+    pub inputs: BTreeMap<&'static str, u64>,
+    pub simulated: SignedDuration,
+    /// Whether every deployment reached a terminal state in the liveness phase.
+    pub converged: bool,
+    pub world: World,
+}
+
+/// A target of a pipeline.
+type TargetKey = (String, Target);
+
+#[derive(Clone, Debug)]
+enum SimEvent {
+    ToController(Input),
+    ToAgent(BoxCommand),
+    ToTestRunner { pipeline: String, id: CommandId, artifact: Digest },
+    InstallDone { pipeline: String, target: Target, box_id: BoxId, command: CommandId },
+    Observe,
+    Wake,
+    NewArtifact { pipeline: String },
+    ControllerUp,
+    Operator(OperatorCommand),
+    Heal,
+}
+
+#[derive(Clone, Debug)]
+struct Install {
+    command: CommandId,
+    artifact: Digest,
+    fails: bool,
+    hung: bool,
+}
+
+#[derive(Clone, Debug)]
+struct SimBox {
+    running: Option<Digest>,
+    healthy: bool,
+    installed_at: Timestamp,
+    installing: Option<Install>,
+    last_outcome: Option<CommandOutcome>,
+    max_epoch: u64,
+    highest_command: Option<CommandId>,
+    down_until: Option<Timestamp>,
+    flap_until: Option<Timestamp>,
+}
+
+impl SimBox {
+    fn reported_health(&self, now: Timestamp) -> Health {
+        let up = self.down_until.is_none_or(|until| now >= until);
+        let steady = self.flap_until.is_none_or(|until| now >= until);
+        if self.healthy && self.installing.is_none() && up && steady {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct SimTarget {
+    boxes: BTreeMap<BoxId, SimBox>,
+    next_box: u32,
+    requests_per_minute: u64,
+}
+
+struct Sim {
+    world: World,
+    options: Options,
+    rng: Rng,
+    now: Timestamp,
+    queue: BTreeMap<(Timestamp, u64), SimEvent>,
+    sequence: u64,
+    engine: Option<Engine>,
+    durable: String,
+    epoch: u64,
+    wake_at: Option<Timestamp>,
+    targets: BTreeMap<(String, Target), SimTarget>,
+    checker: Checker,
+    coverage: Coverage,
+    trace: Vec<String>,
+    hash: u64,
+    engine_steps: u64,
+    inputs: BTreeMap<&'static str, u64>,
+    artifacts_made: BTreeMap<String, u64>,
+    gates_seen: BTreeSet<CommandId>,
+    failed: Vec<(String, String, Digest)>,
+    recalled_requested: BTreeSet<Digest>,
+    operator_commands: u64,
+    organisation_event_until: Option<Timestamp>,
+    rounds: u64,
+    healing: bool,
+    converged: bool,
+    data_since: BTreeMap<(String, Target, Digest), Timestamp>,
+}
+
+/// Runs one seed.
+pub fn run(seed: u64, options: &Options) -> Report {
+    let world = generate::world(seed);
+    let mut engine = Engine::new(world.plans.clone(), world.region_zones.clone())
+        .expect("generated plans are valid");
+    if let Some(prepare) = options.prepare {
+        prepare(&mut engine);
+    }
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut checker = Checker::new(&world.plans, &world.region_zones);
+    let mut targets = BTreeMap::new();
+    for (pipeline, target, count) in &world.fleets {
+        let initial = Digest(format!("sha256:{pipeline}-0"));
+        checker.initial.insert(initial.clone());
+        let mut sim_target = SimTarget {
+            next_box: *count,
+            requests_per_minute: *rng.pick(&[1, 5, 20, 100]),
+            ..SimTarget::default()
+        };
+        for number in 0..*count {
+            sim_target
+                .boxes
+                .insert(box_id(target, number), fresh_box(Some(initial.clone()), world.start));
+        }
+        targets.insert((pipeline.clone(), target.clone()), sim_target);
+    }
+    let heal_at = world.start + options.safety;
+    let mut sim = Sim {
+        now: world.start,
+        options: options.clone(),
+        rng,
+        queue: BTreeMap::new(),
+        sequence: 0,
+        durable: String::new(),
+        epoch: 1,
+        wake_at: None,
+        targets,
+        checker,
+        coverage: Coverage::default(),
+        trace: Vec::new(),
+        hash: 0xcbf2_9ce4_8422_2325,
+        engine_steps: 0,
+        inputs: BTreeMap::new(),
+        artifacts_made: BTreeMap::new(),
+        gates_seen: BTreeSet::new(),
+        failed: Vec::new(),
+        recalled_requested: BTreeSet::new(),
+        operator_commands: 0,
+        organisation_event_until: None,
+        rounds: 0,
+        healing: false,
+        converged: false,
+        data_since: BTreeMap::new(),
+        engine: Some(engine),
+        world,
+    };
+    sim.record(format!(
+        "seed {seed} world {}",
+        serde_json::to_string(&sim.world).expect("serializable")
+    ));
+    sim.deliver(Input::ControllerStarted { epoch: 1 });
+    sim.schedule(SignedDuration::ZERO, SimEvent::Observe);
+    sim.schedule(options.safety, SimEvent::Heal);
+    for plan in sim.world.plans.clone() {
+        let first = SignedDuration::from_mins(sim.rng.range(1, 60) as i64);
+        sim.schedule(first, SimEvent::NewArtifact { pipeline: plan.pipeline });
+    }
+    let deadline = heal_at + options.converge;
+    while let Some(((at, _), event)) = sim.queue.pop_first() {
+        if at > deadline || sim.converged || !sim.checker.violations.is_empty() {
+            break;
+        }
+        sim.now = at;
+        sim.handle(event);
+    }
+    if !sim.converged && sim.checker.violations.is_empty() {
+        let stuck = sim.describe_unfinished();
+        sim.checker.violations.push(Violation {
+            at: sim.now,
+            invariant: "I18 bounded progress",
+            detail: format!(
+                "not every deployment finished within {} of healing: {stuck}",
+                options.converge
+            ),
+        });
+    }
+    Report {
+        seed,
+        trace_hash: sim.hash,
+        trace: sim.trace,
+        violations: sim.checker.violations,
+        coverage: sim.coverage,
+        engine_steps: sim.engine_steps,
+        inputs: sim.inputs,
+        simulated: sim.now.duration_since(sim.world.start),
+        converged: sim.converged,
+        world: sim.world,
+    }
+}
+
+fn box_id(target: &Target, number: u32) -> BoxId {
+    let scope = target.zone.as_deref().unwrap_or(&target.region);
+    BoxId(format!("{}-{scope}-{number:02}", target.environment))
+}
+
+fn fresh_box(running: Option<Digest>, now: Timestamp) -> SimBox {
+    let healthy = running.is_some();
+    SimBox {
+        running,
+        healthy,
+        installed_at: now,
+        installing: None,
+        last_outcome: None,
+        max_epoch: 0,
+        highest_command: None,
+        down_until: None,
+        flap_until: None,
+    }
+}
+
+impl Sim {
+    fn schedule(&mut self, after: SignedDuration, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.insert((self.now + after, self.sequence), event);
+    }
+
+    fn record(&mut self, line: String) {
+        for byte in line.as_bytes().iter().chain(b"\n") {
+            self.hash ^= u64::from(*byte);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        if self.options.keep_trace {
+            self.trace.push(line);
+        }
+    }
+
+    /// Sends over the lossy network: maybe dropped, delayed, duplicated.
+    fn send(&mut self, event: SimEvent) {
+        let swarm = &self.world.swarm;
+        let (drop, duplicate, delay_max) = if self.healing {
+            (0, 0, 2)
+        } else {
+            (swarm.message_drop, swarm.message_duplicate, swarm.message_delay_max.max(1))
+        };
+        if self.rng.chance(drop) {
+            self.record(format!("{} lost {}", self.now, short(&event)));
+            return;
+        }
+        let copies = if self.rng.chance(duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = SignedDuration::from_secs(1 + self.rng.below(delay_max) as i64);
+            self.schedule(delay, event.clone());
+        }
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::ToController(input) => self.deliver(input),
+            SimEvent::ToAgent(command) => self.agent_receives(command),
+            SimEvent::ToTestRunner { pipeline, id, artifact } => {
+                if !self.gates_seen.insert(id) {
+                    return;
+                }
+                let bad = self.checker.truth.get(&artifact).is_some_and(|truth| truth.bad);
+                let flake = !self.healing && self.rng.chance(20_000);
+                let caught = bad && self.rng.chance(500_000);
+                let passed = !(flake || caught);
+                let after = SignedDuration::from_mins(self.rng.range(2, 15) as i64);
+                let detail = if passed { "passed" } else { "failed" }.to_string();
+                self.sequence += 1;
+                let result = SimEvent::ToController(Input::TestGateResult {
+                    pipeline,
+                    command: id,
+                    passed,
+                    detail,
+                });
+                self.queue.insert((self.now + after, self.sequence), result);
+            }
+            SimEvent::InstallDone { pipeline, target, box_id, command } => {
+                self.install_done(pipeline, target, box_id, command)
+            }
+            SimEvent::Observe => self.observe(),
+            SimEvent::Wake => {
+                if self.wake_at.is_some_and(|at| at <= self.now) {
+                    self.wake_at = None;
+                    self.deliver(Input::Tick);
+                }
+            }
+            SimEvent::NewArtifact { pipeline } => self.new_artifact(pipeline),
+            SimEvent::ControllerUp => self.controller_up(),
+            SimEvent::Operator(command) => {
+                self.operator_commands += 1;
+                let id = format!("op-{}", self.operator_commands);
+                self.send(SimEvent::ToController(Input::Operator {
+                    id,
+                    by: "oncall-1".into(),
+                    command,
+                }));
+            }
+            SimEvent::Heal => self.heal(),
+        }
+    }
+
+    /// Steps the engine with one input, checks invariants, and performs its actions.
+    fn deliver(&mut self, input: Input) {
+        let Some(engine) = &mut self.engine else {
+            self.record(format!("{} controller down, lost {}", self.now, short_input(&input)));
+            return;
+        };
+        self.checker.delivered(self.now, &input);
+        let line = format!("{} {}", self.now, short_input(&input));
+        *self.inputs.entry(input_kind(&input)).or_default() += 1;
+        let actions = engine.step(self.now, input);
+        let epoch = engine.epoch;
+        self.engine_steps += 1;
+        self.record(line);
+        for action in &actions {
+            self.record(format!("  {action:?}"));
+        }
+        self.checker.stepped(self.now, epoch, &actions, &mut self.coverage);
+        for action in actions {
+            self.perform(action);
+        }
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Deploy(command) | Action::RollBack(command) => {
+                self.send(SimEvent::ToAgent(command))
+            }
+            Action::RunTestGate { id, pipeline, artifact, .. } => {
+                self.send(SimEvent::ToTestRunner { pipeline, id, artifact });
+            }
+            Action::WakeAt(at) => {
+                if self.wake_at.is_none_or(|scheduled| at < scheduled) {
+                    self.wake_at = Some(at);
+                    self.sequence += 1;
+                    self.queue.insert((at, self.sequence), SimEvent::Wake);
+                }
+            }
+            Action::Notify(event) => self.react(event),
+        }
+    }
+
+    /// People react to what the engine reports.
+    fn react(&mut self, event: Event) {
+        match event {
+            Event::AwaitingApproval { pipeline, stage, artifact } => {
+                let after = SignedDuration::from_mins(self.rng.range(5, 60) as i64);
+                self.schedule(
+                    after,
+                    SimEvent::Operator(OperatorCommand::Approve { pipeline, stage, artifact }),
+                );
+            }
+            Event::StageFailed { pipeline, stage, artifact, .. } => {
+                let bad = self.checker.truth.get(&artifact).is_some_and(|truth| truth.bad);
+                if bad
+                    && (self.healing || self.rng.chance(300_000))
+                    && self.recalled_requested.insert(artifact.clone())
+                {
+                    let after = SignedDuration::from_mins(self.rng.range(5, 30) as i64);
+                    let reason = "bad change".to_string();
+                    self.schedule(
+                        after,
+                        SimEvent::Operator(OperatorCommand::RollBackEverywhere {
+                            pipeline: pipeline.clone(),
+                            artifact: artifact.clone(),
+                            reason,
+                        }),
+                    );
+                }
+                self.failed.push((pipeline, stage, artifact));
+            }
+            _ => {}
+        }
+    }
+
+    fn agent_receives(&mut self, command: BoxCommand) {
+        let now = self.now;
+        let healing = self.healing;
+        let corrupt = !healing && self.rng.chance(self.world.swarm.download_corruption);
+        let fails = !healing && self.rng.chance(self.world.swarm.hook_failure);
+        let hung = !healing && self.rng.chance(self.world.swarm.hook_hang);
+        let takes = SignedDuration::from_secs(self.rng.range(30, 240) as i64);
+        let key = (command.pipeline.clone(), command.target.clone());
+        let Some(sim_box) =
+            self.targets.get_mut(&key).and_then(|t| t.boxes.get_mut(&command.box_id))
+        else {
+            return;
+        };
+        if sim_box.down_until.is_some_and(|until| now < until) {
+            return;
+        }
+        if command.epoch < sim_box.max_epoch {
+            let line = format!(
+                "{now} {} rejects {} from epoch {} (has seen {})",
+                command.box_id, command.id, command.epoch, sim_box.max_epoch
+            );
+            self.coverage.hit("stale-epoch command rejected");
+            self.record(line);
+            return;
+        }
+        sim_box.max_epoch = command.epoch;
+        if sim_box.highest_command.is_some_and(|highest| command.id < highest) {
+            return;
+        }
+        let duplicate = sim_box.highest_command == Some(command.id)
+            && (sim_box.installing.as_ref().is_some_and(|install| install.command == command.id)
+                || sim_box
+                    .last_outcome
+                    .as_ref()
+                    .is_some_and(|outcome| outcome.command == command.id));
+        if duplicate {
+            return;
+        }
+        sim_box.highest_command = Some(command.id);
+        if corrupt {
+            sim_box.last_outcome = Some(CommandOutcome {
+                command: command.id,
+                succeeded: false,
+                detail: "downloaded artifact's sha256 does not match its digest; not installed"
+                    .into(),
+            });
+            return;
+        }
+        sim_box.installing =
+            Some(Install { command: command.id, artifact: command.artifact, fails, hung });
+        if !hung {
+            self.schedule(
+                takes,
+                SimEvent::InstallDone {
+                    pipeline: key.0,
+                    target: key.1,
+                    box_id: command.box_id,
+                    command: command.id,
+                },
+            );
+        }
+    }
+
+    fn install_done(
+        &mut self,
+        pipeline: String,
+        target: Target,
+        box_id: BoxId,
+        command: CommandId,
+    ) {
+        let now = self.now;
+        let key = (pipeline.clone(), target.clone());
+        let Some(sim_box) = self.targets.get_mut(&key).and_then(|t| t.boxes.get_mut(&box_id))
+        else {
+            return;
+        };
+        let Some(install) = sim_box.installing.take_if(|install| install.command == command) else {
+            return;
+        };
+        sim_box.running = Some(install.artifact.clone());
+        sim_box.healthy = !install.fails;
+        sim_box.installed_at = now;
+        sim_box.last_outcome = Some(CommandOutcome {
+            command,
+            succeeded: !install.fails,
+            detail: if install.fails {
+                "ValidateService hook failed".into()
+            } else {
+                "installed".into()
+            },
+        });
+        if !install.fails {
+            self.data_since.entry((pipeline, target, install.artifact)).or_insert(now);
+        }
+    }
+
+    fn new_artifact(&mut self, pipeline: String) {
+        if self.healing {
+            return;
+        }
+        let number = {
+            let counter = self.artifacts_made.entry(pipeline.clone()).or_default();
+            *counter += 1;
+            *counter
+        };
+        let swarm = self.world.swarm.clone();
+        let digest = Digest(format!("sha256:{pipeline}-{number}"));
+        let bad = self.rng.chance(swarm.bad_artifact);
+        let signed = !self.rng.chance(swarm.unsigned_artifact);
+        let mut commits = Vec::new();
+        let mut truth_commits = Vec::new();
+        for index in 0..self.rng.range(1, 3) {
+            let author = format!("dev-{}", self.rng.range(1, 4));
+            let reviewed = !self.rng.chance(swarm.unreviewed_commit);
+            let approvers = if reviewed {
+                vec![format!("reviewer-{}", self.rng.range(1, 3))]
+            } else {
+                vec![author.clone()]
+            };
+            let id = format!("{pipeline}-commit-{number}-{index}");
+            truth_commits.push((id.clone(), reviewed));
+            commits.push(Commit { id, author, approvers });
+        }
+        let packages =
+            vec![Package { name: "libfoo".into(), version: format!("1.{}", self.rng.range(0, 3)) }];
+        self.checker.truth.insert(
+            digest.clone(),
+            ArtifactTruth {
+                pipeline: pipeline.clone(),
+                sequence: number,
+                bad,
+                signed,
+                commits: truth_commits,
+                packages: packages.clone(),
+            },
+        );
+        self.record(format!("{} built {digest} bad={bad} signed={signed}", self.now));
+        let artifact = ArtifactReady {
+            digest,
+            sequence: number,
+            commits,
+            packages,
+            signature_verified: signed,
+        };
+        self.send(SimEvent::ToController(Input::ArtifactReady {
+            pipeline: pipeline.clone(),
+            artifact,
+        }));
+        let mean = swarm.artifact_interval_minutes;
+        let next = SignedDuration::from_mins(self.rng.range(mean / 2, mean * 3 / 2) as i64);
+        self.schedule(next, SimEvent::NewArtifact { pipeline });
+    }
+
+    fn controller_crash(&mut self) {
+        let Some(engine) = self.engine.take() else { return };
+        let mid_deployment = engine.pipelines.values().any(|pipeline| {
+            pipeline
+                .targets
+                .values()
+                .any(|target| target.fleet.boxes.values().any(|b| b.pending.is_some()))
+        });
+        if mid_deployment {
+            self.coverage.hit("restart mid-deployment");
+        }
+        // A stale leader: the old controller re-sends a few commands after it lost its lease.
+        let stale: Vec<BoxCommand> = engine
+            .pipelines
+            .iter()
+            .flat_map(|(name, pipeline)| {
+                pipeline.targets.iter().flat_map(move |(target, state)| {
+                    state.fleet.boxes.iter().filter_map(move |(id, b)| {
+                        b.pending.as_ref().map(|pending| BoxCommand {
+                            id: pending.id,
+                            epoch: engine.epoch,
+                            pipeline: name.clone(),
+                            target: target.clone(),
+                            box_id: id.clone(),
+                            artifact: pending.artifact.clone(),
+                            kind: pending.kind,
+                        })
+                    })
+                })
+            })
+            .take(3)
+            .collect();
+        self.durable = serde_json::to_string(&engine).expect("the engine state serializes");
+        self.record(format!("{} controller crashed (epoch {})", self.now, engine.epoch));
+        let down = SignedDuration::from_secs(self.rng.range(10, 300) as i64);
+        self.schedule(down, SimEvent::ControllerUp);
+        for command in stale {
+            let late = down + SignedDuration::from_secs(self.rng.range(5, 120) as i64);
+            self.schedule(late, SimEvent::ToAgent(command));
+        }
+    }
+
+    fn controller_up(&mut self) {
+        let mut engine: Engine =
+            serde_json::from_str(&self.durable).expect("the engine state deserializes");
+        let again = serde_json::to_string(&engine).expect("the engine state serializes");
+        assert_eq!(
+            again, self.durable,
+            "seed {}: the engine state does not round-trip through JSON",
+            self.world.seed
+        );
+        if let Some(prepare) = self.options.prepare {
+            prepare(&mut engine);
+        }
+        self.engine = Some(engine);
+        self.wake_at = None;
+        self.epoch += 1;
+        self.record(format!("{} controller restarted", self.now));
+        self.deliver(Input::ControllerStarted { epoch: self.epoch });
+    }
+
+    fn heal(&mut self) {
+        self.healing = true;
+        self.record(format!("{} healing: faults off, liveness phase begins", self.now));
+        self.organisation_event_until = None;
+        let mut hung = Vec::new();
+        for ((pipeline, target), sim_target) in &mut self.targets {
+            for (id, sim_box) in &mut sim_target.boxes {
+                sim_box.down_until = None;
+                sim_box.flap_until = None;
+                if let Some(install) = &sim_box.installing
+                    && install.hung
+                {
+                    hung.push((pipeline.clone(), target.clone(), id.clone(), install.command));
+                }
+            }
+        }
+        for (pipeline, target, box_id, command) in hung {
+            self.schedule(
+                SignedDuration::from_secs(30),
+                SimEvent::InstallDone { pipeline, target, box_id, command },
+            );
+        }
+        if self.engine.is_none() {
+            self.schedule(SignedDuration::from_secs(5), SimEvent::ControllerUp);
+        }
+        // People clear what they set: holds, content blocks; reviewers approve late reviews.
+        let holds: Vec<(String, Option<String>)> = self
+            .engine
+            .iter()
+            .flat_map(|engine| engine.pipelines.iter())
+            .flat_map(|(name, pipeline)| {
+                pipeline.holds.iter().map(move |hold| (name.clone(), hold.stage.clone()))
+            })
+            .collect();
+        for (pipeline, stage) in holds {
+            self.schedule(
+                SignedDuration::from_secs(10),
+                SimEvent::Operator(OperatorCommand::Release { pipeline, stage }),
+            );
+        }
+        self.schedule(
+            SignedDuration::from_secs(10),
+            SimEvent::ToController(Input::ContentBlocklist(ContentBlocklist::default())),
+        );
+        let unreviewed: Vec<Digest> = self
+            .checker
+            .truth
+            .iter()
+            .filter(|(_, truth)| {
+                truth.signed && truth.commits.iter().any(|(_, reviewed)| !reviewed)
+            })
+            .map(|(digest, _)| digest.clone())
+            .collect();
+        for digest in unreviewed {
+            let truth = self.checker.truth.get_mut(&digest).expect("listed");
+            let commits = truth
+                .commits
+                .iter_mut()
+                .map(|(id, reviewed)| {
+                    *reviewed = true;
+                    Commit {
+                        id: id.clone(),
+                        author: "dev-1".into(),
+                        approvers: vec!["late-reviewer".into()],
+                    }
+                })
+                .collect();
+            let artifact = ArtifactReady {
+                digest,
+                sequence: truth.sequence,
+                commits,
+                packages: truth.packages.clone(),
+                signature_verified: true,
+            };
+            let pipeline = truth.pipeline.clone();
+            self.schedule(
+                SignedDuration::from_secs(20),
+                SimEvent::ToController(Input::ArtifactReady { pipeline, artifact }),
+            );
+        }
+        for (pipeline, _, artifact) in self.failed.clone() {
+            let bad = self.checker.truth.get(&artifact).is_some_and(|truth| truth.bad);
+            if bad && self.recalled_requested.insert(artifact.clone()) {
+                let reason = "bad change".to_string();
+                self.schedule(
+                    SignedDuration::from_mins(1),
+                    SimEvent::Operator(OperatorCommand::RollBackEverywhere {
+                        pipeline,
+                        artifact,
+                        reason,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// What the controller is working on, so agents report it every round and the rest every
+    /// tenth: fleets of targets deploying, about to start or rolling back; data points of
+    /// targets baking; alarms of the regions of both.
+    fn active(&self) -> (BTreeSet<TargetKey>, BTreeSet<TargetKey>) {
+        let mut fleets = BTreeSet::new();
+        let mut baking = BTreeSet::new();
+        let Some(engine) = &self.engine else { return (fleets, baking) };
+        for (name, pipeline) in &engine.pipelines {
+            for state in &pipeline.stages {
+                let Some(run) = &state.run else { continue };
+                let StagePhase::Step { targets, .. } = &run.phase else { continue };
+                for (target, target_run) in targets {
+                    let key = (name.clone(), target.clone());
+                    match target_run.phase {
+                        TargetPhase::Waiting if target_run.blockers.is_empty() => {
+                            fleets.insert(key);
+                        }
+                        TargetPhase::Deploying { .. } => {
+                            fleets.insert(key);
+                        }
+                        TargetPhase::Deployed { .. } => {
+                            baking.insert(key);
+                        }
+                        TargetPhase::Waiting | TargetPhase::Halted => {}
+                    }
+                }
+            }
+            for (target, state) in &pipeline.targets {
+                let busy = state.rollback.is_some()
+                    || state
+                        .fleet
+                        .boxes
+                        .values()
+                        .any(|b| b.pending.is_some() || b.observation.running.is_none());
+                if busy {
+                    fleets.insert((name.clone(), target.clone()));
+                }
+            }
+        }
+        (fleets, baking)
+    }
+
+    fn observe(&mut self) {
+        self.rounds += 1;
+        let full = self.rounds % FULL_ROUND_EVERY == 1;
+        if !self.healing {
+            self.inject_faults();
+        }
+        let (fleets, baking) = self.active();
+        let keys: Vec<(String, Target)> =
+            self.targets.keys().filter(|key| full || fleets.contains(*key)).cloned().collect();
+        let data_keys: Vec<(String, Target)> = self
+            .targets
+            .keys()
+            .filter(|key| full || fleets.contains(*key) || baking.contains(*key))
+            .cloned()
+            .collect();
+        let now = self.now;
+        for key in &keys {
+            let sim_target = &self.targets[key];
+            let boxes = sim_target
+                .boxes
+                .iter()
+                .map(|(id, b)| BoxObservation {
+                    id: id.clone(),
+                    running: b.running.clone(),
+                    health: b.reported_health(now),
+                    last_command: b.last_outcome.clone(),
+                })
+                .collect();
+            self.send(SimEvent::ToController(Input::Fleet {
+                pipeline: key.0.clone(),
+                target: key.1.clone(),
+                observed_at: now,
+                boxes,
+            }));
+        }
+        // Data points and alarms every other round: fresh enough (alarms go stale after three
+        // minutes) at half the messages.
+        let evidence_round = full || self.rounds.is_multiple_of(2);
+        let data_keys: Vec<(String, Target)> = if evidence_round { data_keys } else { Vec::new() };
+        for key in &data_keys {
+            let sim_target = &self.targets[key];
+            let mut serving: BTreeSet<&Digest> = BTreeSet::new();
+            for b in sim_target.boxes.values().filter(|b| b.reported_health(now) == Health::Healthy)
+            {
+                serving.extend(b.running.as_ref());
+            }
+            let rate = sim_target.requests_per_minute;
+            let mut readings = Vec::new();
+            for artifact in serving {
+                if let Some(since) =
+                    self.data_since.get(&(key.0.clone(), key.1.clone(), artifact.clone()))
+                {
+                    let count = rate * (now.duration_since(*since).as_secs() / 60) as u64;
+                    readings.push((artifact.clone(), count));
+                }
+            }
+            for (artifact, count) in readings {
+                let input = Input::DataPoints {
+                    pipeline: key.0.clone(),
+                    target: key.1.clone(),
+                    artifact,
+                    metric: "requests".into(),
+                    count,
+                    observed_at: now,
+                };
+                self.send(SimEvent::ToController(input));
+            }
+        }
+        self.report_alarms(&data_keys);
+        if self.healing && full {
+            self.approve_waiting();
+            self.recall_bad_artifacts();
+        }
+        if self.healing && self.quiescent() {
+            self.converged = true;
+            self.record(format!("{now} converged"));
+            return;
+        }
+        self.schedule(SignedDuration::from_secs(OBSERVE_EVERY), SimEvent::Observe);
+    }
+
+    /// Whether a bad artifact has served in (pipeline, environment, region) long enough to alarm.
+    fn bad_serving(&self, pipeline: &str, environment: &str, region: &str, delay: i64) -> bool {
+        self.targets.iter().any(|((p, target), sim_target)| {
+            p == pipeline
+                && target.environment == environment
+                && target.region == region
+                && sim_target.boxes.values().any(|b| {
+                    b.healthy
+                        && b.running.as_ref().is_some_and(|running| {
+                            self.checker.truth.get(running).is_some_and(|t| t.bad)
+                        })
+                        && self.now.duration_since(b.installed_at)
+                            >= SignedDuration::from_secs(delay)
+                })
+        })
+    }
+
+    /// Alarm readings for the scopes of `targets`: each pipeline's own alarms in the regions of
+    /// its targets, the team's aggregate alarm there, and the organisation's alarm.
+    fn report_alarms(&mut self, targets: &[(String, Target)]) {
+        if targets.is_empty() {
+            return;
+        }
+        let mut readings: Vec<(String, Option<String>, bool)> = Vec::new();
+        let mut team_regions = BTreeSet::new();
+        let scopes: BTreeSet<(String, String, String)> = targets
+            .iter()
+            .map(|(pipeline, target)| {
+                (pipeline.clone(), target.environment.clone(), target.region.clone())
+            })
+            .collect();
+        for (pipeline, environment, region) in scopes {
+            let service = &self
+                .world
+                .plans
+                .iter()
+                .find(|plan| plan.pipeline == pipeline)
+                .expect("plan")
+                .service;
+            if environment == "gamma" {
+                let gamma = self.bad_serving(&pipeline, "gamma", &region, DETECTION_DELAY);
+                readings.push((format!("{service}-gamma-high-severity"), Some(region), gamma));
+                continue;
+            }
+            let prod = self.bad_serving(&pipeline, "prod", &region, DETECTION_DELAY);
+            let one_box = self.bad_serving(&pipeline, "prod", &region, DETECTION_DELAY / 3);
+            readings.push((format!("{service}-high-severity"), Some(region.clone()), prod));
+            readings.push((format!("{service}-one-box"), Some(region.clone()), one_box));
+            team_regions.insert(region);
+        }
+        for region in team_regions {
+            let team = self
+                .world
+                .plans
+                .iter()
+                .any(|plan| self.bad_serving(&plan.pipeline, "prod", &region, DETECTION_DELAY));
+            readings.push((self.world.team_alarm.clone(), Some(region), team));
+        }
+        let event = self.organisation_event_until.is_some_and(|until| self.now < until);
+        readings.push((self.world.organisation_alarm.clone(), None, event));
+        let swarm = self.world.swarm.clone();
+        for (alarm, region, firing) in readings {
+            let state = if self.healing {
+                if firing { AlarmState::Alarm } else { AlarmState::Ok }
+            } else if self.rng.chance(swarm.alarm_missing) {
+                continue;
+            } else if self.rng.chance(swarm.alarm_missing / 4) {
+                AlarmState::InsufficientData
+            } else if firing || self.rng.chance(swarm.alarm_flap) {
+                AlarmState::Alarm
+            } else {
+                AlarmState::Ok
+            };
+            self.send(SimEvent::ToController(Input::Alarm {
+                alarm,
+                region,
+                state,
+                observed_at: self.now,
+            }));
+        }
+    }
+
+    fn inject_faults(&mut self) {
+        let swarm = self.world.swarm.clone();
+        let now = self.now;
+        let mut additions = Vec::new();
+        for ((pipeline, target), sim_target) in &mut self.targets {
+            for sim_box in sim_target.boxes.values_mut() {
+                if self.rng.chance(swarm.health_flap) {
+                    sim_box.flap_until =
+                        Some(now + SignedDuration::from_secs(self.rng.range(30, 600) as i64));
+                }
+                if self.rng.chance(swarm.agent_crash) {
+                    sim_box.down_until =
+                        Some(now + SignedDuration::from_secs(self.rng.range(60, 1200) as i64));
+                    sim_box.installing = None;
+                }
+            }
+            if self.rng.chance(swarm.scale_out) {
+                additions.push((pipeline.clone(), target.clone()));
+            }
+            if sim_target.boxes.len() > 10 && self.rng.chance(swarm.scale_in) {
+                let victim = self.rng.below(sim_target.boxes.len() as u64) as usize;
+                let id = sim_target.boxes.keys().nth(victim).expect("in range").clone();
+                sim_target.boxes.remove(&id);
+            }
+        }
+        for key in additions {
+            let sim_target = self.targets.get_mut(&key).expect("listed");
+            let id = box_id(&key.1, sim_target.next_box);
+            sim_target.next_box += 1;
+            sim_target.boxes.insert(id, fresh_box(None, now));
+            self.coverage.hit("box added mid-run");
+        }
+        if self.rng.chance(swarm.controller_restart) {
+            self.controller_crash();
+        }
+        if self.rng.chance(swarm.organisation_event) {
+            self.organisation_event_until =
+                Some(now + SignedDuration::from_mins(self.rng.range(10, 90) as i64));
+        }
+        if self.rng.chance(swarm.operator_action) {
+            self.operator_acts();
+        }
+    }
+
+    fn operator_acts(&mut self) {
+        let plans = self.world.plans.clone();
+        let plan = self.rng.pick(&plans).clone();
+        let pipeline = plan.pipeline.clone();
+        let production: Vec<String> =
+            plan.production_stages().map(|stage| stage.name.clone()).collect();
+        let newest = self
+            .checker
+            .truth
+            .iter()
+            .filter(|(_, t)| t.pipeline == pipeline && t.signed)
+            .max_by_key(|(_, t)| t.sequence)
+            .map(|(d, _)| d.clone());
+        match self.rng.below(6) {
+            0 => {
+                let stage = if self.rng.chance(500_000) {
+                    None
+                } else {
+                    Some(self.rng.pick(&production).clone())
+                };
+                let reason = "investigating".to_string();
+                self.schedule(
+                    SignedDuration::ZERO,
+                    SimEvent::Operator(OperatorCommand::Hold {
+                        pipeline: pipeline.clone(),
+                        stage: stage.clone(),
+                        reason,
+                    }),
+                );
+                let release = SignedDuration::from_mins(self.rng.range(10, 120) as i64);
+                self.schedule(
+                    release,
+                    SimEvent::Operator(OperatorCommand::Release { pipeline, stage }),
+                );
+            }
+            1 => {
+                let kinds = [
+                    BlockerKind::TimeWindow,
+                    BlockerKind::TimeWindow,
+                    BlockerKind::TeamAlarm,
+                    BlockerKind::OrganisationAlarm,
+                    BlockerKind::Content,
+                    BlockerKind::ManualHold,
+                    BlockerKind::InFlightLimit,
+                    BlockerKind::Unreviewed,
+                ];
+                let blocker = *self.rng.pick(&kinds);
+                let stage = if self.rng.chance(500_000) {
+                    None
+                } else {
+                    Some(self.rng.pick(&production).clone())
+                };
+                let region = if self.rng.chance(500_000) {
+                    None
+                } else {
+                    Some(
+                        self.rng
+                            .pick(&self.world.region_zones.keys().cloned().collect::<Vec<_>>())
+                            .clone(),
+                    )
+                };
+                let lasts = SignedDuration::from_mins(self.rng.range(10, 300) as i64);
+                let command = OperatorCommand::Override {
+                    pipeline,
+                    blocker,
+                    stage,
+                    region,
+                    reason: "recovering from an incident".into(),
+                    expires_at: self.now + lasts,
+                };
+                self.schedule(SignedDuration::ZERO, SimEvent::Operator(command));
+            }
+            2 => {
+                if let Some((pipeline, stage, _)) = self.failed.last().cloned() {
+                    self.schedule(
+                        SignedDuration::ZERO,
+                        SimEvent::Operator(OperatorCommand::Retry { pipeline, stage }),
+                    );
+                }
+            }
+            3 => {
+                let bad = self
+                    .failed
+                    .iter()
+                    .find(|(_, _, artifact)| {
+                        self.checker.truth.get(artifact).is_some_and(|t| t.bad)
+                    })
+                    .cloned();
+                if let Some((pipeline, _, artifact)) = bad
+                    && self.recalled_requested.insert(artifact.clone())
+                {
+                    let command = OperatorCommand::RollBackEverywhere {
+                        pipeline,
+                        artifact,
+                        reason: "bad change".into(),
+                    };
+                    self.schedule(SignedDuration::ZERO, SimEvent::Operator(command));
+                }
+            }
+            4 => {
+                if let Some(artifact) = newest {
+                    let everyone = ["pe-1", "pe-2", "pe-3", "dev-1"];
+                    let approvers = everyone
+                        .iter()
+                        .filter(|_| self.rng.chance(500_000))
+                        .map(|p| p.to_string())
+                        .collect();
+                    self.schedule(
+                        SignedDuration::ZERO,
+                        SimEvent::Operator(OperatorCommand::Urgent {
+                            pipeline: pipeline.clone(),
+                            artifact,
+                            approvers,
+                        }),
+                    );
+                    let ends = SignedDuration::from_hours(self.rng.range(1, 6) as i64);
+                    self.schedule(
+                        ends,
+                        SimEvent::Operator(OperatorCommand::EndUrgent { pipeline }),
+                    );
+                }
+            }
+            _ => {
+                let bad: Vec<String> = self
+                    .checker
+                    .truth
+                    .values()
+                    .filter(|t| t.bad)
+                    .flat_map(|t| t.commits.iter().map(|(id, _)| id.clone()))
+                    .collect();
+                if !bad.is_empty() {
+                    let commit = self.rng.pick(&bad).clone();
+                    let list = ContentBlocklist { commits: vec![commit], packages: Vec::new() };
+                    self.send(SimEvent::ToController(Input::ContentBlocklist(list)));
+                }
+            }
+        }
+    }
+
+    /// On call rolls back everywhere any bad artifact still running, as people do once alarms
+    /// point at it (an alarm that fires after the bake rolls nothing back by itself).
+    fn recall_bad_artifacts(&mut self) {
+        let mut running: BTreeSet<(String, Digest)> = BTreeSet::new();
+        for ((pipeline, _), sim_target) in &self.targets {
+            for sim_box in sim_target.boxes.values() {
+                if let Some(artifact) = &sim_box.running
+                    && self.checker.truth.get(artifact).is_some_and(|truth| truth.bad)
+                {
+                    running.insert((pipeline.clone(), artifact.clone()));
+                }
+            }
+        }
+        // Asked again every round it still runs: a command can be lost on its way.
+        for (pipeline, artifact) in running {
+            self.recalled_requested.insert(artifact.clone());
+            let reason = "bad change found after its bake".to_string();
+            self.schedule(
+                SignedDuration::ZERO,
+                SimEvent::Operator(OperatorCommand::RollBackEverywhere {
+                    pipeline,
+                    artifact,
+                    reason,
+                }),
+            );
+        }
+    }
+
+    /// People keep approving what waits for them (an approval may have been lost).
+    fn approve_waiting(&mut self) {
+        let Some(engine) = &self.engine else { return };
+        let mut approvals = Vec::new();
+        for (name, pipeline) in &engine.pipelines {
+            for (stage, state) in pipeline.plan.stages.iter().zip(&pipeline.stages) {
+                if let Some(run) = &state.run
+                    && matches!(run.phase, StagePhase::AwaitingApproval)
+                {
+                    approvals.push(OperatorCommand::Approve {
+                        pipeline: name.clone(),
+                        stage: stage.name.clone(),
+                        artifact: run.artifact.clone(),
+                    });
+                }
+            }
+        }
+        for approval in approvals {
+            self.schedule(SignedDuration::ZERO, SimEvent::Operator(approval));
+        }
+    }
+
+    /// Every deployment is terminal: no stage is deploying, baking, testing or waiting for
+    /// approval, no rollback runs and no command is outstanding.
+    fn quiescent(&self) -> bool {
+        let Some(engine) = &self.engine else { return false };
+        engine.pipelines.values().all(|pipeline| {
+            pipeline.stages.iter().all(|state| {
+                state.run.as_ref().is_none_or(|run| matches!(run.phase, StagePhase::Failed { .. }))
+            }) && pipeline.targets.values().all(|target| {
+                target.rollback.is_none()
+                    && target.fleet.boxes.values().all(|b| b.pending.is_none())
+            })
+        })
+    }
+
+    fn describe_unfinished(&self) -> String {
+        let Some(engine) = &self.engine else { return "the controller is down".into() };
+        let mut parts = Vec::new();
+        for (name, pipeline) in &engine.pipelines {
+            for (stage, state) in pipeline.plan.stages.iter().zip(&pipeline.stages) {
+                let Some(run) = &state.run else { continue };
+                match &run.phase {
+                    StagePhase::Failed { .. } => {}
+                    StagePhase::Step { index, targets, .. } => {
+                        for (target, target_run) in targets {
+                            let blockers: Vec<String> =
+                                target_run.blockers.iter().map(|b| b.reason.clone()).collect();
+                            let phase = match &target_run.phase {
+                                TargetPhase::Waiting => format!("waiting {blockers:?}"),
+                                other => format!("{other:?}"),
+                            };
+                            parts.push(format!(
+                                "{name} {} step {index} {target}: {phase}",
+                                stage.name
+                            ));
+                        }
+                    }
+                    other => parts.push(format!("{name} {}: {other:?}", stage.name)),
+                }
+            }
+            for (target, state) in &pipeline.targets {
+                if let Some(rollback) = &state.rollback {
+                    parts.push(format!("{name} {target}: rolling back to {}", rollback.to));
+                }
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::ControllerStarted { .. } => "controller started",
+        Input::ArtifactReady { .. } => "artifact ready",
+        Input::TestGateResult { .. } => "test gate result",
+        Input::Fleet { .. } => "fleet",
+        Input::Alarm { .. } => "alarm",
+        Input::DataPoints { .. } => "data points",
+        Input::ContentBlocklist(_) => "content blocklist",
+        Input::Operator { .. } => "operator",
+        Input::UpdatePlan { .. } => "update plan",
+        Input::Tick => "tick",
+    }
+}
+
+fn short(event: &SimEvent) -> String {
+    match event {
+        SimEvent::ToController(input) => format!("to controller: {}", short_input(input)),
+        SimEvent::ToAgent(command) => {
+            format!("to agent {}: {} {}", command.box_id, command.id, command.artifact)
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn short_input(input: &Input) -> String {
+    match input {
+        Input::Fleet { pipeline, target, .. } => format!("fleet {pipeline} {target}"),
+        Input::Alarm { alarm, region, state, .. } => format!("alarm {alarm} {region:?} {state:?}"),
+        other => {
+            let text = format!("{other:?}");
+            text.chars().take(120).collect()
+        }
+    }
+}
