@@ -174,6 +174,19 @@ fn prometheus_source_matches_own_scraper() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Prometheus's own /metrics is a large real exposition (histograms, summaries, escaped help
+    // texts): Gantry's parser reads all of it.
+    let own_metrics = Scraper::new(
+        Client::default(),
+        vec![ScrapeTarget { url: format!("{base}/metrics"), labels: Labels::new() }],
+        ExpositionLimits::default(),
+    )
+    .unwrap();
+    let samples =
+        own_metrics.fetch(&own_metrics.targets()[0]).expect("parse Prometheus's /metrics");
+    assert!(samples.len() > 100, "only {} samples in Prometheus's /metrics", samples.len());
+    assert!(samples.iter().any(|s| s.name.ends_with("_bucket") && s.kind == SeriesKind::Counter));
+
     // Gantry's own scraper, labelled as Prometheus labels the target, scraping every second.
     let scope: Labels = [("job", "gantry-test"), ("instance", instance.as_str())]
         .iter()
