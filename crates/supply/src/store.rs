@@ -21,6 +21,9 @@ use crate::{Digest, Error};
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const ATTESTATION_FILE: &str = "attestation.dsse.json";
 pub const BUILD_LOG_FILE: &str = "build.log";
+/// The shortest digest prefix that names an artifact on the command line; shorter ones collide
+/// as soon as a store holds a few thousand artifacts.
+pub const MIN_DIGEST_PREFIX: usize = 6;
 /// How far back [`Store::earlier_commits`] follows a pipeline's artifacts: years of builds, and
 /// a bound on a baseline cycle that a hand-edited store could contain.
 pub const MAX_ARTIFACT_CHAIN: usize = 100_000;
@@ -231,8 +234,11 @@ impl Store {
             digest: digest_or_prefix.to_string(),
             store: self.root.display().to_string(),
         };
-        if prefix.len() < 6 {
-            return Err(not_found());
+        if prefix.len() < MIN_DIGEST_PREFIX {
+            return Err(Error::Source(format!(
+                "{digest_or_prefix:?} is too short to name an artifact: give at least \
+                 {MIN_DIGEST_PREFIX} hex digits of its digest"
+            )));
         }
         let matches: Vec<Digest> =
             self.digests()?.into_iter().filter(|d| d.hex().starts_with(prefix)).collect();
@@ -407,5 +413,12 @@ mod tests {
         fs::write(&blob, b"One").unwrap();
         assert!(matches!(store.read_package(&stored.digest), Err(Error::Corrupt { .. })));
         assert!(matches!(store.get("ffffffffff"), Err(Error::NotFound { .. })));
+        assert!(
+            store
+                .get(&stored.digest.hex()[..4])
+                .unwrap_err()
+                .to_string()
+                .contains("at least 6 hex digits")
+        );
     }
 }

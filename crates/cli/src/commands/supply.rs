@@ -381,6 +381,7 @@ enum ArtifactCommand {
         /// Print the build log instead.
         #[arg(long)]
         log: bool,
+        /// Print digest, manifest, blockers and signing keys as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -500,12 +501,25 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
                 std::io::stdout().write_all(&home.store().read_log(&stored.digest)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            if json {
-                return print_json(serde_json::to_value(&stored.manifest)?)
-                    .map(|()| ExitCode::SUCCESS);
-            }
             let reviews = home.reviews()?;
             let m = &stored.manifest;
+            let (history, blocks) = (home.store().list()?, home.blocks()?);
+            let context = Context {
+                pipeline: &m.pipeline,
+                list: &blocks,
+                reviews: Some(&reviews),
+                history: &history,
+            };
+            let found = blockers(m, &context);
+            if json {
+                let value = serde_json::json!({
+                    "digest": stored.digest,
+                    "manifest": m,
+                    "blockers": found,
+                    "signed_by": stored.envelope.signatures.iter().map(|s| &s.keyid).collect::<Vec<_>>(),
+                });
+                return print_json(value).map(|()| ExitCode::SUCCESS);
+            }
             println!("artifact   {}", stored.digest);
             println!("name       {}", attestation::subject_name(m));
             println!("pipeline   {} (service {})", m.pipeline, m.service);
@@ -553,14 +567,6 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
             for dependency in &m.dependencies {
                 println!("  {} ({})", dependency.purl(), dependency.lock_file);
             }
-            let (history, blocks) = (home.store().list()?, home.blocks()?);
-            let context = Context {
-                pipeline: &m.pipeline,
-                list: &blocks,
-                reviews: Some(&reviews),
-                history: &history,
-            };
-            let found = blockers(m, &context);
             println!("blockers ({})", found.len());
             for blocker in found {
                 println!("  {blocker}");
