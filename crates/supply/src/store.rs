@@ -186,6 +186,12 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The attestation (DSSE envelope) exactly as stored: verification checks these bytes.
+    pub fn read_attestation(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let path = self.metadata_dir(digest).join(ATTESTATION_FILE);
+        fs::read(&path).map_err(|source| Error::io(&path, source))
+    }
+
     /// The build log.
     pub fn read_log(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
         let path = self.metadata_dir(digest).join(BUILD_LOG_FILE);

@@ -11,7 +11,7 @@ use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget, Blocker, Context
 use gantry_supply::build::{BuildFailure, BuildRequest, Builder, Sandbox};
 use gantry_supply::keys::{KeyDirectory, KeyPair};
 use gantry_supply::review::{Keyring, Member, ReviewBook};
-use gantry_supply::store::{ATTESTATION_FILE, Store, StoredArtifact};
+use gantry_supply::store::{Store, StoredArtifact};
 use gantry_supply::verify::{Check, Inputs, Policy, verify};
 use gantry_supply::{Digest, Error};
 use jiff::Timestamp;
@@ -168,11 +168,12 @@ impl World {
 
     fn files(&self, artifact: &StoredArtifact) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let store = self.store();
-        let envelope = std::fs::read(
-            store.root().join("artifacts").join(artifact.digest.hex()).join(ATTESTATION_FILE),
+        let package = store.read_package(&artifact.digest).unwrap();
+        (
+            package,
+            store.read_attestation(&artifact.digest).unwrap(),
+            artifact.manifest_bytes.clone(),
         )
-        .unwrap();
-        (store.read_package(&artifact.digest).unwrap(), envelope, artifact.manifest_bytes.clone())
     }
 }
 

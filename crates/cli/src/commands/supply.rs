@@ -404,7 +404,11 @@ enum ArtifactCommand {
 #[derive(Args)]
 struct VerifyArgs {
     /// A stored artifact's digest (or prefix), or an exported package file.
-    artifact: String,
+    #[arg(required_unless_present = "all")]
+    artifact: Option<String>,
+    /// Verify every stored artifact, one line each (e.g. after revoking a key or adding a block).
+    #[arg(long, conflicts_with_all = ["artifact", "attestation", "manifest", "json"])]
+    all: bool,
     /// The DSSE envelope [default: the store's, or FILE.intoto.json].
     #[arg(long)]
     attestation: Option<PathBuf>,
@@ -584,7 +588,58 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let path = Path::new(&args.artifact);
+    let trusted = match &args.trusted_keys {
+        Some(path) => TrustedKeys::read(path)?,
+        None => home.keys().trusted()?,
+    };
+    let store = home.store();
+    let reviews = home.reviews()?;
+    let blocks = home.blocks()?;
+    let history = store.list()?;
+    let policy = Policy {
+        builder_ids: args.builder_ids.clone(),
+        repositories: args.repositories.clone(),
+        require_hermetic: !args.allow_network_builds,
+        pipeline: args.pipeline.clone(),
+        review_required: !args.no_review_required,
+    };
+    let check = |package_digest: Digest, envelope: &[u8], manifest: Option<&[u8]>| {
+        let inputs = Inputs {
+            package_digest,
+            envelope,
+            manifest,
+            trusted: &trusted,
+            blocks: Some(&blocks),
+            reviews: &reviews,
+            history: &history,
+        };
+        verify::verify(&inputs, &policy)
+    };
+    let Some(artifact) = &args.artifact else {
+        // --all: every stored artifact, one line each.
+        let mut failed = 0;
+        for stored in &history {
+            let digest = stored_digest(&store, stored)?;
+            let envelope = store.read_attestation(&stored.digest)?;
+            let verdict = match check(digest, &envelope, Some(&stored.manifest_bytes)) {
+                Ok(_) => "ok".to_string(),
+                Err(failure) => {
+                    failed += 1;
+                    failure.to_string()
+                }
+            };
+            let m = &stored.manifest;
+            println!(
+                "{}  {}  {}  {verdict}",
+                stored.digest.short(),
+                m.pipeline,
+                &m.source.commit[..12]
+            );
+        }
+        eprintln!("{} artifact(s), {failed} failed verification", history.len());
+        return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    };
+    let path = Path::new(artifact);
     let (package_digest, envelope, manifest) = if path.is_file() {
         let digest = Digest::of_reader(std::fs::File::open(path)?)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -601,53 +656,18 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             if manifest_path.exists() { Some(std::fs::read(&manifest_path)?) } else { None };
         (digest, envelope, manifest)
     } else {
-        let store = home.store();
-        let stored = store.get(&args.artifact)?;
-        let digest = match store.read_package(&stored.digest) {
-            Ok(_) => stored.digest,
-            Err(gantry_supply::Error::Corrupt { actual, .. }) => actual,
-            Err(error) => return Err(error.into()),
-        };
+        let stored = store.get(artifact)?;
         let envelope = match &args.attestation {
             Some(path) => std::fs::read(path)?,
-            None => std::fs::read(
-                store
-                    .root()
-                    .join("artifacts")
-                    .join(stored.digest.hex())
-                    .join(gantry_supply::store::ATTESTATION_FILE),
-            )?,
+            None => store.read_attestation(&stored.digest)?,
         };
         let manifest = match &args.manifest {
             Some(path) => std::fs::read(path)?,
             None => stored.manifest_bytes.clone(),
         };
-        (digest, envelope, Some(manifest))
+        (stored_digest(&store, &stored)?, envelope, Some(manifest))
     };
-    let trusted = match &args.trusted_keys {
-        Some(path) => TrustedKeys::read(path)?,
-        None => home.keys().trusted()?,
-    };
-    let reviews = home.reviews()?;
-    let blocks = home.blocks()?;
-    let history = home.store().list()?;
-    let policy = Policy {
-        builder_ids: args.builder_ids.clone(),
-        repositories: args.repositories.clone(),
-        require_hermetic: !args.allow_network_builds,
-        pipeline: args.pipeline.clone(),
-        review_required: !args.no_review_required,
-    };
-    let inputs = Inputs {
-        package_digest,
-        envelope: &envelope,
-        manifest: manifest.as_deref(),
-        trusted: &trusted,
-        blocks: Some(&blocks),
-        reviews: &reviews,
-        history: &history,
-    };
-    match verify::verify(&inputs, &policy) {
+    match check(package_digest, &envelope, manifest.as_deref()) {
         Ok(verified) => {
             if args.json {
                 print_json(
@@ -672,6 +692,16 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: {package_digest} failed verification: {failure}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// The digest a stored package's bytes have now: its name, unless the file was altered, in which
+/// case the digest check reports what it hashes to.
+fn stored_digest(store: &Store, stored: &StoredArtifact) -> anyhow::Result<Digest> {
+    match store.read_package(&stored.digest) {
+        Ok(_) => Ok(stored.digest),
+        Err(gantry_supply::Error::Corrupt { actual, .. }) => Ok(actual),
+        Err(error) => Err(error.into()),
     }
 }
 
