@@ -864,6 +864,12 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             let opened = open_repository(home, &repository, "main")?;
             let commit = gantry_supply::review::commit_to_review(&opened, &commit)?;
             let mut book = home.reviews()?;
+            if book.keyring().members.is_empty() {
+                bail!(
+                    "no team keyring at {}: nobody may approve yet; add members with `gantry review member add`",
+                    home.keyring_path().display()
+                );
+            }
             let approval = book.approve(&key, &repository, &commit, now)?;
             println!("{} approved {} (\"{}\")", approval.reviewer, commit.id, commit.subject);
         }
