@@ -132,8 +132,8 @@ impl Sandbox {
 }
 
 /// Run by `sh -c` in the unshare sandbox with the build script as `$1` and the directories to
-/// hide after it.
-const UNSHARE_PRELUDE: &str = r#"set -e; script="$1"; shift; for hidden in "$@"; do if [ -d "$hidden" ]; then mount -t tmpfs -o size=1m,mode=0700 gantry-hidden "$hidden"; fi; done; set +e; exec sh -c "$script""#;
+/// hide after it. If a directory cannot be hidden the build does not run.
+const UNSHARE_PRELUDE: &str = r#"script="$1"; shift; for hidden in "$@"; do if [ -d "$hidden" ]; then mount -t tmpfs -o size=1m,mode=0700 gantry-hidden "$hidden" || { echo "gantry-sandbox: cannot hide $hidden" >&2; exit 125; }; fi; done; exec sh -c "$script""#;
 
 /// Messages that programs print when a connection fails for lack of network. A failed build
 /// whose log holds one of them is reported as having tried the network.
@@ -285,7 +285,7 @@ pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>
         return Ok(Ok(RunOutput { log, log_dropped, elapsed }));
     }
     let text = String::from_utf8_lossy(&log);
-    if text.starts_with("unshare: ") || text.starts_with("bwrap: ") {
+    if ["unshare: ", "bwrap: ", "gantry-sandbox: "].iter().any(|prefix| text.starts_with(prefix)) {
         return Ok(Err(BuildFailure::SandboxUnavailable {
             reason: text.lines().next().unwrap_or("").to_string(),
         }));
