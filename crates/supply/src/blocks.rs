@@ -4,10 +4,12 @@
 //! A [`ContentBlock`] names a commit (full id or a prefix of at least 7 digits) or a package and
 //! a version range, with a reason, for the whole organisation or a chosen set of pipelines. The
 //! [`BlockList`] is one JSON file holding the blocks in force and an append-only audit trail of
-//! every block added and lifted, by whom and why. [`blockers`] lists everything that keeps one
-//! artifact from deploying in one pipeline: content blocks and unreviewed commits, each saying
-//! why and how it clears. [`flag_running`] finds the stages already running a blocked artifact,
-//! for the engine's roll-back-everywhere.
+//! every block added and lifted, by whom and why; updates take a file lock. [`blockers`] lists
+//! everything that keeps one artifact from deploying in one pipeline: content blocks (a blocked
+//! commit also blocks every later artifact built on it) and unreviewed commits, each saying why
+//! and how it clears. [`flag_running`] finds the stages already running a blocked artifact, for
+//! the engine's roll-back-everywhere; [`BlockList::concrete`] expands blocks into the exact
+//! commits and package versions present, for consumers that match only exact values.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

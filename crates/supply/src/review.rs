@@ -8,9 +8,10 @@
 //! - **Forge**: a GitHub or GitLab approval webhook whose signature or token was verified on
 //!   receipt (see [`crate::webhook`]), from a login the keyring maps to a member.
 //!
-//! An approval covers one exact commit. Nobody may approve a commit they wrote or co-wrote: such
-//! approvals are refused when recorded, and ignored if found in the book anyway. The
-//! [`ReviewBook`] is an append-only JSON-lines file; signed entries are re-verified on load.
+//! An approval covers one exact commit, and any commit with the same tree (a squash-merge of the
+//! approved pull request: the same content). Nobody may approve a commit they wrote, co-wrote or
+//! committed: such approvals are refused when recorded, and ignored if found in the book anyway.
+//! The [`ReviewBook`] is an append-only JSON-lines file; signed entries are re-verified on load.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,9 @@ use crate::webhook::{Forge, ForgeApproval};
 
 /// The payload type of signed approvals.
 pub const APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.gantry.review-approval.v1+json";
-/// The most approvals a review book holds before it must be archived: keeps loading (which
-/// verifies every signature) under a second.
-pub const MAX_APPROVALS: usize = 200_000;
+/// The most approvals a review book holds before it must be archived: loading verifies every
+/// signature (about 50 µs each in a release build), so this keeps it near a second.
+pub const MAX_APPROVALS: usize = 20_000;
 
 /// One team member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +46,7 @@ pub struct Member {
 }
 
 impl Member {
-    /// Whether this member wrote (or co-wrote) the commit.
+    /// Whether this member wrote, co-wrote or committed the commit.
     pub fn wrote(&self, commit: &Commit) -> bool {
         commit.writers().any(|writer| self.is(writer))
     }
