@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Writing is exclusive: the package is hard-linked into place, which fails when the digest is
-//! already there, so nothing is ever overwritten. Reading re-hashes the package and refuses it
-//! when the bytes no longer match their name.
+//! already there, so nothing is ever overwritten (a write interrupted before its metadata is
+//! finished by the next one). Reading re-hashes the package and refuses it when the bytes no
+//! longer match their name. [`Store::export`] writes the files hosts receive ([`Exported`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //!
 //! 1. **signature**: the DSSE envelope parses and a trusted key's signature verifies over its
 //!    PAE; the statement is then read from the verified bytes only.
-//! 2. **signer**: the key that verified is not revoked, and is the key the envelope names.
+//! 2. **signer**: the key that verified is not revoked, is the key the envelope names, and if
+//!    retired, retired after the build finished.
 //! 3. **digest**: the package's sha256 is a subject of the statement, and the manifest's sha256
 //!    is the one the provenance lists as a byproduct.
 //! 4. **policy**: in-toto Statement v1 with SLSA Provenance v1, a trusted builder and build type,
