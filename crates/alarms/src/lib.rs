@@ -16,13 +16,14 @@
 //! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline).
 //! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
 //! - [`exposition`]: the Prometheus text exposition format parser.
-//! - [`alarm_test`]: alarm unit test files (`gantry alarm test FILE`).
+//! - [`push`]: pushed expositions and samples into the store.
+//! - [`alarm_test`]: alarm unit test files (`gantry alarm test FILE`; feature `test-files`).
 //! - [`state`]: the three alarm states.
 //!
-//! The edge (network I/O; the time is still passed in):
+//! The edge (network I/O; the time is still passed in; feature `edge`):
 //!
 //! - [`source`]: the metric source trait, with an in-memory replay source.
-//! - [`scrape`]: scraping exposition endpoints, and pushed samples, into the store.
+//! - [`scrape`]: scraping exposition endpoints into the store.
 //! - [`prometheus`]: an external Prometheus server as a source (instant and range queries).
 //! - [`canary`]: synthetic HTTP canaries recording success and latency series.
 //! - [`fetch`]: bounded HTTP GETs shared by the edge.
@@ -32,17 +33,23 @@
 //! every evaluation is a function of the store and the `now` it is given.
 
 pub mod alarm_set;
+#[cfg(feature = "test-files")]
 pub mod alarm_test;
 pub mod anomaly;
 pub mod bake;
+#[cfg(feature = "edge")]
 pub mod canary;
 pub mod composite;
 mod error;
 pub mod exposition;
+#[cfg(feature = "edge")]
 pub mod fetch;
 pub mod judge;
 pub mod metric;
+#[cfg(feature = "edge")]
 pub mod prometheus;
+pub mod push;
+#[cfg(feature = "edge")]
 pub mod scrape;
 pub mod series;
 pub mod source;

@@ -1,5 +1,5 @@
-//! Metrics in: scraping Prometheus exposition endpoints (boxes, load balancers, canaries) and
-//! accepting pushed samples, into the [`Store`].
+//! Metrics in: scraping Prometheus exposition endpoints (boxes, load balancers, canaries) into
+//! the [`Store`].
 //!
 //! This is the edge: it does I/O and reads the wall clock only through the `now` it is given.
 //! Every sample of one scrape is stored at the scrape's time (an exposition's own timestamps are
@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::Error;
 use crate::exposition::{self, ExpositionLimits, Sample};
 use crate::fetch::Client;
+use crate::push;
 use crate::series::{Labels, SeriesKind, Store, TimestampMs};
 
 /// The series recording whether each scrape succeeded.
@@ -130,7 +131,7 @@ pub fn record(
     now: TimestampMs,
 ) -> ScrapeOutcome {
     let (samples, error) = match result {
-        Ok(samples) => match ingest(store, &samples, &target.labels, now) {
+        Ok(samples) => match push::ingest(store, &samples, &target.labels, now) {
             Ok(count) => (count, None),
             Err(error) => (0, Some(error.to_string())),
         },
@@ -140,34 +141,4 @@ pub fn record(
     // `up` is best effort: if even it is refused (series limit), the scrape error says why.
     let _ = store.ingest(UP_METRIC, &target.labels, SeriesKind::Gauge, now, up);
     ScrapeOutcome { url: target.url.clone(), samples, error }
-}
-
-/// Stores pushed or scraped samples at `now` with `labels` added (and winning). Stops at the
-/// first sample the store refuses and returns its error; samples before it stay stored, as a
-/// partial scrape in Prometheus would.
-pub fn ingest(
-    store: &mut Store,
-    samples: &[Sample],
-    labels: &Labels,
-    now: TimestampMs,
-) -> Result<usize, Error> {
-    for sample in samples {
-        let mut series_labels = sample.labels.clone();
-        series_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        store.ingest(&sample.name, &series_labels, sample.kind, now, sample.value)?;
-    }
-    Ok(samples.len())
-}
-
-/// Parses a pushed exposition and stores it at `now` with `labels`: the push endpoint's body.
-pub fn push(
-    store: &mut Store,
-    text: &str,
-    labels: &Labels,
-    limits: &ExpositionLimits,
-    now: TimestampMs,
-) -> Result<usize, Error> {
-    let samples = exposition::parse(text, limits)
-        .map_err(|source| Error::Exposition { url: "push".to_string(), source })?;
-    ingest(store, &samples, labels, now)
 }

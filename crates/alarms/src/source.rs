@@ -6,8 +6,11 @@
 //! the tick's time, and a collect that fails loses nothing but that tick's samples (the alarm
 //! sees a missing period and its missing-data policy applies).
 
+#[cfg(feature = "edge")]
 use crate::canary::Canary;
+#[cfg(feature = "edge")]
 use crate::prometheus::PrometheusSource;
+#[cfg(feature = "edge")]
 use crate::scrape::Scraper;
 use crate::series::{Labels, SeriesKind, Store, TimestampMs};
 
@@ -25,6 +28,7 @@ pub trait MetricSource {
     fn collect(&mut self, store: &mut Store, now: TimestampMs) -> Collected;
 }
 
+#[cfg(feature = "edge")]
 impl MetricSource for Scraper {
     fn collect(&mut self, store: &mut Store, now: TimestampMs) -> Collected {
         let outcomes = self.scrape_once(store, now);
@@ -35,6 +39,7 @@ impl MetricSource for Scraper {
     }
 }
 
+#[cfg(feature = "edge")]
 impl MetricSource for PrometheusSource {
     fn collect(&mut self, store: &mut Store, now: TimestampMs) -> Collected {
         match PrometheusSource::collect(self, store, now) {
@@ -44,6 +49,7 @@ impl MetricSource for PrometheusSource {
     }
 }
 
+#[cfg(feature = "edge")]
 impl MetricSource for Canary {
     fn collect(&mut self, store: &mut Store, now: TimestampMs) -> Collected {
         let results = self.probe_all(store, now);

@@ -11,7 +11,8 @@ use gantry_alarms::canary::{self, CanaryCheck};
 use gantry_alarms::exposition::ExpositionLimits;
 use gantry_alarms::fetch::{Client, MAX_BODY_BYTES};
 use gantry_alarms::prometheus::{PrometheusQuery, PrometheusSource};
-use gantry_alarms::scrape::{self, ScrapeTarget, Scraper};
+use gantry_alarms::push;
+use gantry_alarms::scrape::{ScrapeTarget, Scraper};
 use gantry_alarms::series::{Labels, SeriesKind, Store, StoreLimits, format_series};
 use support::TestServer;
 
@@ -141,7 +142,7 @@ fn unreachable_and_slow_targets_fail_within_the_deadline() {
 fn pushed_samples_are_stored_like_scraped_ones() {
     let mut store = Store::new(StoreLimits::default());
     let limits = ExpositionLimits::default();
-    let pushed = scrape::push(
+    let pushed = push::exposition(
         &mut store,
         "# TYPE jobs counter\njobs 3\n",
         &labels(&[("box", "b")]),
@@ -149,7 +150,7 @@ fn pushed_samples_are_stored_like_scraped_ones() {
         1_000,
     );
     assert_eq!(pushed.unwrap(), 1);
-    scrape::push(
+    push::exposition(
         &mut store,
         "# TYPE jobs counter\njobs 5\n",
         &labels(&[("box", "b")]),
@@ -157,7 +158,8 @@ fn pushed_samples_are_stored_like_scraped_ones() {
         2_000,
     )
     .unwrap();
-    let refused = scrape::push(&mut store, "jobs{", &Labels::new(), &limits, 3_000).unwrap_err();
+    let refused =
+        push::exposition(&mut store, "jobs{", &Labels::new(), &limits, 3_000).unwrap_err();
     assert_eq!(
         refused.to_string(),
         "scrape of push: line 1, column 6: expected a label name or `}` to close `{` at column 5, found end of line"

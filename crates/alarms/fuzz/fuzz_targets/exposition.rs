@@ -4,7 +4,7 @@
 #![no_main]
 
 use gantry_alarms::exposition::{ExpositionLimits, parse};
-use gantry_alarms::scrape::ingest;
+use gantry_alarms::push::ingest;
 use gantry_alarms::series::{Labels, Store, StoreLimits};
 use libfuzzer_sys::fuzz_target;
 
