@@ -102,9 +102,9 @@ impl Rule {
         }
     }
 
-    /// Whether the rule holds, given each child's current state. The caller decides what a
-    /// child it does not know is (see `evaluate` in the alarm set, which treats it as
-    /// `INSUFFICIENT_DATA`).
+    /// Whether the rule holds, given each child's current state. The caller answers for every
+    /// child; [`crate::alarm_set::AlarmSet`] refuses rules that name undefined alarms, so it
+    /// always can.
     pub fn holds(&self, state_of: &mut impl FnMut(&str) -> AlarmState) -> bool {
         match self {
             Rule::Constant(value) => *value,

@@ -17,16 +17,16 @@
 //! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
 //! - [`exposition`]: the Prometheus text exposition format parser.
 //! - [`push`]: pushed expositions and samples into the store.
-//! - [`alarm_test`]: alarm unit test files (`gantry alarm test FILE`; feature `test-files`).
+//! - `alarm_test`: alarm unit test files (`gantry alarm test FILE`; feature `test-files`).
 //! - [`state`]: the three alarm states.
 //!
 //! The edge (network I/O; the time is still passed in; feature `edge`):
 //!
 //! - [`source`]: the metric source trait, with an in-memory replay source.
-//! - [`scrape`]: scraping exposition endpoints into the store.
-//! - [`prometheus`]: an external Prometheus server as a source (instant and range queries).
-//! - [`canary`]: synthetic HTTP canaries recording success and latency series.
-//! - [`fetch`]: bounded HTTP GETs shared by the edge.
+//! - `scrape`: scraping exposition endpoints into the store.
+//! - `prometheus`: an external Prometheus server as a source (instant and range queries).
+//! - `canary`: synthetic HTTP canaries recording success and latency series.
+//! - `fetch`: bounded HTTP GETs shared by the edge.
 //!
 //! Architecture invariant: only the edge modules touch the network, and nothing in the crate
 //! reads the wall clock (the edge times requests with a monotonic timer, for canary latency);
