@@ -154,8 +154,10 @@ impl std::fmt::Display for Mismatch {
 /// Parses and runs a test file's text; `origin` names it in errors.
 pub fn run(text: &str, origin: &str) -> Result<TestReport, Error> {
     let fail = |message: String| Error::AlarmTest { file: origin.to_string(), message };
-    let file: AlarmTestFile =
-        serde_saphyr::from_str(text).map_err(|error| fail(error.to_string()))?;
+    let file: AlarmTestFile = serde_saphyr::from_str(text).map_err(|error| {
+        let text = error.to_string();
+        fail(text.strip_prefix("error: ").unwrap_or(&text).to_string())
+    })?;
     let interval_ms = file.evaluation_interval.as_seconds() as i64 * 1000;
     if interval_ms == 0 {
         return Err(fail("`evaluation_interval` must be at least 1s".to_string()));
