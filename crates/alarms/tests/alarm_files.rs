@@ -104,6 +104,12 @@ fn bad_files_are_refused_with_the_reason() {
         ),
         "error: inline.yaml: test `t`: series `x{a=1}`: expected `\"` to open the value of label `a`, found `1`",
     );
+    let typo = alarm_test::run(
+        "alarms:\n  a:\n    metric: {metric: x, statistc: Sum}\ntests: []\n",
+        "inline.yaml",
+    );
+    let typo = typo.unwrap_err().to_string();
+    assert!(typo.starts_with("inline.yaml: line 3 column 25: unknown field `statistc`"), "{typo}");
     check(
         "alarms:\n  loop:\n    composite: ALARM(loop)\ntests: []\n",
         "error: inline.yaml: invalid alarms:\nalarm `loop`: composite alarms form a cycle: loop -> loop; break it by removing one reference",
