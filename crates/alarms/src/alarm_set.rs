@@ -244,6 +244,33 @@ impl AlarmSet {
         self.index.get(name).into_iter().flat_map(|&i| self.alarms[i].history.iter())
     }
 
+    /// The metric alarms behind alarm `name`'s current state that are in ALARM, each with its
+    /// reason, in evaluation order: the account of a rollback ("the team aggregate fired
+    /// because the one box's p99 latency was 1.5 s"). For a metric alarm in ALARM, itself.
+    pub fn causes(&self, name: &str) -> Vec<(&str, &str)> {
+        let Some(&root) = self.index.get(name) else { return Vec::new() };
+        let mut pending = vec![root];
+        let mut seen = vec![false; self.alarms.len()];
+        while let Some(current) = pending.pop() {
+            if std::mem::replace(&mut seen[current], true) {
+                continue;
+            }
+            if let AlarmKind::Composite(rule) = &self.alarms[current].kind {
+                pending.extend(rule.alarm_names().iter().map(|child| self.index[*child]));
+            }
+        }
+        self.alarms
+            .iter()
+            .enumerate()
+            .filter(|(position, alarm)| {
+                seen[*position]
+                    && matches!(alarm.kind, AlarmKind::Metric(_))
+                    && alarm.status.state == AlarmState::Alarm
+            })
+            .map(|(_, alarm)| (alarm.name.as_str(), alarm.status.reason.as_str()))
+            .collect()
+    }
+
     /// Whether a gate may pass on alarm `name` at `now`. It passes only when the alarm is OK,
     /// was evaluated at or after `fresh_since`, and it and every alarm it depends on (directly
     /// or through other composites) decided on usable data: none is `INSUFFICIENT_DATA`, and
@@ -534,6 +561,41 @@ mod tests {
              backend_faults=OK canary_failures=ALARM frontend_faults=OK frontend_high_severity=OK team_aggregate=ALARM\n\
              backend_faults=OK canary_failures=OK frontend_faults=OK frontend_high_severity=OK team_aggregate=OK",
         );
+    }
+
+    #[test]
+    fn causes_explain_a_composite_in_alarm() {
+        let mut alarms = set(vec![
+            ("cpu", above("cpu", 0.8, &[])),
+            ("disk", above("disk", 0.8, &[])),
+            ("memory", above("memory", 0.8, &[])),
+            ("host", composite("ALARM(cpu) OR ALARM(disk)")),
+            ("aggregate", composite("ALARM(host) OR ALARM(memory)")),
+        ])
+        .unwrap();
+        let mut store = Store::new(StoreLimits::default());
+        let scope = labels(&[("region", "eu")]);
+        for (metric, value) in [("cpu", 0.95), ("disk", 0.1), ("memory", 0.9)] {
+            store.ingest(metric, &scope, SeriesKind::Gauge, 30_000, value).unwrap();
+        }
+        alarms.evaluate(&store, 60_000);
+        let causes = alarms.causes("aggregate");
+        assert_eq!(
+            causes,
+            [
+                (
+                    "cpu",
+                    "1 of 1 data points was greater than the threshold 0.8 (1 of 1 needed to alarm): [0.95]"
+                ),
+                (
+                    "memory",
+                    "1 of 1 data points was greater than the threshold 0.8 (1 of 1 needed to alarm): [0.9]"
+                ),
+            ]
+        );
+        assert_eq!(alarms.causes("disk"), []);
+        assert_eq!(alarms.causes("cpu").len(), 1);
+        assert_eq!(alarms.causes("nope"), []);
     }
 
     #[test]
