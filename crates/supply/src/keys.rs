@@ -6,6 +6,13 @@
 //! is `active` and signs new artifacts. Rotation makes a new active key and `retires` the old one:
 //! artifacts it signed still verify. Revocation is final: nothing signed by a revoked key
 //! verifies, whenever it was signed. Reviewers' keys use the same key-file format.
+//!
+//! Every change to the trust list bumps its `version` and is signed by the directory's trust
+//! root key (`trust-root.key`, made with the first build key) into `trusted-keys.json.dsse`.
+//! A host that pins the trust root's public key reads the trust list only from that signed file
+//! ([`TrustedKeys::read_signed`]), and refuses a version older than the one it last accepted:
+//! whoever can write the file but does not hold the trust root can neither add a key nor undo a
+//! revocation. Keep the trust root offline between key changes.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -21,6 +28,12 @@ use crate::{Digest, Error};
 
 /// File name of the public trust list inside a key directory.
 pub const TRUSTED_KEYS_FILE: &str = "trusted-keys.json";
+/// The trust list signed by the trust root: what hosts that pin the root read.
+pub const SIGNED_TRUSTED_KEYS_FILE: &str = "trusted-keys.json.dsse";
+/// The private key that signs every version of the trust list.
+pub const TRUST_ROOT_KEY_FILE: &str = "trust-root.key";
+/// The DSSE payload type of signed trust lists.
+pub const TRUSTED_KEYS_PAYLOAD_TYPE: &str = "application/vnd.gantry.trusted-keys.v1+json";
 
 /// A key's identifier: the sha256 of its 32 public-key bytes, in hex. Derived, so it can't lie.
 pub fn keyid_of(public: &ed25519_dalek::VerifyingKey) -> String {
@@ -148,13 +161,54 @@ pub struct TrustedKey {
 /// The public trust list: every build key there has been, with its status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustedKeys {
+    /// Incremented by every change; hosts refuse to go back to an older version.
+    #[serde(default)]
+    pub version: u64,
     pub keys: Vec<TrustedKey>,
 }
 
 impl TrustedKeys {
+    /// Reads a trust list as is, trusting whoever wrote the file.
     pub fn read(path: &Path) -> Result<TrustedKeys, Error> {
-        let text = fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
-        let trusted: TrustedKeys = serde_json::from_str(&text)
+        let bytes = fs::read(path).map_err(|source| Error::io(path, source))?;
+        TrustedKeys::from_bytes(&bytes, path)
+    }
+
+    /// Reads the trust list from a file signed by the trust root, parsing only the verified
+    /// payload, and refuses a version below `at_least` (a rollback to before a revocation).
+    pub fn read_signed(
+        path: &Path,
+        trust_root: &ed25519_dalek::VerifyingKey,
+        at_least: u64,
+    ) -> Result<TrustedKeys, Error> {
+        let bytes = fs::read(path).map_err(|source| Error::io(path, source))?;
+        let envelope: crate::dsse::Envelope = serde_json::from_slice(&bytes)
+            .map_err(|error| Error::invalid(path, format!("not a signed trust list: {error}")))?;
+        if envelope.payload_type != TRUSTED_KEYS_PAYLOAD_TYPE {
+            return Err(Error::invalid(
+                path,
+                format!("payload type {} is not a trust list", envelope.payload_type),
+            ));
+        }
+        let keyid = keyid_of(trust_root);
+        let (body, _) = envelope.verify([(keyid.as_str(), trust_root)]).map_err(|_| {
+            Error::invalid(path, format!("not signed by the pinned trust root {}", &keyid[..16]))
+        })?;
+        let trusted = TrustedKeys::from_bytes(&body, path)?;
+        if trusted.version < at_least {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "trust list version {} is older than version {at_least}, already accepted",
+                    trusted.version
+                ),
+            ));
+        }
+        Ok(trusted)
+    }
+
+    fn from_bytes(bytes: &[u8], path: &Path) -> Result<TrustedKeys, Error> {
+        let trusted: TrustedKeys = serde_json::from_slice(bytes)
             .map_err(|error| Error::invalid(path, format!("not a trusted-keys file: {error}")))?;
         for key in &trusted.keys {
             let public = parse_public_key(&key.public_key).ok_or_else(|| {
@@ -209,9 +263,49 @@ impl KeyDirectory {
         if path.exists() { TrustedKeys::read(&path) } else { Ok(TrustedKeys::default()) }
     }
 
-    fn save(&self, trusted: &TrustedKeys) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(trusted).expect("trust list serializes");
-        crate::store::write_atomically(&self.trusted_keys_path(), text.as_bytes())
+    pub fn signed_trusted_keys_path(&self) -> PathBuf {
+        self.root.join(SIGNED_TRUSTED_KEYS_FILE)
+    }
+
+    /// The trust root's private key; made when the first build key is.
+    fn trust_root(&self, create: bool) -> Result<KeyPair, Error> {
+        let path = self.root.join(TRUST_ROOT_KEY_FILE);
+        if path.exists() {
+            return KeyPair::read(&path);
+        }
+        if !create {
+            return Err(Error::Key(format!(
+                "the trust root key {} is not here; bring it back (it signs every change to the \
+                 trust list) and try again",
+                path.display()
+            )));
+        }
+        fs::create_dir_all(&self.root).map_err(|source| Error::io(&self.root, source))?;
+        let pair = KeyPair::generate()?;
+        pair.write(&path)?;
+        Ok(pair)
+    }
+
+    /// The trust root's public key (base64), for hosts to pin.
+    pub fn trust_root_public(&self) -> Result<String, Error> {
+        Ok(self.trust_root(false)?.public_base64())
+    }
+
+    /// Writes the next version of the trust list, and its copy signed by the trust root.
+    fn save(&self, mut trusted: TrustedKeys, create_root: bool) -> Result<(), Error> {
+        let root = self.trust_root(create_root)?;
+        trusted.version += 1;
+        let mut text = serde_json::to_vec_pretty(&trusted).expect("trust list serializes");
+        text.push(b'\n');
+        let signed = crate::dsse::Envelope::sign(
+            TRUSTED_KEYS_PAYLOAD_TYPE,
+            &text,
+            &root.keyid,
+            &root.signing,
+        );
+        let signed = serde_json::to_vec_pretty(&signed).expect("envelope serializes");
+        crate::store::write_atomically(&self.signed_trusted_keys_path(), &signed)?;
+        crate::store::write_atomically(&self.trusted_keys_path(), &text)
     }
 
     /// Makes the first build key. Refuses when a key is already active: rotate instead.
@@ -256,7 +350,9 @@ impl KeyDirectory {
     }
 
     fn add_active(&self, mut trusted: TrustedKeys, now: Timestamp) -> Result<TrustedKey, Error> {
-        fs::create_dir_all(&self.root).map_err(|source| Error::io(&self.root, source))?;
+        // The first key of a directory comes with its trust root; later changes need it back.
+        let first = trusted.keys.is_empty() && !self.trusted_keys_path().exists();
+        self.trust_root(first)?;
         let pair = KeyPair::generate()?;
         pair.write(&self.root.join(format!("{}.key", pair.keyid)))?;
         let key = TrustedKey {
@@ -266,7 +362,7 @@ impl KeyDirectory {
             status: KeyStatus::Active,
         };
         trusted.keys.push(key.clone());
-        self.save(&trusted)?;
+        self.save(trusted, first)?;
         Ok(key)
     }
 
@@ -305,7 +401,7 @@ impl KeyDirectory {
         key.status =
             KeyStatus::Revoked { revoked_at: now, revoked_by: by.into(), reason: reason.into() };
         let revoked = key.clone();
-        self.save(&trusted)?;
+        self.save(trusted, false)?;
         let private = self.root.join(format!("{found}.key"));
         if private.exists() {
             fs::remove_file(&private).map_err(|source| Error::io(&private, source))?;
@@ -362,6 +458,56 @@ mod tests {
         assert!(keys.revoke(&first.keyid, "sec", "again", t0).is_err());
         assert!(keys.revoke(&second.keyid, "sec", " ", t0).is_err());
         assert_eq!(keys.active_key().unwrap().keyid, second.keyid);
+    }
+
+    #[test]
+    fn hosts_pinning_the_trust_root_read_only_signed_trust_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyDirectory::new(dir.path());
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        keys.generate(t0).unwrap();
+        keys.rotate(t0).unwrap();
+        let root = parse_public_key(&keys.trust_root_public().unwrap()).unwrap();
+        let signed = keys.signed_trusted_keys_path();
+        let read = |at_least| {
+            TrustedKeys::read_signed(&signed, &root, at_least).map(|t| (t.version, t.keys.len()))
+        };
+        assert_eq!(read(0).unwrap(), (2, 2));
+
+        // Someone who can write the files but has no trust root adds a key of their own.
+        let plain = std::fs::read(keys.trusted_keys_path()).unwrap();
+        let mut forged = keys.trusted().unwrap();
+        forged.keys.push(TrustedKey { keyid: "x".into(), ..forged.keys[0].clone() });
+        std::fs::write(keys.trusted_keys_path(), serde_json::to_vec(&forged).unwrap()).unwrap();
+        assert_eq!(read(0).unwrap(), (2, 2), "the plain copy is not what pinned hosts read");
+        let stranger = KeyPair::from_seed([9; 32]);
+        let resigned = crate::dsse::Envelope::sign(
+            TRUSTED_KEYS_PAYLOAD_TYPE,
+            &serde_json::to_vec(&forged).unwrap(),
+            "k",
+            &stranger.signing,
+        );
+        let honest = std::fs::read(&signed).unwrap();
+        std::fs::write(&signed, serde_json::to_vec(&resigned).unwrap()).unwrap();
+        assert!(read(0).unwrap_err().to_string().contains("not signed by the pinned trust root"));
+        std::fs::write(&signed, honest).unwrap();
+        std::fs::write(keys.trusted_keys_path(), plain).unwrap();
+
+        // A host that accepted version 3 refuses version 2: a revocation cannot be rolled back.
+        assert!(read(3).unwrap_err().to_string().contains("older than version 3"));
+
+        // Without the trust root at hand, the trust list cannot change.
+        std::fs::rename(dir.path().join(TRUST_ROOT_KEY_FILE), dir.path().join("offline.key"))
+            .unwrap();
+        assert!(keys.rotate(t0).unwrap_err().to_string().contains("bring it back"));
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "key"))
+                .count(),
+            2,
+            "no stray key left behind"
+        );
     }
 
     #[test]

@@ -365,6 +365,7 @@ mod tests {
 
     fn trusted(key: &KeyPair, status: KeyStatus) -> TrustedKeys {
         TrustedKeys {
+            version: 1,
             keys: vec![TrustedKey {
                 keyid: key.keyid.clone(),
                 public_key: key.public_base64(),

@@ -418,6 +418,13 @@ struct VerifyArgs {
     /// Trusted build keys [default: the home's keys/trusted-keys.json].
     #[arg(long)]
     trusted_keys: Option<PathBuf>,
+    /// Pin the trust root (base64 public key, from `gantry artifact key root`): the trust list is
+    /// then read only from its signed copy, `<trusted-keys>.dsse`.
+    #[arg(long)]
+    trust_root: Option<String>,
+    /// With --trust-root: refuse a trust list older than this version (the last one accepted).
+    #[arg(long, requires = "trust_root", default_value_t = 0)]
+    trust_list_version: u64,
     /// Trusted builder id; repeat for several.
     #[arg(long = "builder-id", default_value = attestation::DEFAULT_BUILDER_ID)]
     builder_ids: Vec<String>,
@@ -455,6 +462,8 @@ enum KeyCommand {
     },
     /// List build keys and their status.
     List,
+    /// Print the trust root's public key, for hosts to pin with `artifact verify --trust-root`.
+    Root,
 }
 
 pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
@@ -588,9 +597,16 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let trusted = match &args.trusted_keys {
-        Some(path) => TrustedKeys::read(path)?,
-        None => home.keys().trusted()?,
+    let trusted_path = args.trusted_keys.clone().unwrap_or_else(|| home.keys().trusted_keys_path());
+    let trusted = match &args.trust_root {
+        Some(root) => {
+            let root = gantry_supply::keys::parse_public_key(root)
+                .context("--trust-root is not a base64 ed25519 public key")?;
+            let signed = PathBuf::from(format!("{}.dsse", trusted_path.display()));
+            TrustedKeys::read_signed(&signed, &root, args.trust_list_version)?
+        }
+        None if trusted_path.exists() => TrustedKeys::read(&trusted_path)?,
+        None => TrustedKeys::default(),
     };
     let store = home.store();
     let reviews = home.reviews()?;
@@ -714,8 +730,9 @@ fn key_command(home: &Home, command: KeyCommand) -> anyhow::Result<ExitCode> {
             let key = if rotating { keys.rotate(now)? } else { keys.generate(now)? };
             println!("{}", key.keyid);
             eprintln!(
-                "new active build key; copy {} to every verifier{}",
+                "new active build key; copy {} and its signed copy {} to every verifier{}",
                 keys.trusted_keys_path().display(),
+                keys.signed_trusted_keys_path().display(),
                 if rotating {
                     " (artifacts signed by the previous key still verify until it is revoked)"
                 } else {
@@ -727,12 +744,16 @@ fn key_command(home: &Home, command: KeyCommand) -> anyhow::Result<ExitCode> {
             let key = keys.revoke(&keyid, &by, &reason, now)?;
             println!("{}", key.keyid);
             eprintln!(
-                "revoked: artifacts it signed no longer verify; copy {} to every verifier",
-                keys.trusted_keys_path().display()
+                "revoked: artifacts it signed no longer verify; copy {} and {} to every verifier",
+                keys.trusted_keys_path().display(),
+                keys.signed_trusted_keys_path().display()
             );
         }
+        KeyCommand::Root => println!("{}", keys.trust_root_public()?),
         KeyCommand::List => {
-            for key in keys.trusted()?.keys {
+            let trusted = keys.trusted()?;
+            eprintln!("trust list version {}", trusted.version);
+            for key in trusted.keys {
                 let status = match &key.status {
                     KeyStatus::Active => "active".to_string(),
                     KeyStatus::Retired { retired_at } => format!("retired {retired_at}"),
