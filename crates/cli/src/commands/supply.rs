@@ -93,10 +93,10 @@ pub struct BuildArgs {
     /// Pipeline definition whose service, source and build settings to use.
     pipeline_file: Option<PathBuf>,
     /// Service name (without a pipeline file).
-    #[arg(long, required_unless_present = "pipeline_file")]
+    #[arg(long, required_unless_present = "pipeline_file", conflicts_with = "pipeline_file")]
     service: Option<String>,
     /// Pipeline name (without a pipeline file).
-    #[arg(long, required_unless_present = "pipeline_file")]
+    #[arg(long, required_unless_present = "pipeline_file", conflicts_with = "pipeline_file")]
     pipeline: Option<String>,
     /// Source repository: a local path or URL. With a pipeline file, picks one of its sources
     /// or replaces its only one (e.g. with a local mirror).
@@ -106,16 +106,20 @@ pub struct BuildArgs {
     #[arg(long, default_value = "main")]
     branch: String,
     /// Build command, run with `sh -c` in the checkout (without a pipeline file).
-    #[arg(long = "command", required_unless_present = "pipeline_file")]
+    #[arg(
+        long = "command",
+        required_unless_present = "pipeline_file",
+        conflicts_with = "pipeline_file"
+    )]
     build_command: Option<String>,
     /// Path the build produces, packed into the artifact; repeat for several.
-    #[arg(long = "output")]
+    #[arg(long = "output", conflicts_with = "pipeline_file")]
     outputs: Vec<String>,
     /// Time limit, e.g. `20m` (without a pipeline file).
     #[arg(long, default_value = "1h")]
     timeout: Duration,
     /// Let the build reach the network (recorded in the provenance; policy refuses such builds).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pipeline_file")]
     network: bool,
     /// Commit to build; the mainline head by default.
     #[arg(long)]
@@ -186,7 +190,7 @@ fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
     let loaded = gantry_spec::load(file).map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))?;
     let spec = loaded.spec;
     let source = match (&args.repository, spec.sources.as_slice()) {
-        (None, [only, ..]) => only.clone(),
+        (None, [first, ..]) => first.clone(),
         (Some(chosen), sources) => match sources.iter().find(|s| s.repository == *chosen) {
             Some(source) => source.clone(),
             None if sources.len() == 1 => {
