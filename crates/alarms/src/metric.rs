@@ -307,8 +307,8 @@ fn histogram_point(
         return DataPoint::Missing;
     }
     match histogram_quantile(percentile / 100.0, &mut buckets) {
-        Some(value) => DataPoint::Value(value),
-        None => DataPoint::Invalid("the histogram has no observations or no `+Inf` bucket"),
+        Some(value) if value.is_finite() => DataPoint::Value(value),
+        _ => DataPoint::Invalid("the histogram has no observations or no `+Inf` bucket"),
     }
 }
 
@@ -699,7 +699,8 @@ mod tests {
         p50.metric = "latency".to_string();
         p50.statistic = Statistic::Percentile(50.0);
         let points = data_points(&p50, &store, &Labels::new(), 60_000);
-        assert_eq!(points.last(), Some(&DataPoint::Value(0.1 * 50.0 / 60.0)));
+        // Prometheus computes 0 + (0.1 - 0) * (50 / 60).
+        assert_eq!(points.last(), Some(&DataPoint::Value(0.1 * (50.0 / 60.0))));
         p50.statistic = Statistic::Percentile(95.0);
         assert_eq!(
             data_points(&p50, &store, &Labels::new(), 60_000).last(),

@@ -85,13 +85,14 @@ impl Statistic {
 }
 
 /// The `q`-quantile (0 to 1) of a histogram given as `(upper bound, cumulative count)` buckets,
-/// as Prometheus's `histogram_quantile` computes it: linear interpolation inside the bucket that
-/// holds the rank, the lower bound of the first bucket taken as 0, and the highest finite bound
-/// when the rank falls in the `+Inf` bucket. `None` without a `+Inf` bucket or observations.
+/// computed exactly as Prometheus's `histogram_quantile` does (same steps, same floating-point
+/// order, cross-checked against promtool): counts made monotonic, linear interpolation inside
+/// the first bucket whose count reaches the rank, 0 as the lower bound of the first bucket, and
+/// the highest finite bound when the rank falls in the `+Inf` bucket. `None` without a `+Inf`
+/// bucket, with fewer than two buckets, without observations, or for `q` outside 0 to 1.
 pub fn histogram_quantile(q: f64, buckets: &mut [(f64, f64)]) -> Option<f64> {
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let &(last_bound, total) = buckets.last()?;
-    if last_bound != f64::INFINITY || total <= 0.0 || !(0.0..=1.0).contains(&q) {
+    if buckets.len() < 2 || buckets.last()?.0 != f64::INFINITY || !(0.0..=1.0).contains(&q) {
         return None;
     }
     // Scrapes of different buckets may race; keep counts monotonic as Prometheus does.
@@ -100,17 +101,27 @@ pub fn histogram_quantile(q: f64, buckets: &mut [(f64, f64)]) -> Option<f64> {
         running = running.max(bucket.1);
         bucket.1 = running;
     }
-    let rank = q * total;
-    let index = buckets.iter().position(|(_, count)| *count >= rank)?;
-    let (upper, count) = buckets[index];
-    if upper == f64::INFINITY {
-        return Some(if index == 0 { 0.0 } else { buckets[index - 1].0 });
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return None;
     }
-    let (lower, below) = if index == 0 { (0.0_f64.min(upper), 0.0) } else { buckets[index - 1] };
-    if count == below {
-        return Some(upper);
+    let mut rank = q * observations;
+    let finite = buckets.len() - 1;
+    let index = buckets[..finite].partition_point(|(_, count)| *count < rank);
+    if index == finite {
+        return Some(buckets[finite - 1].0);
     }
-    Some(lower + (upper - lower) * (rank - below) / (count - below))
+    if index == 0 && buckets[0].0 <= 0.0 {
+        return Some(buckets[0].0);
+    }
+    let (upper, mut count) = buckets[index];
+    let mut lower = 0.0;
+    if index > 0 {
+        lower = buckets[index - 1].0;
+        count -= buckets[index - 1].1;
+        rank -= buckets[index - 1].1;
+    }
+    Some(lower + (upper - lower) * (rank / count))
 }
 
 #[cfg(test)]
