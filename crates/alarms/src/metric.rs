@@ -233,19 +233,31 @@ pub fn period_points(
                 )
             };
             let numerator = statistic_of(query.metric);
-            let Some(denominator) = query.divide_by else { return numerator };
-            match (numerator, statistic_of(denominator)) {
-                (DataPoint::Value(_), DataPoint::Value(0.0)) => {
-                    DataPoint::Invalid("the denominator is zero")
+            let point = match query.divide_by {
+                None => numerator,
+                Some(denominator) => ratio(numerator, statistic_of(denominator)),
+            };
+            match point {
+                // Defence in depth: no statistic should produce one, but a NaN or infinite
+                // data point must never count as healthy.
+                DataPoint::Value(value) if !value.is_finite() => {
+                    DataPoint::Invalid("the statistic is not a finite number")
                 }
-                (DataPoint::Value(top), DataPoint::Value(bottom)) => DataPoint::Value(top / bottom),
-                (DataPoint::Invalid(why), _) | (_, DataPoint::Invalid(why)) => {
-                    DataPoint::Invalid(why)
-                }
-                _ => DataPoint::Missing,
+                point => point,
             }
         })
         .collect()
+}
+
+fn ratio(numerator: DataPoint, denominator: DataPoint) -> DataPoint {
+    match (numerator, denominator) {
+        (DataPoint::Value(_), DataPoint::Value(0.0)) => {
+            DataPoint::Invalid("the denominator is zero")
+        }
+        (DataPoint::Value(top), DataPoint::Value(bottom)) => DataPoint::Value(top / bottom),
+        (DataPoint::Invalid(why), _) | (_, DataPoint::Invalid(why)) => DataPoint::Invalid(why),
+        _ => DataPoint::Missing,
+    }
 }
 
 fn period_statistic(
