@@ -21,7 +21,10 @@
 //!   ALARM, the current state is kept.
 //!
 //! AWS's tables for these cases are the golden tests below. A period whose samples are all NaN,
-//! or a ratio whose denominator is zero, is a missing data point, and the reason says so.
+//! or a ratio whose denominator is zero, is a missing data point, and the reason says so. A
+//! ratio whose numerator has no samples is missing too, not zero: a misspelt fault counter must
+//! not read as a perfect fault rate. Services should export their fault counters from start-up
+//! at 0, as Prometheus's client guidelines advise.
 //!
 //! States follow CloudWatch, so an alarm can be OK on filled-in data. Fail-closed gates need
 //! more: every [`Decision`] says whether it rests on N usable data points including the newest
