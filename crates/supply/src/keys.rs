@@ -234,13 +234,17 @@ impl TrustedKeys {
             .find(|key| key.keyid == keyid || (keyid.len() >= 8 && key.keyid.starts_with(keyid)))
     }
 
-    /// Every key with its parsed public key, for DSSE verification (revoked ones included, so a
-    /// verifier can say "signed by a revoked key" rather than "unknown signer").
+    /// Every key with its parsed public key, for DSSE verification: revoked ones last (so an
+    /// envelope also signed by a good key verifies), but included, so a verifier can say
+    /// "signed by a revoked key" rather than "unknown signer".
     pub fn candidates(&self) -> Vec<(&TrustedKey, ed25519_dalek::VerifyingKey)> {
-        self.keys
+        let mut candidates: Vec<_> = self
+            .keys
             .iter()
             .filter_map(|key| parse_public_key(&key.public_key).map(|public| (key, public)))
-            .collect()
+            .collect();
+        candidates.sort_by_key(|(key, _)| matches!(key.status, KeyStatus::Revoked { .. }));
+        candidates
     }
 }
 
