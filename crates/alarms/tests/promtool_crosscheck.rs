@@ -45,7 +45,7 @@ fn histogram_quantiles_match_prometheus() {
     let mut random = Seeded(42);
     let mut test = String::from("rule_files: []\nevaluation_interval: 1m\ntests:\n");
     let mut cases = 0;
-    for histogram in 0..20 {
+    for _ in 0..20 {
         // Cumulative counts; some buckets empty, some histograms nearly all in one bucket.
         let mut running = 0u64;
         let counts: Vec<u64> = bounds
@@ -81,7 +81,6 @@ fn histogram_quantiles_match_prometheus() {
             );
             cases += 1;
         }
-        let _ = histogram;
     }
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("quantiles.yml");
