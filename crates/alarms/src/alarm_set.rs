@@ -27,6 +27,8 @@ use crate::{AlarmState, DefinitionError, Error};
 /// Transitions kept per alarm. Enough to explain any rollback of the last days; older
 /// transitions belong in the durable audit log, not in memory.
 pub const MAX_HISTORY: usize = 100;
+/// AWS's limit on the composite alarms whose rules may name one alarm.
+pub const MAX_COMPOSITE_PARENTS: usize = 150;
 /// Alarms in one set. A pipeline with more is almost certainly generated wrongly, and each
 /// evaluation pass is linear in this.
 pub const MAX_ALARMS: usize = 10_000;
@@ -132,6 +134,25 @@ impl AlarmSet {
                     }
                     Err(error) => refuse(name, format!("rule {error}")),
                 },
+            }
+        }
+        let mut parents: BTreeMap<&str, usize> = BTreeMap::new();
+        for kind in kinds.values() {
+            if let AlarmKind::Composite(rule) = kind {
+                for child in rule.alarm_names() {
+                    *parents.entry(child).or_default() += 1;
+                }
+            }
+        }
+        for (child, count) in parents {
+            if count > MAX_COMPOSITE_PARENTS {
+                refuse(
+                    child,
+                    format!(
+                        "named by {count} composite alarms; CloudWatch allows at most \
+                         {MAX_COMPOSITE_PARENTS}: aggregate through an intermediate composite"
+                    ),
+                );
             }
         }
         let order = evaluation_order(&kinds, &mut refuse);
@@ -485,6 +506,19 @@ mod tests {
              alarm `f`: `threshold` must be a finite number\n\
              alarm `a`: composite alarms form a cycle: a -> b -> c -> a; break it by removing one reference\n\
              alarm `d`: composite alarms form a cycle: d -> d; break it by removing one reference",
+        );
+    }
+
+    #[test]
+    fn an_alarm_named_by_too_many_composites_is_refused() {
+        let mut definitions = vec![("cpu", above("cpu", 0.8, &[]))];
+        let names: Vec<String> = (0..=MAX_COMPOSITE_PARENTS).map(|i| format!("c{i}")).collect();
+        definitions.extend(names.iter().map(|name| (name.as_str(), composite("ALARM(cpu)"))));
+        let error = set(definitions).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "alarm `cpu`: named by 151 composite alarms; CloudWatch allows at most 150: aggregate \
+             through an intermediate composite"
         );
     }
 
