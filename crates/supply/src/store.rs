@@ -73,42 +73,19 @@ impl Store {
         log: &[u8],
     ) -> Result<StoredArtifact, Error> {
         let digest = manifest.package.digest;
-        let actual = hash_file(package)?;
-        if actual != digest {
-            return Err(Error::Corrupt {
-                path: package.display().to_string(),
-                expected: digest,
-                actual,
-            });
-        }
         let blobs = self.root.join("blobs/sha256");
         let staging = self.root.join("staging");
         for dir in [&blobs, &staging, &self.root.join("artifacts")] {
             fs::create_dir_all(dir).map_err(|source| Error::io(dir, source))?;
         }
-        let final_path = self.package_path(&digest);
-        set_read_only(package)?;
+        // Move the package into the store first and hash it there, so the bytes checked are the
+        // bytes stored, whatever happens to the build directory meanwhile.
+        let staged = staging.join(format!("{}.{}.package", digest.hex(), std::process::id()));
+        move_file(package, &staged)?;
+        let result = self.link_package(&staged, package, digest);
+        let _ = fs::remove_file(&staged);
+        result?;
         let destination = self.metadata_dir(&digest);
-        match fs::hard_link(package, &final_path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                if destination.exists() {
-                    return Err(Error::AlreadyStored { digest });
-                }
-                // An earlier write stopped between the package and its metadata: the package is
-                // there (and must be intact), so finish the write.
-                let stored = hash_file(&final_path)?;
-                if stored != digest {
-                    return Err(Error::Corrupt {
-                        path: final_path.display().to_string(),
-                        expected: digest,
-                        actual: stored,
-                    });
-                }
-            }
-            Err(source) => return Err(Error::io(&final_path, source)),
-        }
-        let _ = fs::remove_file(package);
 
         let manifest_bytes = manifest.to_bytes();
         let envelope_bytes = serde_json::to_vec_pretty(envelope).expect("envelope serializes");
@@ -137,8 +114,43 @@ impl Store {
             manifest: manifest.clone(),
             manifest_bytes,
             envelope: envelope.clone(),
-            package_path: final_path,
+            package_path: self.package_path(&digest),
         })
+    }
+
+    /// Links a staged package to its content address. Refuses bytes that do not match `digest`
+    /// and a digest already stored; finishes a write that stopped before its metadata.
+    fn link_package(&self, staged: &Path, original: &Path, digest: Digest) -> Result<(), Error> {
+        let actual = hash_file(staged)?;
+        if actual != digest {
+            return Err(Error::Corrupt {
+                path: original.display().to_string(),
+                expected: digest,
+                actual,
+            });
+        }
+        set_read_only(staged)?;
+        let final_path = self.package_path(&digest);
+        match fs::hard_link(staged, &final_path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.metadata_dir(&digest).exists() {
+                    return Err(Error::AlreadyStored { digest });
+                }
+                // An earlier write stopped between the package and its metadata: the package is
+                // there (and must be intact), so finish the write.
+                let stored = hash_file(&final_path)?;
+                if stored != digest {
+                    return Err(Error::Corrupt {
+                        path: final_path.display().to_string(),
+                        expected: digest,
+                        actual: stored,
+                    });
+                }
+                Ok(())
+            }
+            Err(source) => Err(Error::io(&final_path, source)),
+        }
     }
 
     /// The artifact's metadata. Accepts a full digest or a unique prefix of its hex.
@@ -258,6 +270,15 @@ impl Store {
             ))),
         }
     }
+}
+
+/// Moves a file, copying when it crosses filesystems.
+fn move_file(from: &Path, to: &Path) -> Result<(), Error> {
+    if fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    fs::copy(from, to).map_err(|source| Error::io(from, source))?;
+    fs::remove_file(from).map_err(|source| Error::io(from, source))
 }
 
 fn hash_file(path: &Path) -> Result<Digest, Error> {
