@@ -12,6 +12,8 @@
 //! - [`composite`]: CloudWatch's composite alarm rule language (`ALARM("a") OR ALARM("b")`).
 //! - [`alarm_set`]: a scope's alarms evaluated together: states, reasons, history, cycle
 //!   detection, and fail-closed gates.
+//! - [`regional`]: a pipeline's alarms per region and organisation-wide, read out as the
+//!   engine's observations.
 //! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
 //! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline).
 //! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
@@ -49,6 +51,7 @@ pub mod metric;
 #[cfg(feature = "edge")]
 pub mod prometheus;
 pub mod push;
+pub mod regional;
 #[cfg(feature = "edge")]
 pub mod scrape;
 pub mod series;
