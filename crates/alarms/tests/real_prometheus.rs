@@ -45,10 +45,11 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The Prometheus process this test started; killed (by its own handle) when dropped.
-struct Prometheus(Child);
+/// A process this test started (Prometheus, node exporter); killed by its own handle when
+/// dropped, so a failing test leaves nothing running.
+struct Started(Child);
 
-impl Drop for Prometheus {
+impl Drop for Started {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -155,7 +156,7 @@ fn prometheus_source_matches_own_scraper() {
     )
     .unwrap();
     let port = free_port();
-    let _prometheus = Prometheus(
+    let _prometheus = Started(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", directory.path().join("data").display()))
@@ -259,4 +260,48 @@ fn prometheus_source_matches_own_scraper() {
     stop.store(true, Ordering::Relaxed);
     scraping.join().unwrap();
     println!("healthy: {healthy:?}\nbreached: {breached:?}");
+}
+
+/// Node exporter (Debian's `prometheus-node-exporter`, which `apt-get install prometheus`
+/// brings in as a recommendation) serves a large, varied real exposition: Gantry's parser
+/// reads all of it.
+#[test]
+fn node_exporter_output_parses() {
+    let Some(exporter) = find_on_path("prometheus-node-exporter") else {
+        if std::env::var("GANTRY_REQUIRE_PROMETHEUS").as_deref() == Ok("1") {
+            panic!(
+                "GANTRY_REQUIRE_PROMETHEUS=1 but `prometheus-node-exporter` is not on PATH (apt-get install prometheus)"
+            );
+        }
+        eprintln!("skipped: `prometheus-node-exporter` is not on PATH");
+        return;
+    };
+    let port = free_port();
+    let _exporter = Started(
+        Command::new(exporter)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus-node-exporter"),
+    );
+    let target =
+        ScrapeTarget { url: format!("http://127.0.0.1:{port}/metrics"), labels: Labels::new() };
+    let scraper =
+        Scraper::new(Client::default(), vec![target.clone()], ExpositionLimits::default()).unwrap();
+    let started = Instant::now();
+    let samples = loop {
+        match scraper.fetch(&target) {
+            Ok(samples) => break samples,
+            Err(error) if error.to_string().contains("GET ") && started.elapsed() < DEADLINE => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => panic!("node exporter's exposition did not parse: {error}"),
+        }
+    };
+    assert!(samples.len() > 200, "only {} samples from node exporter", samples.len());
+    let mut store = Store::new(StoreLimits::default());
+    let stored = gantry_alarms::push::ingest(&mut store, &samples, &Labels::new(), 1_000).unwrap();
+    println!("node exporter: {stored} samples parsed and stored");
 }
