@@ -8,10 +8,10 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::fetch::Client;
-use crate::scrape::MIN_SCRAPE_INTERVAL;
+use crate::scrape::{MIN_SCRAPE_INTERVAL, wait_for_next_round};
 use crate::series::{Labels, SeriesKind, Store, TimestampMs};
 
 /// 1 when the probe passed, 0 when it failed.
@@ -116,6 +116,7 @@ impl Canary {
     ) {
         let interval = interval.max(MIN_SCRAPE_INTERVAL);
         while !stop.load(Ordering::Relaxed) {
+            let round = Instant::now();
             let results: Vec<ProbeResult> =
                 self.checks.iter().map(|check| probe(&self.client, check)).collect();
             let now = clock();
@@ -126,7 +127,7 @@ impl Canary {
                 }
             }
             report(results);
-            std::thread::sleep(interval);
+            wait_for_next_round(round, interval, stop);
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::exposition::{self, ExpositionLimits, Sample};
@@ -106,6 +106,7 @@ impl Scraper {
     ) {
         let interval = interval.max(MIN_SCRAPE_INTERVAL);
         while !stop.load(Ordering::Relaxed) {
+            let round = Instant::now();
             // Fetch outside the lock so a slow target does not stall evaluation.
             let fetched: Vec<_> = self.targets.iter().map(|target| self.fetch(target)).collect();
             let now = clock();
@@ -118,8 +119,23 @@ impl Scraper {
                     .collect()
             };
             report(outcomes);
-            std::thread::sleep(interval);
+            wait_for_next_round(round, interval, stop);
         }
+    }
+}
+
+/// How often a waiting loop checks its stop flag: stopping never waits a whole interval.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Sleeps until `interval` after `round` began (so rounds keep their cadence however long the
+/// fetches took), returning early once `stop` is set.
+pub(crate) fn wait_for_next_round(round: Instant, interval: Duration, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let remaining = interval.saturating_sub(round.elapsed());
+        if remaining.is_zero() {
+            return;
+        }
+        std::thread::sleep(remaining.min(STOP_CHECK));
     }
 }
 

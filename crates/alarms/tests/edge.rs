@@ -297,3 +297,36 @@ fn prometheus_api_results_are_stored_and_errors_explained() {
         )
     );
 }
+
+#[test]
+fn a_scrape_loop_with_a_long_interval_stops_promptly() {
+    let server = TestServer::start(|_| (200, "x 1\n".to_string()));
+    let target = ScrapeTarget { url: server.url("/metrics"), labels: labels(&[("box", "b")]) };
+    let scraper =
+        Scraper::new(Client::default(), vec![target], ExpositionLimits::default()).unwrap();
+    let store = std::sync::Mutex::new(Store::new(StoreLimits::default()));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = AtomicU64::new(0);
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            scraper.run(
+                &store,
+                Duration::from_secs(60),
+                &stop,
+                || 1_000,
+                |outcomes| {
+                    assert_eq!(outcomes[0].error, None);
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+        });
+        while rounds.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(rounds.load(Ordering::SeqCst), 1);
+    assert_eq!(dump(&store.lock().unwrap()), "up{box=\"b\"} 1000 1\nx{box=\"b\"} 1000 1");
+}
