@@ -28,8 +28,6 @@ use crate::{Digest, Error};
 
 /// File name of the public trust list inside a key directory.
 pub const TRUSTED_KEYS_FILE: &str = "trusted-keys.json";
-/// The trust list signed by the trust root: what hosts that pin the root read.
-pub const SIGNED_TRUSTED_KEYS_FILE: &str = "trusted-keys.json.dsse";
 /// The private key that signs every version of the trust list.
 pub const TRUST_ROOT_KEY_FILE: &str = "trust-root.key";
 /// The DSSE payload type of signed trust lists.
@@ -130,6 +128,49 @@ impl KeyPair {
     }
 }
 
+/// Writes a document the trust root vouches for: `path` holds the bytes for people to read and
+/// `<path>.dsse` the same bytes signed, which is what verifiers read.
+pub fn write_signed(
+    path: &Path,
+    bytes: &[u8],
+    payload_type: &str,
+    root: &KeyPair,
+) -> Result<(), Error> {
+    let envelope = crate::dsse::Envelope::sign(payload_type, bytes, &root.keyid, &root.signing);
+    let envelope = serde_json::to_vec_pretty(&envelope).expect("envelope serializes");
+    crate::store::write_atomically(&signed_path(path), &envelope)?;
+    crate::store::write_atomically(path, bytes)
+}
+
+/// The verified bytes of `<path>.dsse`, which the trust root must have signed with
+/// `payload_type`. The readable copy at `path` is never consulted.
+pub fn read_signed(
+    path: &Path,
+    payload_type: &str,
+    root: &ed25519_dalek::VerifyingKey,
+) -> Result<Vec<u8>, Error> {
+    let signed = signed_path(path);
+    let bytes = fs::read(&signed).map_err(|source| Error::io(&signed, source))?;
+    let envelope: crate::dsse::Envelope = serde_json::from_slice(&bytes)
+        .map_err(|error| Error::invalid(&signed, format!("not a signed document: {error}")))?;
+    if envelope.payload_type != payload_type {
+        return Err(Error::invalid(
+            &signed,
+            format!("payload type {} is not {payload_type}", envelope.payload_type),
+        ));
+    }
+    let keyid = keyid_of(root);
+    let (body, _) = envelope.verify([(keyid.as_str(), root)]).map_err(|_| {
+        Error::invalid(&signed, format!("not signed by the pinned trust root {}", &keyid[..16]))
+    })?;
+    Ok(body)
+}
+
+/// Where the signed copy of a document lives.
+pub fn signed_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.dsse", path.display()))
+}
+
 /// Parses a base64 ed25519 public key.
 pub fn parse_public_key(text: &str) -> Option<ed25519_dalek::VerifyingKey> {
     let bytes: [u8; 32] = crate::dsse::decode_base64(text)?.try_into().ok()?;
@@ -174,30 +215,19 @@ impl TrustedKeys {
         TrustedKeys::from_bytes(&bytes, path)
     }
 
-    /// Reads the trust list from a file signed by the trust root, parsing only the verified
-    /// payload, and refuses a version below `at_least` (a rollback to before a revocation).
+    /// Reads the trust list at `path` from its copy signed by the trust root (`<path>.dsse`),
+    /// parsing only the verified payload, and refuses a version below `at_least` (a rollback to
+    /// before a revocation).
     pub fn read_signed(
         path: &Path,
         trust_root: &ed25519_dalek::VerifyingKey,
         at_least: u64,
     ) -> Result<TrustedKeys, Error> {
-        let bytes = fs::read(path).map_err(|source| Error::io(path, source))?;
-        let envelope: crate::dsse::Envelope = serde_json::from_slice(&bytes)
-            .map_err(|error| Error::invalid(path, format!("not a signed trust list: {error}")))?;
-        if envelope.payload_type != TRUSTED_KEYS_PAYLOAD_TYPE {
-            return Err(Error::invalid(
-                path,
-                format!("payload type {} is not a trust list", envelope.payload_type),
-            ));
-        }
-        let keyid = keyid_of(trust_root);
-        let (body, _) = envelope.verify([(keyid.as_str(), trust_root)]).map_err(|_| {
-            Error::invalid(path, format!("not signed by the pinned trust root {}", &keyid[..16]))
-        })?;
-        let trusted = TrustedKeys::from_bytes(&body, path)?;
+        let body = read_signed(path, TRUSTED_KEYS_PAYLOAD_TYPE, trust_root)?;
+        let trusted = TrustedKeys::from_bytes(&body, &signed_path(path))?;
         if trusted.version < at_least {
             return Err(Error::invalid(
-                path,
+                signed_path(path),
                 format!(
                     "trust list version {} is older than version {at_least}, already accepted",
                     trusted.version
@@ -268,7 +298,7 @@ impl KeyDirectory {
     }
 
     pub fn signed_trusted_keys_path(&self) -> PathBuf {
-        self.root.join(SIGNED_TRUSTED_KEYS_FILE)
+        signed_path(&self.trusted_keys_path())
     }
 
     /// The trust root's private key; made when the first build key is.
@@ -301,15 +331,23 @@ impl KeyDirectory {
         trusted.version += 1;
         let mut text = serde_json::to_vec_pretty(&trusted).expect("trust list serializes");
         text.push(b'\n');
-        let signed = crate::dsse::Envelope::sign(
-            TRUSTED_KEYS_PAYLOAD_TYPE,
-            &text,
-            &root.keyid,
-            &root.signing,
-        );
-        let signed = serde_json::to_vec_pretty(&signed).expect("envelope serializes");
-        crate::store::write_atomically(&self.signed_trusted_keys_path(), &signed)?;
-        crate::store::write_atomically(&self.trusted_keys_path(), &text)
+        write_signed(&self.trusted_keys_path(), &text, TRUSTED_KEYS_PAYLOAD_TYPE, &root)
+    }
+
+    /// Signs another document with the trust root (the team keyring: who may approve).
+    pub fn sign_document(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        payload_type: &str,
+    ) -> Result<(), Error> {
+        write_signed(path, bytes, payload_type, &self.trust_root(false)?)
+    }
+
+    /// The trust root's public key, when this directory has one.
+    pub fn trust_root_key(&self) -> Result<Option<ed25519_dalek::VerifyingKey>, Error> {
+        let path = self.root.join(TRUST_ROOT_KEY_FILE);
+        if path.exists() { Ok(Some(KeyPair::read(&path)?.public())) } else { Ok(None) }
     }
 
     /// Makes the first build key. Refuses when a key is already active: rotate instead.
@@ -474,7 +512,8 @@ mod tests {
         let root = parse_public_key(&keys.trust_root_public().unwrap()).unwrap();
         let signed = keys.signed_trusted_keys_path();
         let read = |at_least| {
-            TrustedKeys::read_signed(&signed, &root, at_least).map(|t| (t.version, t.keys.len()))
+            TrustedKeys::read_signed(&keys.trusted_keys_path(), &root, at_least)
+                .map(|t| (t.version, t.keys.len()))
         };
         assert_eq!(read(0).unwrap(), (2, 2));
 

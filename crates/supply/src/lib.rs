@@ -47,8 +47,10 @@ pub use digest::{Digest, DigestError};
 /// Everything that can go wrong in the supply chain, each saying what, where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    /// The I/O error is part of the message rather than a `source`, so `{:#}` chains print it
+    /// once.
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
     #[error("`git {args}` failed in {place}: {stderr}")]
@@ -83,7 +85,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io { path: path.as_ref().display().to_string(), cause: source }
     }
 
     pub(crate) fn invalid(path: impl AsRef<Path>, reason: impl Into<String>) -> Error {

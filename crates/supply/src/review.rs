@@ -25,6 +25,8 @@ use crate::keys::{KeyPair, parse_public_key};
 use crate::source::{Commit, Person, Repository};
 use crate::webhook::{Forge, ForgeApproval};
 
+/// The payload type of team keyrings signed by the trust root.
+pub const KEYRING_PAYLOAD_TYPE: &str = "application/vnd.gantry.team-keyring.v1+json";
 /// The payload type of signed approvals.
 pub const APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.gantry.review-approval.v1+json";
 /// The most approvals a review book holds before it must be archived: loading verifies every
@@ -74,8 +76,28 @@ impl Keyring {
 
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         self.check().map_err(|reason| Error::invalid(path, reason))?;
-        let text = serde_json::to_string_pretty(self).expect("keyring serializes");
-        crate::store::write_atomically(path, text.as_bytes())
+        crate::store::write_atomically(path, &self.to_bytes())
+    }
+
+    /// The keyring as written to disk and signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("keyring serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Reads the keyring the trust root signed (`<path>.dsse`); the readable copy at `path` is
+    /// not consulted, so whoever can write it but does not hold the trust root cannot make
+    /// themselves a reviewer.
+    pub fn read_signed(
+        path: &Path,
+        trust_root: &ed25519_dalek::VerifyingKey,
+    ) -> Result<Keyring, Error> {
+        let body = crate::keys::read_signed(path, KEYRING_PAYLOAD_TYPE, trust_root)?;
+        let keyring: Keyring = serde_json::from_slice(&body)
+            .map_err(|error| Error::invalid(path, format!("not a team keyring: {error}")))?;
+        keyring.check().map_err(|reason| Error::invalid(path, reason))?;
+        Ok(keyring)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -620,6 +642,24 @@ pub(crate) mod tests {
                 _ => panic!("{name}: got {got:?}, expected {expected:?}"),
             }
         }
+    }
+
+    #[test]
+    fn signed_keyrings_ignore_edits_to_the_readable_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("team-keyring.json");
+        let root = KeyPair::from_seed([8; 32]);
+        let (alice, _) = member("alice", 1);
+        let keyring = Keyring { team: "shop".into(), members: vec![alice] };
+        crate::keys::write_signed(&path, &keyring.to_bytes(), KEYRING_PAYLOAD_TYPE, &root).unwrap();
+        let (mallory, _) = member("mallory", 6);
+        let mut edited = keyring.clone();
+        edited.upsert(mallory);
+        edited.write(&path).unwrap();
+        assert_eq!(Keyring::read_signed(&path, &root.public()).unwrap(), keyring);
+        let other_root = KeyPair::from_seed([9; 32]);
+        let error = Keyring::read_signed(&path, &other_root.public()).unwrap_err().to_string();
+        assert!(error.contains("not signed by the pinned trust root"), "{error}");
     }
 
     #[test]

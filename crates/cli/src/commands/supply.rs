@@ -25,9 +25,10 @@ use gantry_supply::blocks::{
     AuditEntry, BlockList, BlockScope, BlockTarget, Blocker, Context, blockers,
 };
 use gantry_supply::build::{BuildRequest, Builder, Sandbox};
+use gantry_supply::keys::signed_path;
 use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
 use gantry_supply::lockfiles::Ecosystem;
-use gantry_supply::review::{Keyring, Member, ReviewBook};
+use gantry_supply::review::{KEYRING_PAYLOAD_TYPE, Keyring, Member, ReviewBook};
 use gantry_supply::source::{Commit, Poller, Repository};
 use gantry_supply::store::{Exported, Store, StoredArtifact};
 use gantry_supply::verify::{Inputs, Policy};
@@ -62,9 +63,35 @@ impl Home {
     fn keyring_path(&self) -> PathBuf {
         self.root().join("team-keyring.json")
     }
+    /// The team keyring. Once the home has a trust root, only the keyring it signed counts.
     fn keyring(&self) -> anyhow::Result<Keyring> {
         let path = self.keyring_path();
-        if path.exists() { Ok(Keyring::read(&path)?) } else { Ok(Keyring::default()) }
+        match self.keys().trust_root_key()? {
+            Some(root) if path.exists() || signed_path(&path).exists() => {
+                Keyring::read_signed(&path, &root).with_context(|| {
+                    format!(
+                        "the team keyring must be signed by this home's trust root; sign it with \
+                         `gantry review member sign` ({})",
+                        path.display()
+                    )
+                })
+            }
+            _ if path.exists() => Ok(Keyring::read(&path)?),
+            _ => Ok(Keyring::default()),
+        }
+    }
+
+    /// Writes the team keyring, signed by the trust root when the home has one.
+    fn write_keyring(&self, keyring: &Keyring) -> anyhow::Result<()> {
+        keyring.write(&self.keyring_path())?;
+        if self.keys().trust_root_key()?.is_some() {
+            self.keys().sign_document(
+                &self.keyring_path(),
+                &keyring.to_bytes(),
+                KEYRING_PAYLOAD_TYPE,
+            )?;
+        }
+        Ok(())
     }
     fn reviews(&self) -> anyhow::Result<ReviewBook> {
         let book = ReviewBook::open(&self.root().join("reviews.jsonl"), self.keyring()?)?;
@@ -606,8 +633,7 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(root) => {
             let root = gantry_supply::keys::parse_public_key(root)
                 .context("--trust-root is not a base64 ed25519 public key")?;
-            let signed = PathBuf::from(format!("{}.dsse", trusted_path.display()));
-            TrustedKeys::read_signed(&signed, &root, args.trust_list_version)?
+            TrustedKeys::read_signed(&trusted_path, &root, args.trust_list_version)?
         }
         None if trusted_path.exists() => TrustedKeys::read(&trusted_path)?,
         None => TrustedKeys::default(),
@@ -862,6 +888,8 @@ enum MemberCommand {
     },
     /// List members.
     List,
+    /// Sign the readable team keyring with the trust root, after checking who is on it.
+    Sign,
 }
 
 fn parse_forge(text: &str) -> Result<Forge, String> {
@@ -950,29 +978,37 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                 out.display()
             );
         }
-        ReviewCommand::Member { command } => {
-            let mut keyring = home.keyring()?;
-            match command {
-                MemberCommand::Add { name, emails, forge_logins, public_key, team } => {
-                    if let Some(team) = team {
-                        keyring.team = team;
-                    }
-                    keyring.upsert(Member { name: name.clone(), emails, forge_logins, public_key });
-                    keyring.write(&home.keyring_path())?;
-                    eprintln!("{name} can now approve commits for team {}", keyring.team);
+        ReviewCommand::Member { command } => match command {
+            MemberCommand::Add { name, emails, forge_logins, public_key, team } => {
+                let mut keyring = home.keyring()?;
+                if let Some(team) = team {
+                    keyring.team = team;
                 }
-                MemberCommand::List => {
-                    for member in &keyring.members {
-                        println!(
-                            "{}  {}  {}",
-                            member.name,
-                            member.emails.join(","),
-                            member.forge_logins.join(",")
-                        );
-                    }
+                keyring.upsert(Member { name: name.clone(), emails, forge_logins, public_key });
+                home.write_keyring(&keyring)?;
+                eprintln!("{name} can now approve commits for team {}", keyring.team);
+            }
+            MemberCommand::Sign => {
+                let keyring = Keyring::read(&home.keyring_path())?;
+                home.keys().trust_root_key()?.context(
+                    "this home has no trust root yet; `gantry artifact key generate` makes one",
+                )?;
+                home.write_keyring(&keyring)?;
+                for member in &keyring.members {
+                    eprintln!("signed: {} <{}>", member.name, member.emails.join(", "));
                 }
             }
-        }
+            MemberCommand::List => {
+                for member in &home.keyring()?.members {
+                    println!(
+                        "{}  {}  {}",
+                        member.name,
+                        member.emails.join(","),
+                        member.forge_logins.join(",")
+                    );
+                }
+            }
+        },
         ReviewCommand::Webhook { forge, event, signature, secret_file, payload, repository } => {
             let secret = std::fs::read_to_string(&secret_file)
                 .with_context(|| format!("reading {}", secret_file.display()))?;
