@@ -12,7 +12,9 @@
 //! A host that pins the trust root's public key reads the trust list only from that signed file
 //! ([`TrustedKeys::read_signed`]), and refuses a version older than the one it last accepted:
 //! whoever can write the file but does not hold the trust root can neither add a key nor undo a
-//! revocation. Keep the trust root offline between key changes.
+//! revocation. Keep the trust root offline between key changes. The same root signs the team
+//! keyring ([`crate::review::Keyring::read_signed`]): who may approve is as sensitive as who may
+//! sign.
 
 use std::fs;
 use std::io::{Read, Write};
