@@ -129,7 +129,8 @@ impl Store {
     }
 
     /// Adds one sample. A sample not newer than the series' newest is refused
-    /// ([`Error::OutOfOrder`]); a new series beyond the limit is refused ([`Error::TooManySeries`]).
+    /// ([`Error::OutOfOrder`]); a new series beyond the limit is refused ([`Error::TooManySeries`])
+    /// after series that stopped arriving have been pruned ([`Store::prune`]).
     /// NaN is stored for gauges (evaluation treats it as missing and says so); a NaN counter value
     /// is refused, since no increment can be computed from it.
     pub fn ingest(
@@ -141,6 +142,12 @@ impl Store {
         value: f64,
     ) -> Result<(), Error> {
         let limits = self.limits;
+        if self.series_count >= limits.max_series
+            && !self.by_name.get(name).is_some_and(|family| family.index.contains_key(labels))
+        {
+            // Boxes come and go; their series must not fill the store for good.
+            self.prune(time);
+        }
         if !self.by_name.contains_key(name) {
             self.by_name.insert(name.to_string(), Family::default());
         }
@@ -206,12 +213,39 @@ impl Store {
         Ok(())
     }
 
+    /// Drops samples older than the retention before `now`, and series with no sample within
+    /// it (a replaced box's, a removed endpoint's). Call it periodically; ingestion calls it when
+    /// the series limit is reached. A dropped counter starts afresh if it comes back: its first
+    /// new sample gives no increment, so nothing is counted twice.
+    pub fn prune(&mut self, now: TimestampMs) {
+        let horizon = now - self.limits.retention_ms;
+        for family in self.by_name.values_mut() {
+            for series in &mut family.series {
+                while series.samples.front().is_some_and(|(time, _)| *time < horizon) {
+                    series.samples.pop_front();
+                }
+            }
+            let before = family.series.len();
+            family.series.retain(|series| series.last_seen.is_some_and(|seen| seen >= horizon));
+            if family.series.len() != before {
+                family.index = family
+                    .series
+                    .iter()
+                    .enumerate()
+                    .map(|(index, series)| (series.labels.clone(), index))
+                    .collect();
+            }
+        }
+        self.by_name.retain(|_, family| !family.series.is_empty());
+        self.series_count = self.by_name.values().map(|family| family.series.len()).sum();
+    }
+
     /// Series of metric `name` whose labels include every pair in `matchers`.
-    pub fn select<'a>(
-        &'a self,
+    pub fn select<'store: 'matchers, 'matchers>(
+        &'store self,
         name: &str,
-        matchers: &'a Labels,
-    ) -> impl Iterator<Item = &'a Series> + 'a {
+        matchers: &'matchers Labels,
+    ) -> impl Iterator<Item = &'store Series> + 'matchers {
         self.by_name.get(name).into_iter().flat_map(|family| &family.series).filter(move |series| {
             matchers.iter().all(|(key, value)| series.labels.get(key) == Some(value))
         })
@@ -299,6 +333,27 @@ mod tests {
             error.unwrap_err().to_string(),
             "the store holds its limit of 1 series; refusing new series m{box=\"b2\"} (look for a label with unbounded values, or raise the limit)"
         );
+    }
+
+    #[test]
+    fn series_that_stopped_arriving_make_room() {
+        let limits = StoreLimits { max_series: 2, max_samples_per_series: 100, retention_ms: 100 };
+        let mut store = Store::new(limits);
+        let box_labels = |name: &str| labels(&[("box", name)]);
+        store.ingest("up", &box_labels("old"), SeriesKind::Gauge, 0, 1.0).unwrap();
+        store.ingest("up", &box_labels("kept"), SeriesKind::Gauge, 0, 1.0).unwrap();
+        store.ingest("up", &box_labels("kept"), SeriesKind::Gauge, 150, 1.0).unwrap();
+        // Full, and nothing is old enough yet at 90: refused.
+        assert!(store.ingest("up", &box_labels("new"), SeriesKind::Gauge, 90, 1.0).is_err());
+        // At 150 the old box's series (last seen at 0) is past the 100 ms retention: pruned.
+        store.ingest("up", &box_labels("new"), SeriesKind::Gauge, 150, 1.0).unwrap();
+        let boxes: Vec<&str> =
+            store.select("up", &Labels::new()).map(|s| s.labels["box"].as_str()).collect();
+        assert_eq!(boxes, ["kept", "new"]);
+        assert_eq!(store.series_count(), 2);
+        store.prune(1_000);
+        assert_eq!(store.series_count(), 0);
+        assert!(store.names().is_empty());
     }
 
     #[test]
