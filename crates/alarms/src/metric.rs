@@ -41,6 +41,8 @@ use crate::statistic::{Statistic, histogram_quantile};
 /// Extra periods retrieved beyond N, so that missing points can be skipped over; AWS's
 /// documented example retrieves 5 points for N = 3.
 pub const EXTRA_EVALUATION_PERIODS: usize = 2;
+/// Data point values quoted in a reason; older ones are counted, not listed.
+pub const MAX_LISTED_VALUES: usize = 20;
 /// CloudWatch's high-resolution periods, in seconds; other periods must be multiples of 60.
 pub const HIGH_RESOLUTION_PERIODS: [u64; 3] = [10, 20, 30];
 /// CloudWatch's limit on Period × EvaluationPeriods for periods under an hour: one day.
@@ -363,7 +365,13 @@ pub fn decide(spec: &MetricSpec, points: &[DataPoint], current: AlarmState) -> D
         })
         .collect();
     let describe = |values: &[(usize, f64)], breaching: usize| {
-        let listed: Vec<String> = values.iter().map(|(_, value)| value.to_string()).collect();
+        // The newest values, oldest first; a week of minutes would make an unreadable reason.
+        let skipped = values.len().saturating_sub(MAX_LISTED_VALUES);
+        let mut listed: Vec<String> =
+            values[skipped..].iter().map(|(_, value)| value.to_string()).collect();
+        if skipped > 0 {
+            listed.insert(0, format!("{skipped} older values, ..."));
+        }
         let mut text = format!(
             "{breaching} of {} data points {} {} the threshold {} ({m} of {n} needed to alarm): \
              [{}]",
@@ -536,6 +544,18 @@ mod tests {
         assert_eq!(
             gap("0 0 N 0 0", TreatMissingData::Missing),
             "1 of the last 5 periods had unusable data: every sample in the period was NaN or infinite"
+        );
+    }
+
+    #[test]
+    fn long_reasons_list_only_the_newest_values() {
+        let data = vec!["X"; 30].join(" ");
+        let decision =
+            decide(&spec(28, 28, TreatMissingData::Missing), &cells(&data), AlarmState::Ok);
+        assert_eq!(
+            decision.reason,
+            "28 of 28 data points were greater than the threshold 0.5 (28 of 28 needed to alarm): \
+             [8 older values, ..., 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
         );
     }
 
