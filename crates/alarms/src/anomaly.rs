@@ -60,6 +60,10 @@ pub struct AnomalyConfig {
 }
 
 impl Default for AnomalyConfig {
+    /// Ten baseline periods (a robust median and MAD need several); "much higher than normal"
+    /// as more than double the median *and* five robust deviations above it, so a noisy metric
+    /// must move far and a steady one must at least double. No absolute floor by default; set
+    /// one for rates near zero (faults).
     fn default() -> Self {
         AnomalyConfig { min_baseline_points: 10, factor: 2.0, robust_z: 5.0, min_increase: 0.0 }
     }
