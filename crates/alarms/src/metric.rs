@@ -559,6 +559,57 @@ mod tests {
         );
     }
 
+    use proptest::prelude::{Just, Strategy};
+
+    /// Points from a proptest pattern: 0 ok, 1 breaching, 2 missing.
+    fn pattern(cells: &[u8]) -> Vec<DataPoint> {
+        cells
+            .iter()
+            .map(|cell| match cell {
+                0 => DataPoint::Value(0.0),
+                1 => DataPoint::Value(1.0),
+                _ => DataPoint::Missing,
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// A period that turns into a breach never turns ALARM into anything else.
+        #[test]
+        fn one_more_breach_never_clears_an_alarm(
+            (n, m, cells, flip) in (1u32..6).prop_flat_map(|n| {
+                (Just(n), 1..=n, proptest::collection::vec(0u8..3, n as usize + 2), 0..n as usize + 2)
+            })
+        ) {
+            for policy in [TreatMissingData::Missing, TreatMissingData::Breaching, TreatMissingData::NotBreaching] {
+                let spec = spec(n, m, policy);
+                let before = decide(&spec, &pattern(&cells), AlarmState::Ok).state;
+                let mut worse = cells.clone();
+                worse[flip] = 1;
+                let after = decide(&spec, &pattern(&worse), AlarmState::Ok).state;
+                proptest::prop_assert!(before != AlarmState::Alarm || after == AlarmState::Alarm,
+                    "{policy:?} {cells:?} -> {worse:?}: {before} -> {after}");
+            }
+        }
+
+        /// notBreaching alarms only when missing alarms, which alarms only when breaching does.
+        #[test]
+        fn policies_are_ordered(
+            (n, m, cells) in (1u32..6).prop_flat_map(|n| {
+                (Just(n), 1..=n, proptest::collection::vec(0u8..3, n as usize + 2))
+            })
+        ) {
+            let alarms = |policy| decide(&spec(n, m, policy), &pattern(&cells), AlarmState::Ok).state == AlarmState::Alarm;
+            let (not_breaching, missing, breaching) = (
+                alarms(TreatMissingData::NotBreaching),
+                alarms(TreatMissingData::Missing),
+                alarms(TreatMissingData::Breaching),
+            );
+            proptest::prop_assert!(!not_breaching || missing, "{cells:?}");
+            proptest::prop_assert!(!missing || breaching, "{cells:?}");
+        }
+    }
+
     #[test]
     fn aws_missing_data_table_three_of_three() {
         check(3, 3, "0 - X - X", ["OK", "OK", "OK", "OK"]);
