@@ -528,7 +528,37 @@ counter rpc_duration_seconds_count 2693"#,
         );
     }
 
+    /// Writes a sample as Prometheus's client libraries do, escaping label values.
+    fn render(name: &str, labels: &Labels, value: f64) -> String {
+        let pairs: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| {
+                let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                format!("{key}=\"{escaped}\"")
+            })
+            .collect();
+        format!("{name}{{{}}} {value:?}\n", pairs.join(","))
+    }
+
     proptest::proptest! {
+        /// Whatever a client library writes, the parser reads back: names, any label values
+        /// (quotes, backslashes, newlines, non-ASCII), any finite value.
+        #[test]
+        fn rendered_samples_parse_back(
+            name in "[a-zA-Z_:][a-zA-Z0-9_:]{0,20}",
+            labels in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,10}", "\\PC{0,12}|[\"\\\\\n]{1,3}", 0..5),
+            value in proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::SUBNORMAL,
+        ) {
+            let text = render(&name, &labels, value);
+            let samples = parse(&text, &ExpositionLimits::default()).map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(format!("{e} in {text:?}"))
+            })?;
+            proptest::prop_assert_eq!(samples.len(), 1);
+            proptest::prop_assert_eq!(&samples[0].name, &name);
+            proptest::prop_assert_eq!(&samples[0].labels, &labels);
+            proptest::prop_assert_eq!(samples[0].value, value);
+        }
+
         #[test]
         fn parse_never_panics(text in "\\PC{0,300}") {
             let _ = parse(&text, &ExpositionLimits::default());
