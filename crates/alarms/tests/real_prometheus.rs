@@ -228,8 +228,9 @@ fn prometheus_source_matches_own_scraper() {
             let requests = source.instant("requests_total", now_ms()).unwrap();
             let ours_requests = ours.iter().find(|s| s.name == "requests_total").unwrap().value;
             let difference = ours_requests - requests[0].points[0].1;
-            // Requests grow by 20 a second and the reads are up to a scrape apart.
-            assert!((-60.0..=60.0).contains(&difference), "counter read {difference} apart");
+            // Requests grow by 20 a second and the reads are a scrape apart, more on a loaded
+            // machine: within 10 s of growth is the same counter.
+            assert!((-200.0..=200.0).contains(&difference), "counter read {difference} apart");
             break;
         }
         assert!(started.elapsed() < DEADLINE, "prometheus never scraped the endpoint");
