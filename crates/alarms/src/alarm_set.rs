@@ -255,6 +255,26 @@ impl AlarmSet {
         transitions
     }
 
+    /// Puts back an alarm's status and history saved before a restart, so `ignore` keeps the
+    /// right state and the history still explains past rollbacks. Unknown names are skipped
+    /// (the definition was removed); history beyond [`MAX_HISTORY`] keeps the newest. Returns
+    /// whether the alarm exists.
+    pub fn restore(
+        &mut self,
+        name: &str,
+        status: AlarmStatus,
+        history: impl IntoIterator<Item = Transition>,
+    ) -> bool {
+        let Some(&position) = self.index.get(name) else { return false };
+        let alarm = &mut self.alarms[position];
+        alarm.status = status;
+        alarm.history = history.into_iter().collect();
+        while alarm.history.len() > MAX_HISTORY {
+            alarm.history.pop_front();
+        }
+        true
+    }
+
     pub fn status(&self, name: &str) -> Option<&AlarmStatus> {
         self.index.get(name).map(|&i| &self.alarms[i].status)
     }
@@ -659,6 +679,31 @@ mod tests {
         assert_eq!(transitions[0].reason, "no data in the last 3 periods");
         assert_eq!(alarms.history("cpu").count(), 2);
         assert_eq!(alarms.status("any").unwrap().since, Some(600_000));
+    }
+
+    #[test]
+    fn restored_state_is_kept_by_ignore() {
+        let quiet = AlarmDefinition::Metric(MetricAlarm {
+            treat_missing_data: TreatMissingData::Ignore,
+            ..match above("cpu", 0.8, &[]) {
+                AlarmDefinition::Metric(metric) => metric,
+                AlarmDefinition::Composite(_) => unreachable!(),
+            }
+        });
+        let mut before = set(vec![("cpu", quiet.clone())]).unwrap();
+        let mut store = Store::new(StoreLimits::default());
+        store.ingest("cpu", &labels(&[("region", "eu")]), SeriesKind::Gauge, 30_000, 0.9).unwrap();
+        before.evaluate(&store, 60_000);
+        let status = before.status("cpu").unwrap().clone();
+        let history: Vec<Transition> = before.history("cpu").cloned().collect();
+
+        // After a restart the store is empty: `ignore` keeps the restored ALARM.
+        let mut after = set(vec![("cpu", quiet)]).unwrap();
+        assert!(after.restore("cpu", status, history));
+        assert!(!after.restore("gone", before.status("cpu").unwrap().clone(), []));
+        after.evaluate(&Store::new(StoreLimits::default()), 120_000);
+        assert_eq!(after.status("cpu").unwrap().state, AlarmState::Alarm);
+        assert_eq!(after.history("cpu").count(), 1);
     }
 
     #[test]
