@@ -3,7 +3,7 @@
 //! alarm at given times. `gantry alarm test FILE` runs it and reports every mismatch, so teams
 //! test their alarms before they trust them with rollbacks.
 //!
-//! The format is documented with an example in `crates/alarms/alarm-tests/README.md`. In short:
+//! The format is documented with an example in `examples/alarm-tests/README.md`. In short:
 //!
 //! ```yaml
 //! evaluation_interval: 1m          # how often alarms are evaluated (default 1m)

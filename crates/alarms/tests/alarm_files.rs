@@ -1,4 +1,4 @@
-//! The alarm test files in `alarm-tests/` (the golden cases: AWS's missing-data tables and
+//! The alarm test files in `examples/alarm-tests/` (the golden cases: AWS's missing-data tables and
 //! composite examples, M-of-N, counters and percentiles, one-box and aggregate alarms) all pass,
 //! and a failing file reports every mismatch.
 
@@ -8,7 +8,7 @@ use gantry_alarms::alarm_test;
 
 #[test]
 fn golden_alarm_test_files_pass() {
-    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("alarm-tests");
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/alarm-tests");
     let mut files: Vec<_> = std::fs::read_dir(&directory)
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -152,7 +152,7 @@ fn run_files_prints_a_line_per_file_and_mismatch() {
 
 #[test]
 fn the_format_example_in_the_readme_passes() {
-    let readme = include_str!("../alarm-tests/README.md");
+    let readme = include_str!("../../../examples/alarm-tests/README.md");
     let start = readme.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
     let end = start + readme[start..].find("```").expect("the example's end");
     let report = alarm_test::run(&readme[start..end], "README.md").unwrap();

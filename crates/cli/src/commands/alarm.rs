@@ -1,5 +1,5 @@
 //! `gantry alarm test FILE...`: alarm unit tests, as `promtool test rules` gives Prometheus
-//! users. The file format is documented in `crates/alarms/alarm-tests/README.md`.
+//! users. The file format is documented in `examples/alarm-tests/README.md`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
