@@ -13,7 +13,8 @@ fn gantry(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn golden_alarm_tests_pass_and_a_wrong_expectation_fails() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/alarm-tests/one-box.yaml");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/alarm-tests/one-box.yaml");
     let (ok, stdout) = gantry(&["alarm", "test", golden.to_str().unwrap()]);
     assert!(ok, "{stdout}");
     assert!(stdout.starts_with("ok "), "{stdout}");
