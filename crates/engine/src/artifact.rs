@@ -54,6 +54,11 @@ pub struct ArtifactReady {
     /// The artifact's position on its pipeline's mainline (e.g. the depth of its newest commit):
     /// a later build has a larger number. Orders artifacts however late their messages arrive.
     pub sequence: u64,
+    /// The position of the artifact this one was built after (`None` for a pipeline's first).
+    /// The engine walks these links to learn every commit an artifact contains; a link to an
+    /// artifact it never heard of blocks production (fail closed: those commits' reviews and
+    /// content are unknown).
+    pub previous: Option<u64>,
     /// Commits on the mainline since the pipeline's previous artifact. An artifact *contains*
     /// its own commits and those of every earlier artifact of its pipeline.
     pub commits: Vec<Commit>,
@@ -66,11 +71,22 @@ pub struct ArtifactReady {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     pub sequence: u64,
+    pub previous: Option<u64>,
     pub digest: Digest,
     pub commits: Vec<Commit>,
     pub packages: Vec<Package>,
     /// Set by "roll back everywhere": this artifact never deploys forward again.
     pub recalled: bool,
+    /// Its signature was not verified: it never deploys, but its commits are still part of
+    /// every later artifact.
+    pub refused: bool,
+}
+
+impl Artifact {
+    /// Whether a stage may take this artifact.
+    pub fn deployable(&self) -> bool {
+        !self.recalled && !self.refused
+    }
 }
 
 impl Artifact {

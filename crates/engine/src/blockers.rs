@@ -5,7 +5,8 @@
 //! opening, a hold's never). Blockers gate starts only; rollbacks and repairs are never blocked.
 //! An [`Override`] lifts one kind of blocker for a scope (pipeline, optionally one stage and one
 //! region) until its expiry. Unreviewed commits cannot be overridden: production runs only
-//! reviewed code, like the capacity floor and signature checks nothing lifts.
+//! reviewed code, like the capacity floor and signature checks nothing lifts. Nor can a step's
+//! own firing rollback alarm: the deployment would only roll back at once.
 
 use gantry_model::Target;
 use jiff::Timestamp;
@@ -14,6 +15,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockerKind {
+    /// One of the step's own rollback alarms is in ALARM: the deployment would roll back at
+    /// once, so no override lifts this one.
+    RollbackAlarm,
     /// One of the team's blocker alarms is in ALARM (or its state is unknown) in the region.
     TeamAlarm,
     /// An organisation-wide alarm, e.g. a large-scale event, is in ALARM (or unknown).
@@ -33,7 +37,7 @@ pub enum BlockerKind {
 impl BlockerKind {
     /// Whether an override may lift this kind.
     pub fn overridable(self) -> bool {
-        !matches!(self, BlockerKind::Unreviewed)
+        !matches!(self, BlockerKind::Unreviewed | BlockerKind::RollbackAlarm)
     }
 }
 

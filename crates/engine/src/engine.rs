@@ -116,6 +116,7 @@ impl Engine {
                 stages: vec![StageState::default(); plan.stages.len()],
                 plan: Arc::new(plan),
                 wake: None,
+                forgotten_below: 0,
                 artifacts: BTreeMap::new(),
                 targets,
                 holds: Vec::new(),
@@ -227,14 +228,6 @@ impl Engine {
             }
             Input::ArtifactReady { pipeline: name, artifact } => {
                 let pipeline = self.pipelines.get_mut(&name)?;
-                if !artifact.signature_verified {
-                    notify(Event::ArtifactRefused {
-                        pipeline: name.clone(),
-                        artifact: artifact.digest,
-                        reason: "its signature or provenance was not verified".into(),
-                    });
-                    return Some(name);
-                }
                 let sequence = artifact.sequence;
                 match pipeline.artifacts.get_mut(&sequence) {
                     Some(known) if known.digest == artifact.digest => {
@@ -254,18 +247,29 @@ impl Engine {
                     }
                     None => {}
                 }
-                notify(Event::ArtifactAccepted {
-                    pipeline: name.clone(),
-                    artifact: artifact.digest.clone(),
-                });
+                let refused = !artifact.signature_verified;
+                if refused {
+                    notify(Event::ArtifactRefused {
+                        pipeline: name.clone(),
+                        artifact: artifact.digest.clone(),
+                        reason: "its signature or provenance was not verified".into(),
+                    });
+                } else {
+                    notify(Event::ArtifactAccepted {
+                        pipeline: name.clone(),
+                        artifact: artifact.digest.clone(),
+                    });
+                }
                 pipeline.artifacts.insert(
                     sequence,
                     Artifact {
                         sequence,
+                        previous: artifact.previous,
                         digest: artifact.digest,
                         commits: artifact.commits,
                         packages: artifact.packages,
                         recalled: false,
+                        refused,
                     },
                 );
                 forget_old_artifacts(pipeline);
@@ -516,6 +520,7 @@ fn forget_old_artifacts(pipeline: &mut Pipeline) {
         match oldest {
             Some(sequence) => {
                 pipeline.artifacts.remove(&sequence);
+                pipeline.forgotten_below = pipeline.forgotten_below.max(sequence + 1);
             }
             None => break,
         }
@@ -628,7 +633,7 @@ fn operate(
             if pipeline
                 .artifacts
                 .values()
-                .any(|known| known.digest == run.artifact && known.recalled)
+                .any(|known| known.digest == run.artifact && !known.deployable())
             {
                 return Err(format!(
                     "{} was rolled back everywhere; deploy a newer artifact",
@@ -646,7 +651,7 @@ fn operate(
             let known = pipeline
                 .artifacts
                 .values()
-                .find(|known| known.digest == artifact && !known.recalled)
+                .find(|known| known.digest == artifact && known.deployable())
                 .ok_or_else(|| {
                     format!("{artifact} is not a deployable artifact of this pipeline")
                 })?;
@@ -1106,7 +1111,7 @@ fn blockers_for(
             .is_some_and(|reading| reading.state == AlarmState::Alarm)
         {
             blockers.push(Blocker {
-                kind: BlockerKind::TeamAlarm,
+                kind: BlockerKind::RollbackAlarm,
                 name: alarm.clone(),
                 reason: format!("rollback alarm {alarm} is in ALARM in {}", target.region),
                 clears_at: None,
@@ -1189,7 +1194,31 @@ fn blockers_for(
             clears_at: None,
         }),
     }
-    let contained = pipeline.artifacts.range(..=artifact.sequence).map(|(_, known)| known);
+    // Every artifact this one contains, by walking `previous` links; a missing link blocks.
+    let mut contained = vec![artifact];
+    let mut link = artifact.previous;
+    while let Some(position) = link {
+        match pipeline.artifacts.get(&position) {
+            Some(earlier) if position < contained.last().expect("not empty").sequence => {
+                contained.push(earlier);
+                link = earlier.previous;
+            }
+            Some(_) => break,
+            None if position < pipeline.forgotten_below => break,
+            None => {
+                blockers.push(Blocker {
+                    kind: BlockerKind::Unreviewed,
+                    name: format!("position {position}"),
+                    reason: format!(
+                        "the artifact at position {position}, built before this one, never arrived: \
+                         its commits' reviews and content are unknown (fail closed)"
+                    ),
+                    clears_at: None,
+                });
+                break;
+            }
+        }
+    }
     for known in contained {
         for commit in &known.commits {
             if context.content.commits.contains(&commit.id) {
@@ -1822,13 +1851,18 @@ fn pass_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
 fn enter_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     let name = pipeline.plan.pipeline.clone();
     let candidate = if index == 0 {
-        pipeline.artifacts.values().rev().find(|known| !known.recalled).map(|known| known.sequence)
+        pipeline
+            .artifacts
+            .values()
+            .rev()
+            .find(|known| known.deployable())
+            .map(|known| known.sequence)
     } else {
         pipeline.stages[index - 1].passed
     };
     let Some(candidate) = candidate else { return };
     let Some(artifact) =
-        pipeline.artifacts.get(&candidate).filter(|known| !known.recalled).cloned()
+        pipeline.artifacts.get(&candidate).filter(|known| known.deployable()).cloned()
     else {
         return;
     };
@@ -1852,7 +1886,7 @@ fn enter_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     }
     if index == 0 {
         let skipped = pipeline.artifacts.range(state.last_entered.map_or(0, |e| e + 1)..candidate);
-        for (_, older) in skipped.filter(|(_, older)| !older.recalled) {
+        for (_, older) in skipped.filter(|(_, older)| older.deployable()) {
             context.notify(Event::Superseded {
                 pipeline: name.clone(),
                 stage: stage.name.clone(),

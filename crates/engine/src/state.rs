@@ -49,8 +49,11 @@ pub struct AlarmReading {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {
     pub plan: Arc<Plan>,
-    /// Accepted artifacts by mainline position.
+    /// Artifacts by mainline position (refused ones too: their commits are in later ones).
     pub artifacts: BTreeMap<u64, Artifact>,
+    /// Artifacts below this position were forgotten (see `MAX_ARTIFACTS_PER_PIPELINE`).
+    #[serde(default)]
+    pub forgotten_below: u64,
     /// One entry per plan stage, in order.
     pub stages: Vec<StageState>,
     #[serde(with = "pairs")]

@@ -385,10 +385,8 @@ impl Checker {
 
     fn unreviewed(&self, artifact: &Digest) -> bool {
         let Some(truth) = self.truth.get(artifact) else { return false };
-        // Only artifacts the engine accepted can tell it about their commits.
         self.truth.values().any(|other| {
             other.pipeline == truth.pipeline
-                && other.signed
                 && other.sequence <= truth.sequence
                 && other.commits.iter().any(|(_, reviewed)| !reviewed)
         })
@@ -715,9 +713,7 @@ impl Checker {
                 .truth
                 .values()
                 .filter(|other| {
-                    other.pipeline == truth.pipeline
-                        && other.signed
-                        && other.sequence <= truth.sequence
+                    other.pipeline == truth.pipeline && other.sequence <= truth.sequence
                 })
                 .collect();
             if contained

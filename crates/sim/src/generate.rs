@@ -68,6 +68,33 @@ pub struct Swarm {
     pub operator_action: u32,
 }
 
+impl Swarm {
+    /// No faults at all: scripted scenarios.
+    pub fn calm() -> Swarm {
+        Swarm {
+            message_drop: 0,
+            message_duplicate: 0,
+            message_delay_max: 1,
+            hook_failure: 0,
+            hook_hang: 0,
+            download_corruption: 0,
+            health_flap: 0,
+            agent_crash: 0,
+            scale_out: 0,
+            scale_in: 0,
+            alarm_flap: 0,
+            alarm_missing: 0,
+            controller_restart: 0,
+            organisation_event: 0,
+            bad_artifact: 0,
+            unreviewed_commit: 0,
+            unsigned_artifact: 0,
+            artifact_interval_minutes: 0,
+            operator_action: 0,
+        }
+    }
+}
+
 /// A world to simulate.
 #[derive(Clone, Debug, Serialize)]
 pub struct World {
@@ -115,7 +142,7 @@ pub fn world(seed: u64) -> World {
                         fleets.push((
                             plan.pipeline.clone(),
                             target.clone(),
-                            rng.range(10, 16) as u32,
+                            rng.range(10, 12) as u32,
                         ));
                     }
                 }

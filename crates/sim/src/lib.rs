@@ -15,10 +15,14 @@
 //! its seed and `gantry simulate --seed S` replays it.
 
 pub mod check;
+pub mod cli;
 pub mod coverage;
+pub mod eta;
 pub mod generate;
 pub mod rng;
 pub mod run;
+pub mod scenario;
+pub mod timeline;
 
 use std::time::{Duration, Instant};
 

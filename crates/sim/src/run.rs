@@ -28,7 +28,7 @@ use crate::rng::Rng;
 /// treats observations older than two minutes as missing).
 const OBSERVE_EVERY: i64 = 60;
 /// Every this many rounds, idle targets and alarms report too.
-const FULL_ROUND_EVERY: u64 = 10;
+const FULL_ROUND_EVERY: u64 = 20;
 /// Seconds a bad artifact must serve before its region's alarm fires.
 const DETECTION_DELAY: i64 = 180;
 
@@ -49,7 +49,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            safety: SignedDuration::from_hours(12),
+            safety: SignedDuration::from_hours(6),
             converge: SignedDuration::from_hours(10 * 24),
             keep_trace: false,
             prepare: None,
@@ -64,6 +64,8 @@ pub struct Report {
     /// FNV-1a of the whole trace; the same seed must give the same hash.
     pub trace_hash: u64,
     pub trace: Vec<String>,
+    /// The engine's decisions with their reasons, one line each.
+    pub timeline: Vec<String>,
     pub violations: Vec<Violation>,
     pub coverage: Coverage,
     pub engine_steps: u64,
@@ -90,6 +92,7 @@ enum SimEvent {
     ControllerUp,
     Operator(OperatorCommand),
     Heal,
+    Scripted(Scripted),
 }
 
 #[derive(Clone, Debug)]
@@ -111,6 +114,8 @@ struct SimBox {
     highest_command: Option<CommandId>,
     down_until: Option<Timestamp>,
     flap_until: Option<Timestamp>,
+    /// Fails every install until the end of the run (a scenario's failed box).
+    broken: bool,
 }
 
 impl SimBox {
@@ -147,6 +152,8 @@ struct Sim {
     checker: Checker,
     coverage: Coverage,
     trace: Vec<String>,
+    /// The engine's decisions, one line each (what `--scenario` prints).
+    timeline: Vec<String>,
     hash: u64,
     engine_steps: u64,
     inputs: BTreeMap<&'static str, u64>,
@@ -156,17 +163,31 @@ struct Sim {
     recalled_requested: BTreeSet<Digest>,
     operator_commands: u64,
     organisation_event_until: Option<Timestamp>,
+    /// Alarm states a scenario forces, overriding what the fleet's health implies.
+    forced_alarms: BTreeMap<(String, Option<String>), AlarmState>,
+    /// Every artifact announced, by (pipeline, position): the artifact store the controller
+    /// re-reads, so a lost announcement heals.
+    announced: BTreeMap<(String, u64), ArtifactReady>,
     rounds: u64,
     healing: bool,
+    /// Only scripted events happen: no faults, no random artifacts or people.
+    scripted: bool,
     converged: bool,
     data_since: BTreeMap<(String, Target, Digest), Timestamp>,
 }
 
 /// Runs one seed.
 pub fn run(seed: u64, options: &Options) -> Report {
-    let world = generate::world(seed);
+    play(generate::world(seed), options, None)
+}
+
+/// Plays a world. Without a script it is a seeded run: random artifacts, faults and people,
+/// then healing and the liveness phase. With a script only the scripted events happen (and
+/// what follows from them: bad artifacts alarm, the engine acts), until the script's end.
+pub(crate) fn play(world: World, options: &Options, script: Option<Script>) -> Report {
+    let seed = world.seed;
     let mut engine = Engine::new(world.plans.clone(), world.region_zones.clone())
-        .expect("generated plans are valid");
+        .expect("the world's plans are valid");
     if let Some(prepare) = options.prepare {
         prepare(&mut engine);
     }
@@ -181,6 +202,9 @@ pub fn run(seed: u64, options: &Options) -> Report {
             requests_per_minute: *rng.pick(&[1, 5, 20, 100]),
             ..SimTarget::default()
         };
+        if script.is_some() {
+            sim_target.requests_per_minute = 100;
+        }
         for number in 0..*count {
             sim_target
                 .boxes
@@ -188,7 +212,7 @@ pub fn run(seed: u64, options: &Options) -> Report {
         }
         targets.insert((pipeline.clone(), target.clone()), sim_target);
     }
-    let heal_at = world.start + options.safety;
+    let scripted = script.is_some();
     let mut sim = Sim {
         now: world.start,
         options: options.clone(),
@@ -202,6 +226,7 @@ pub fn run(seed: u64, options: &Options) -> Report {
         checker,
         coverage: Coverage::default(),
         trace: Vec::new(),
+        timeline: Vec::new(),
         hash: 0xcbf2_9ce4_8422_2325,
         engine_steps: 0,
         inputs: BTreeMap::new(),
@@ -211,8 +236,11 @@ pub fn run(seed: u64, options: &Options) -> Report {
         recalled_requested: BTreeSet::new(),
         operator_commands: 0,
         organisation_event_until: None,
+        forced_alarms: BTreeMap::new(),
+        announced: BTreeMap::new(),
         rounds: 0,
         healing: false,
+        scripted,
         converged: false,
         data_since: BTreeMap::new(),
         engine: Some(engine),
@@ -224,12 +252,22 @@ pub fn run(seed: u64, options: &Options) -> Report {
     ));
     sim.deliver(Input::ControllerStarted { epoch: 1 });
     sim.schedule(SignedDuration::ZERO, SimEvent::Observe);
-    sim.schedule(options.safety, SimEvent::Heal);
-    for plan in sim.world.plans.clone() {
-        let first = SignedDuration::from_mins(sim.rng.range(1, 60) as i64);
-        sim.schedule(first, SimEvent::NewArtifact { pipeline: plan.pipeline });
-    }
-    let deadline = heal_at + options.converge;
+    let deadline = match script {
+        Some(script) => {
+            for (at, event) in script.events {
+                sim.schedule(at, SimEvent::Scripted(event));
+            }
+            sim.world.start + script.until
+        }
+        None => {
+            sim.schedule(options.safety, SimEvent::Heal);
+            for plan in sim.world.plans.clone() {
+                let first = SignedDuration::from_mins(sim.rng.range(1, 60) as i64);
+                sim.schedule(first, SimEvent::NewArtifact { pipeline: plan.pipeline });
+            }
+            sim.world.start + options.safety + options.converge
+        }
+    };
     while let Some(((at, _), event)) = sim.queue.pop_first() {
         if at > deadline || sim.converged || !sim.checker.violations.is_empty() {
             break;
@@ -237,7 +275,7 @@ pub fn run(seed: u64, options: &Options) -> Report {
         sim.now = at;
         sim.handle(event);
     }
-    if !sim.converged && sim.checker.violations.is_empty() {
+    if !scripted && !sim.converged && sim.checker.violations.is_empty() {
         let stuck = sim.describe_unfinished();
         sim.checker.violations.push(Violation {
             at: sim.now,
@@ -252,6 +290,7 @@ pub fn run(seed: u64, options: &Options) -> Report {
         seed,
         trace_hash: sim.hash,
         trace: sim.trace,
+        timeline: sim.timeline,
         violations: sim.checker.violations,
         coverage: sim.coverage,
         engine_steps: sim.engine_steps,
@@ -260,6 +299,22 @@ pub fn run(seed: u64, options: &Options) -> Report {
         converged: sim.converged,
         world: sim.world,
     }
+}
+
+/// Events at offsets from the start, and when to stop.
+pub(crate) struct Script {
+    pub events: Vec<(SignedDuration, Scripted)>,
+    pub until: SignedDuration,
+}
+
+/// What a scenario can make happen.
+#[derive(Clone, Debug)]
+pub(crate) enum Scripted {
+    Artifact { pipeline: String, number: u64, bad: bool, unreviewed: bool },
+    Alarm { alarm: String, region: Option<String>, state: Option<AlarmState> },
+    BoxFails { pipeline: String, target: Target, count: u32 },
+    Operator { by: String, command: OperatorCommand },
+    Restart,
 }
 
 fn box_id(target: &Target, number: u32) -> BoxId {
@@ -279,6 +334,7 @@ fn fresh_box(running: Option<Digest>, now: Timestamp) -> SimBox {
         highest_command: None,
         down_until: None,
         flap_until: None,
+        broken: false,
     }
 }
 
@@ -362,6 +418,7 @@ impl Sim {
                 }));
             }
             SimEvent::Heal => self.heal(),
+            SimEvent::Scripted(event) => self.scripted(event),
         }
     }
 
@@ -402,7 +459,14 @@ impl Sim {
                     self.queue.insert((at, self.sequence), SimEvent::Wake);
                 }
             }
-            Action::Notify(event) => self.react(event),
+            Action::Notify(event) => {
+                if let Some(line) = crate::timeline::describe(&event) {
+                    self.timeline.push(format!("{} {line}", crate::timeline::when(self.now)));
+                }
+                if !self.scripted {
+                    self.react(event);
+                }
+            }
         }
     }
 
@@ -436,6 +500,47 @@ impl Sim {
                 self.failed.push((pipeline, stage, artifact));
             }
             _ => {}
+        }
+    }
+
+    fn scripted(&mut self, event: Scripted) {
+        match event {
+            Scripted::Artifact { pipeline, number, bad, unreviewed } => {
+                self.build_artifact(&pipeline, number, bad, unreviewed, true);
+            }
+            Scripted::Alarm { alarm, region, state } => {
+                let key = (alarm.clone(), region.clone());
+                match state {
+                    Some(state) => {
+                        self.forced_alarms.insert(key, state);
+                        self.send(SimEvent::ToController(Input::Alarm {
+                            alarm,
+                            region,
+                            state,
+                            observed_at: self.now,
+                        }));
+                    }
+                    None => {
+                        self.forced_alarms.remove(&key);
+                    }
+                }
+            }
+            Scripted::BoxFails { pipeline, target, count } => {
+                if let Some(sim_target) = self.targets.get_mut(&(pipeline, target)) {
+                    for sim_box in
+                        sim_target.boxes.values_mut().filter(|b| b.healthy).take(count as usize)
+                    {
+                        sim_box.healthy = false;
+                        sim_box.broken = true;
+                    }
+                }
+            }
+            Scripted::Operator { by, command } => {
+                self.operator_commands += 1;
+                let id = format!("op-{}", self.operator_commands);
+                self.send(SimEvent::ToController(Input::Operator { id, by, command }));
+            }
+            Scripted::Restart => self.controller_crash(),
         }
     }
 
@@ -487,6 +592,7 @@ impl Sim {
             });
             return;
         }
+        let fails = fails || sim_box.broken;
         sim_box.installing =
             Some(Install { command: command.id, artifact: command.artifact, fails, hung });
         if !hung {
@@ -545,33 +651,43 @@ impl Sim {
             *counter
         };
         let swarm = self.world.swarm.clone();
-        let digest = Digest(format!("sha256:{pipeline}-{number}"));
         let bad = self.rng.chance(swarm.bad_artifact);
+        let unreviewed = self.rng.chance(swarm.unreviewed_commit);
         let signed = !self.rng.chance(swarm.unsigned_artifact);
-        let mut commits = Vec::new();
-        let mut truth_commits = Vec::new();
-        for index in 0..self.rng.range(1, 3) {
-            let author = format!("dev-{}", self.rng.range(1, 4));
-            let reviewed = !self.rng.chance(swarm.unreviewed_commit);
-            let approvers = if reviewed {
-                vec![format!("reviewer-{}", self.rng.range(1, 3))]
-            } else {
-                vec![author.clone()]
-            };
-            let id = format!("{pipeline}-commit-{number}-{index}");
-            truth_commits.push((id.clone(), reviewed));
-            commits.push(Commit { id, author, approvers });
-        }
+        self.build_artifact(&pipeline, number, bad, unreviewed, signed);
+        let mean = swarm.artifact_interval_minutes;
+        let next = SignedDuration::from_mins(self.rng.range(mean / 2, mean * 3 / 2) as i64);
+        self.schedule(next, SimEvent::NewArtifact { pipeline });
+    }
+
+    /// A build finishes: artifact `number` of `pipeline` reaches the controller.
+    fn build_artifact(
+        &mut self,
+        pipeline: &str,
+        number: u64,
+        bad: bool,
+        unreviewed: bool,
+        signed: bool,
+    ) {
+        let digest = Digest(format!("sha256:{pipeline}-{number}"));
+        let author = format!("dev-{}", self.rng.range(1, 4));
+        let approvers = if unreviewed {
+            vec![author.clone()]
+        } else {
+            vec![format!("reviewer-{}", self.rng.range(1, 3))]
+        };
+        let id = format!("{pipeline}-commit-{number}");
+        let commits = vec![Commit { id: id.clone(), author, approvers }];
         let packages =
-            vec![Package { name: "libfoo".into(), version: format!("1.{}", self.rng.range(0, 3)) }];
+            vec![Package { name: "libfoo".into(), version: format!("1.{}", number % 4) }];
         self.checker.truth.insert(
             digest.clone(),
             ArtifactTruth {
-                pipeline: pipeline.clone(),
+                pipeline: pipeline.to_string(),
                 sequence: number,
                 bad,
                 signed,
-                commits: truth_commits,
+                commits: vec![(id, !unreviewed)],
                 packages: packages.clone(),
             },
         );
@@ -579,17 +695,16 @@ impl Sim {
         let artifact = ArtifactReady {
             digest,
             sequence: number,
+            previous: number.checked_sub(1).filter(|previous| *previous > 0),
             commits,
             packages,
             signature_verified: signed,
         };
+        self.announced.insert((pipeline.to_string(), number), artifact.clone());
         self.send(SimEvent::ToController(Input::ArtifactReady {
-            pipeline: pipeline.clone(),
+            pipeline: pipeline.to_string(),
             artifact,
         }));
-        let mean = swarm.artifact_interval_minutes;
-        let next = SignedDuration::from_mins(self.rng.range(mean / 2, mean * 3 / 2) as i64);
-        self.schedule(next, SimEvent::NewArtifact { pipeline });
     }
 
     fn controller_crash(&mut self) {
@@ -697,40 +812,24 @@ impl Sim {
             SignedDuration::from_secs(10),
             SimEvent::ToController(Input::ContentBlocklist(ContentBlocklist::default())),
         );
-        let unreviewed: Vec<Digest> = self
-            .checker
-            .truth
-            .iter()
-            .filter(|(_, truth)| {
-                truth.signed && truth.commits.iter().any(|(_, reviewed)| !reviewed)
-            })
-            .map(|(digest, _)| digest.clone())
-            .collect();
-        for digest in unreviewed {
-            let truth = self.checker.truth.get_mut(&digest).expect("listed");
-            let commits = truth
-                .commits
-                .iter_mut()
-                .map(|(id, reviewed)| {
+        // Reviewers approve late reviews, and the controller re-reads the whole artifact store.
+        for ((pipeline, _), artifact) in &mut self.announced {
+            for commit in &mut artifact.commits {
+                if !commit.is_reviewed() {
+                    commit.approvers.push("late-reviewer".into());
+                }
+            }
+            if let Some(truth) = self.checker.truth.get_mut(&artifact.digest) {
+                for (_, reviewed) in &mut truth.commits {
                     *reviewed = true;
-                    Commit {
-                        id: id.clone(),
-                        author: "dev-1".into(),
-                        approvers: vec!["late-reviewer".into()],
-                    }
-                })
-                .collect();
-            let artifact = ArtifactReady {
-                digest,
-                sequence: truth.sequence,
-                commits,
-                packages: truth.packages.clone(),
-                signature_verified: true,
-            };
-            let pipeline = truth.pipeline.clone();
-            self.schedule(
-                SignedDuration::from_secs(20),
-                SimEvent::ToController(Input::ArtifactReady { pipeline, artifact }),
+                }
+            }
+            let input =
+                Input::ArtifactReady { pipeline: pipeline.clone(), artifact: artifact.clone() };
+            self.sequence += 1;
+            self.queue.insert(
+                (self.now + SignedDuration::from_secs(20), self.sequence),
+                SimEvent::ToController(input),
             );
         }
         for (pipeline, _, artifact) in self.failed.clone() {
@@ -793,8 +892,8 @@ impl Sim {
 
     fn observe(&mut self) {
         self.rounds += 1;
-        let full = self.rounds % FULL_ROUND_EVERY == 1;
-        if !self.healing {
+        let full = self.scripted || self.rounds % FULL_ROUND_EVERY == 1;
+        if !self.healing && !self.scripted {
             self.inject_faults();
         }
         let (fleets, baking) = self.active();
@@ -860,6 +959,9 @@ impl Sim {
             }
         }
         self.report_alarms(&data_keys);
+        if full && !self.scripted {
+            self.reannounce();
+        }
         if self.healing && full {
             self.approve_waiting();
             self.recall_bad_artifacts();
@@ -934,7 +1036,17 @@ impl Sim {
         readings.push((self.world.organisation_alarm.clone(), None, event));
         let swarm = self.world.swarm.clone();
         for (alarm, region, firing) in readings {
-            let state = if self.healing {
+            if let Some(forced) = self.forced_alarms.get(&(alarm.clone(), region.clone())) {
+                let state = *forced;
+                self.send(SimEvent::ToController(Input::Alarm {
+                    alarm,
+                    region,
+                    state,
+                    observed_at: self.now,
+                }));
+                continue;
+            }
+            let state = if self.healing || self.scripted {
                 if firing { AlarmState::Alarm } else { AlarmState::Ok }
             } else if self.rng.chance(swarm.alarm_missing) {
                 continue;
@@ -1162,6 +1274,26 @@ impl Sim {
                     reason,
                 }),
             );
+        }
+    }
+
+    /// The controller re-reads the newest artifacts of each pipeline from the artifact store.
+    fn reannounce(&mut self) {
+        let mut newest: BTreeMap<&str, Vec<&ArtifactReady>> = BTreeMap::new();
+        for ((pipeline, _), artifact) in self.announced.iter().rev() {
+            let list = newest.entry(pipeline).or_default();
+            if list.len() < 3 {
+                list.push(artifact);
+            }
+        }
+        let again: Vec<(String, ArtifactReady)> = newest
+            .into_iter()
+            .flat_map(|(pipeline, list)| {
+                list.into_iter().map(move |a| (pipeline.to_string(), a.clone()))
+            })
+            .collect();
+        for (pipeline, artifact) in again {
+            self.send(SimEvent::ToController(Input::ArtifactReady { pipeline, artifact }));
         }
     }
 

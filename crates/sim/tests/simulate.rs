@@ -5,7 +5,7 @@ use gantry_engine::{Engine, PlantedBug};
 use gantry_sim::{Options, batch, run};
 
 /// Seeds in the default batch. `gantry simulate --seeds N` runs more.
-const DEFAULT_BATCH: u64 = 200;
+const DEFAULT_BATCH: u64 = 1_000;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -1,0 +1,116 @@
+//! The engine's decisions as a readable timeline, one line per event with its reason: what
+//! `gantry simulate --scenario` prints and what scenario tests compare.
+
+use gantry_engine::Event;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// `2026-11-27 Fri 16:00:05 UTC`
+pub fn when(at: Timestamp) -> String {
+    at.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %a %H:%M:%S UTC").to_string()
+}
+
+fn short(digest: &gantry_engine::Digest) -> &str {
+    digest.0.strip_prefix("sha256:").unwrap_or(&digest.0)
+}
+
+/// One line for an event, or `None` for events too fine for a timeline.
+pub fn describe(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::ArtifactAccepted { pipeline, artifact } => {
+            format!("{pipeline}: accepted {}", short(artifact))
+        }
+        Event::ArtifactRefused { pipeline, artifact, reason } => {
+            format!("{pipeline}: refused {}: {reason}", short(artifact))
+        }
+        Event::StageEntered { pipeline, stage, artifact } => {
+            format!("{pipeline} {stage}: {} entered", short(artifact))
+        }
+        Event::Superseded { pipeline, stage, artifact, by } => {
+            format!("{pipeline} {stage}: {} superseded by {}", short(artifact), short(by))
+        }
+        Event::Blocked { pipeline, stage, target, artifact, blockers } => {
+            if blockers.is_empty() {
+                format!("{pipeline} {stage} {target}: {} no longer blocked", short(artifact))
+            } else {
+                let reasons: Vec<String> = blockers
+                    .iter()
+                    .map(|blocker| match blocker.clears_at {
+                        Some(at) => {
+                            format!("{:?}: {} (clears {})", blocker.kind, blocker.reason, when(at))
+                        }
+                        None => format!("{:?}: {}", blocker.kind, blocker.reason),
+                    })
+                    .collect();
+                format!(
+                    "{pipeline} {stage} {target}: {} blocked: {}",
+                    short(artifact),
+                    reasons.join("; ")
+                )
+            }
+        }
+        Event::BlockerOverridden { pipeline, target, blocker, override_id } => {
+            format!(
+                "{pipeline} {target}: override {override_id} lifts {:?}: {}",
+                blocker.kind, blocker.reason
+            )
+        }
+        Event::OverrideExpired { pipeline, override_id } => {
+            format!("{pipeline}: override {override_id} expired")
+        }
+        Event::DeploymentStarted { pipeline, step, target, artifact, .. } => {
+            format!("{pipeline} {step} {target}: deploying {}", short(artifact))
+        }
+        Event::DeploymentSucceeded { pipeline, step, target, artifact, .. } => {
+            format!("{pipeline} {step} {target}: deployed {}", short(artifact))
+        }
+        Event::DeploymentFailed { pipeline, step, target, artifact, reason, .. } => {
+            format!("{pipeline} {step} {target}: deploying {} failed: {reason}", short(artifact))
+        }
+        Event::BakeStarted { pipeline, step, artifact, until, .. } => {
+            format!("{pipeline} {step}: baking {} until {}", short(artifact), when(*until))
+        }
+        Event::BakeWaitingForEvidence { pipeline, step, artifact, missing, .. } => {
+            format!(
+                "{pipeline} {step}: bake of {} waits for evidence: {}",
+                short(artifact),
+                missing.join("; ")
+            )
+        }
+        Event::StepBaked { pipeline, step, artifact, .. } => {
+            format!("{pipeline} {step}: {} baked", short(artifact))
+        }
+        Event::TestGateFinished { pipeline, stage, gate, artifact, passed, detail } => {
+            let verdict = if *passed { "passed" } else { "failed" };
+            format!("{pipeline} {stage}: test {gate} {verdict} for {}: {detail}", short(artifact))
+        }
+        Event::AwaitingApproval { pipeline, stage, artifact } => {
+            format!("{pipeline} {stage}: {} awaits approval", short(artifact))
+        }
+        Event::StagePassed { pipeline, stage, artifact } => {
+            format!("{pipeline} {stage}: {} passed", short(artifact))
+        }
+        Event::StageFailed { pipeline, stage, artifact, reason } => {
+            format!("{pipeline} {stage}: {} failed: {reason}", short(artifact))
+        }
+        Event::RollbackStarted { pipeline, target, to, reason } => {
+            format!("{pipeline} {target}: rolling back to {}: {reason}", short(to))
+        }
+        Event::RollbackFinished { pipeline, target, to } => {
+            format!("{pipeline} {target}: rolled back to {}", short(to))
+        }
+        Event::KnownGoodAdopted { .. } => return None,
+        Event::UrgentStarted { pipeline, artifact, approvers } => {
+            format!(
+                "{pipeline}: urgent mode for {} approved by {}",
+                short(artifact),
+                approvers.join(", ")
+            )
+        }
+        Event::UrgentEnded { pipeline, artifact } => {
+            format!("{pipeline}: urgent mode for {} ended", short(artifact))
+        }
+        Event::CommandAccepted { id, by, summary } => format!("{by} ({id}): {summary}"),
+        Event::CommandRejected { id, by, reason } => format!("{by} ({id}) refused: {reason}"),
+    })
+}
