@@ -4,9 +4,14 @@
 //! An [`AlarmSet`] is built from a pipeline's `alarms.definitions` and a *scope*: labels added
 //! to every metric alarm's selector, such as `{region: eu-west-1}` for a region's alarms. A
 //! definition's own labels narrow further (and win over the scope's for the same label name) —
-//! `{role: one-box}` makes a one-box alarm over only the one box's series, and a team aggregate alarm is a composite over the team's services'
-//! alarms. Building refuses the whole set, listing every problem, when a definition is invalid,
-//! a composite names an alarm that does not exist, or composites form a cycle (CloudWatch stops
+//! `{role: one-box}` makes a one-box alarm over only the one box's series, and a team aggregate
+//! alarm is a composite over the team's services' alarms. Anomaly alarms narrow their watched
+//! series and a `fleet` baseline the same way; a judge narrows its canary and baseline
+//! selectors. Metric, anomaly and judge alarms all decide on data, and each says when its
+//! state is not backed by enough of it (a gate fails closed on that).
+//!
+//! Building refuses the whole set, listing every problem, when a definition is invalid, a
+//! composite names an alarm that does not exist, or composites form a cycle (CloudWatch stops
 //! evaluating a cycle at run time; Gantry refuses it up front).
 //!
 //! [`AlarmSet::evaluate`] is pure: store and time in, transitions out. Composites are evaluated
@@ -19,7 +24,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use gantry_model::pipeline::AlarmDefinition;
 
+use crate::anomaly::{self, AnomalySpec};
 use crate::composite::{self, Rule};
+use crate::judge::{self, JudgeSpec};
 use crate::metric::{self, MetricSpec};
 use crate::series::{Labels, Store, TimestampMs};
 use crate::{AlarmState, DefinitionError, Error};
@@ -68,6 +75,8 @@ pub enum Gate {
 #[derive(Clone, Debug)]
 enum AlarmKind {
     Metric(MetricSpec),
+    Anomaly(AnomalySpec),
+    Judge(JudgeSpec),
     Composite(Rule),
 }
 
@@ -120,6 +129,24 @@ impl AlarmSet {
                     }
                     Err(message) => refuse(name, message),
                 },
+                AlarmDefinition::Anomaly(anomaly) => match AnomalySpec::from_definition(anomaly) {
+                    Ok(spec) => {
+                        kinds.insert(name, AlarmKind::Anomaly(spec));
+                    }
+                    Err(problems) => {
+                        problems.into_iter().for_each(|problem| refuse(name, problem.message))
+                    }
+                },
+                AlarmDefinition::Judge(definition) => {
+                    match JudgeSpec::from_definition(definition) {
+                        Ok(spec) => {
+                            kinds.insert(name, AlarmKind::Judge(spec));
+                        }
+                        Err(problems) => {
+                            problems.into_iter().for_each(|problem| refuse(name, problem.message))
+                        }
+                    }
+                }
                 AlarmDefinition::Composite(text) => match composite::parse(text) {
                     Ok(rule) => {
                         for child in rule.alarm_names() {
@@ -182,8 +209,9 @@ impl AlarmSet {
         &self.scope
     }
 
-    /// The longest span of samples any metric alarm reads: (N + extra) periods. The store's
-    /// retention must cover it, or the oldest periods read as missing.
+    /// The longest span of samples any alarm reads: (N + extra) periods of a metric alarm, the
+    /// recent and baseline periods of an anomaly alarm, a judge's window. The store's retention
+    /// must cover it, or the oldest periods read as missing.
     pub fn longest_window_ms(&self) -> i64 {
         self.alarms
             .iter()
@@ -193,6 +221,8 @@ impl AlarmSet {
                         * (spec.evaluation_periods + metric::EXTRA_EVALUATION_PERIODS) as i64
                         + spec.cadence_ms(),
                 ),
+                AlarmKind::Anomaly(spec) => Some(spec.span_ms()),
+                AlarmKind::Judge(spec) => Some(spec.window_ms),
                 AlarmKind::Composite(_) => None,
             })
             .max()
@@ -212,6 +242,14 @@ impl AlarmSet {
             let (state, reason, data_gap) = match &self.alarms[position].kind {
                 AlarmKind::Metric(spec) => {
                     let decision = metric::evaluate(spec, store, &self.scope, now, current);
+                    (decision.state, decision.reason, decision.data_gap)
+                }
+                AlarmKind::Anomaly(spec) => {
+                    let decision = anomaly::evaluate(spec, store, &self.scope, now);
+                    (decision.state, decision.reason, decision.data_gap)
+                }
+                AlarmKind::Judge(spec) => {
+                    let decision = judge::evaluate(spec, store, &self.scope, now);
                     (decision.state, decision.reason, decision.data_gap)
                 }
                 AlarmKind::Composite(rule) => {
@@ -285,9 +323,10 @@ impl AlarmSet {
         self.index.get(name).into_iter().flat_map(|&i| self.alarms[i].history.iter())
     }
 
-    /// The metric alarms behind alarm `name`'s current state that are in ALARM, each with its
-    /// reason, in evaluation order: the account of a rollback ("the team aggregate fired
-    /// because the one box's p99 latency was 1.5 s"). For a metric alarm in ALARM, itself.
+    /// The metric, anomaly and judge alarms behind alarm `name`'s current state that are in
+    /// ALARM, each with its reason, in evaluation order: the account of a rollback ("the team
+    /// aggregate fired because the one box's p99 latency was 1.5 s"). For such an alarm in
+    /// ALARM, itself.
     pub fn causes(&self, name: &str) -> Vec<(&str, &str)> {
         let Some(&root) = self.index.get(name) else { return Vec::new() };
         let mut pending = vec![root];
@@ -305,7 +344,7 @@ impl AlarmSet {
             .enumerate()
             .filter(|(position, alarm)| {
                 seen[*position]
-                    && matches!(alarm.kind, AlarmKind::Metric(_))
+                    && !matches!(alarm.kind, AlarmKind::Composite(_))
                     && alarm.status.state == AlarmState::Alarm
             })
             .map(|(_, alarm)| (alarm.name.as_str(), alarm.status.reason.as_str()))
@@ -393,7 +432,7 @@ fn evaluation_order<'a>(
         while let Some((name, next)) = path.last().copied() {
             let children: Vec<&str> = match &kinds[name] {
                 AlarmKind::Composite(rule) => rule.alarm_names(),
-                AlarmKind::Metric(_) => Vec::new(),
+                AlarmKind::Metric(_) | AlarmKind::Anomaly(_) | AlarmKind::Judge(_) => Vec::new(),
             };
             let Some(child) = children.get(next) else {
                 marks.insert(name, Mark::Done);
@@ -563,7 +602,7 @@ mod tests {
             statistic: "Average".to_string(),
             ..match above("latency", 0.5, &[]) {
                 AlarmDefinition::Metric(metric) => metric,
-                AlarmDefinition::Composite(_) => unreachable!(),
+                _ => unreachable!("a metric alarm"),
             }
         });
         check(
@@ -687,7 +726,7 @@ mod tests {
             treat_missing_data: TreatMissingData::Ignore,
             ..match above("cpu", 0.8, &[]) {
                 AlarmDefinition::Metric(metric) => metric,
-                AlarmDefinition::Composite(_) => unreachable!(),
+                _ => unreachable!("a metric alarm"),
             }
         });
         let mut before = set(vec![("cpu", quiet.clone())]).unwrap();
@@ -745,7 +784,7 @@ mod tests {
             treat_missing_data: TreatMissingData::NotBreaching,
             ..match above("silent", 0.8, &[]) {
                 AlarmDefinition::Metric(metric) => metric,
-                AlarmDefinition::Composite(_) => unreachable!(),
+                _ => unreachable!("a metric alarm"),
             }
         });
         let mut quiet_set =
@@ -764,6 +803,126 @@ mod tests {
         alarms.evaluate(&store, 180_000);
         assert!(
             matches!(alarms.gate("aggregate", 180_000), Gate::Fail(reason) if reason.starts_with("alarm `aggregate` is ALARM: the rule holds: host is ALARM"))
+        );
+    }
+
+    /// A definition as a pipeline file writes it, e.g. `judge: {metric: x, ...}`.
+    fn written(yaml: &str) -> AlarmDefinition {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn anomaly_and_judge_definitions_are_refused_field_by_field() {
+        check(
+            vec![
+                (
+                    "judge",
+                    written(
+                        "judge: {metric: '', canary: {role: one-box}, baseline: {role: one-box}, \
+                         window: 0s, confidence: 1, tolerance: -0.1, min_points: 2, \
+                         allowed_increase: 0.5}",
+                    ),
+                ),
+                (
+                    "anomaly",
+                    written(
+                        "anomaly: {check: above_baseline, metric: latency, statistic: p200, \
+                         period: 45s, recent_periods: 0, baseline: {before: 2}, \
+                         min_baseline_points: 2, factor: 0.5, robust_z: .nan}",
+                    ),
+                ),
+                (
+                    "fleetless",
+                    written(
+                        "anomaly: {check: requests_to_zero, metric: requests, baseline: {fleet: {}}}",
+                    ),
+                ),
+                (
+                    "too_long",
+                    written(
+                        "anomaly: {check: requests_to_zero, metric: requests, period: 1h, \
+                         baseline: {before: 30}}",
+                    ),
+                ),
+            ],
+            &[],
+            &[],
+            "error: alarm `anomaly`: unknown statistic `p200`: expected `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount` or a percentile such as `p99` or `p99.9`\n\
+             alarm `anomaly`: `period` is 45s; CloudWatch allows 10s, 20s, 30s or a multiple of 60s\n\
+             alarm `anomaly`: `recent_periods` must be at least 1\n\
+             alarm `anomaly`: `min_baseline_points` is 2; at least 3 are needed for a median and its spread\n\
+             alarm `anomaly`: `factor` is 0.5; it must be a number of at least 1\n\
+             alarm `anomaly`: `robust_z` is NaN; it must be a number of at least 0\n\
+             alarm `fleetless`: the fleet baseline selects every series: give its labels, e.g. `{fleet: {role: fleet}}`\n\
+             alarm `judge`: `metric` is empty: name the series to judge\n\
+             alarm `judge`: the baseline selects the same series as the canary: the judge would compare the canary with itself\n\
+             alarm `judge`: `window` is 0s; it must be between 1s and 86400s (one day)\n\
+             alarm `judge`: `confidence` is 1; it must be between 0 and 1, e.g. 0.98\n\
+             alarm `judge`: `tolerance` is -0.1; it must be a number of at least 0, e.g. 0.25\n\
+             alarm `judge`: `min_points` is 2; it must be between 3 and 2000 (Kayenta asks for 50)\n\
+             alarm `judge`: `allowed_increase` is 0.5; it must be a ratio of at least 1 (1: any change)\n\
+             alarm `too_long`: `period` × (recent + baseline periods) is 126000s; at most 86400s (one day) is kept to read",
+        );
+    }
+
+    #[test]
+    fn a_judge_rolls_back_through_a_composite_and_explains_why() {
+        // Ten seconds apart, 60 values a side in the judge's 10 minutes: the one box is 50%
+        // slower from the start; the fleet's two boxes alternate 0.1 and 0.12.
+        let one_box: &[(&str, &str)] = &[("region", "eu"), ("role", "one-box")];
+        let fleet: [&[(&str, &str)]; 2] = [
+            &[("region", "eu"), ("role", "fleet"), ("box", "1")],
+            &[("region", "eu"), ("role", "fleet"), ("box", "2")],
+        ];
+        let mut samples: Vec<TestSample> = Vec::new();
+        for step in 1..=60_i64 {
+            let usual = if step % 2 == 0 { 0.1 } else { 0.12 };
+            samples.push((step * 10, "latency", one_box, usual * 1.5));
+            samples.extend(fleet.iter().map(|labels| (step * 10, "latency", *labels, usual)));
+        }
+        let judge = written(
+            "judge: {metric: latency, canary: {role: one-box}, baseline: {role: fleet}, window: 10m, \
+             direction: increase}",
+        );
+        let anomaly = written(
+            "anomaly: {check: above_baseline, metric: latency, labels: {role: one-box}, \
+             baseline: {fleet: {role: fleet}}, recent_periods: 3, min_baseline_points: 3, factor: 1.2}",
+        );
+        let mut alarms = set(vec![
+            ("judge", judge.clone()),
+            ("anomaly", anomaly),
+            ("rollback", composite("ALARM(judge) OR ALARM(anomaly)")),
+        ])
+        .unwrap();
+        let mut store = Store::new(StoreLimits::default());
+        for (at, metric, pairs, value) in &samples {
+            store.ingest(metric, &labels(pairs), SeriesKind::Gauge, at * 1000, *value).unwrap();
+        }
+        alarms.evaluate(&store, 600_000);
+        let states: Vec<String> = alarms
+            .names()
+            .map(|name| format!("{name}={}", alarms.status(name).unwrap().state))
+            .collect();
+        assert_eq!(states, ["anomaly=ALARM", "judge=ALARM", "rollback=ALARM"]);
+        let causes: Vec<&str> = alarms.causes("rollback").iter().map(|(name, _)| *name).collect();
+        assert_eq!(causes, ["anomaly", "judge"]);
+        assert_eq!(
+            alarms.status("judge").unwrap().reason,
+            "High: canary − baseline ≈ 0.0550 (98% interval 0.0500 to 0.0600), mean ratio 1.500, \
+             60 canary and 120 baseline values"
+        );
+        // The judge reads its 10-minute window: the store must keep that much.
+        assert_eq!(alarms.longest_window_ms(), 10 * 60_000);
+        // Half the window later, 30 one-box values remain: too few, and the gate fails closed.
+        alarms.evaluate(&store, 900_000);
+        assert_eq!(alarms.status("judge").unwrap().state, AlarmState::InsufficientData);
+        assert_eq!(
+            alarms.gate("judge", 900_000),
+            Gate::Fail(
+                "alarm `judge` is INSUFFICIENT_DATA: not enough data: 30 canary and 60 baseline \
+                 values, 50 needed on each side"
+                    .to_string()
+            )
         );
     }
 }

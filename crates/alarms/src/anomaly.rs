@@ -13,11 +13,29 @@
 //!
 //! A verdict maps to an alarm state ([`Verdict::state`]); too little baseline or recent data
 //! is `NoData`, which never passes a gate.
+//!
+//! A pipeline declares one check on one metric as an `anomaly` alarm
+//! ([`gantry_model::pipeline::AnomalyAlarm`]); [`AnomalySpec`] checks it and [`evaluate`]
+//! judges it at a time, like a metric alarm. Its `before` baseline is the same series in the
+//! periods just before the recent ones, so it slides with the evaluation: a regression that
+//! lasts longer than the baseline becomes the baseline. Watch the one box with a `fleet`
+//! baseline where that matters.
 
-use crate::AlarmState;
-use crate::metric::{DataPoint, PeriodQuery, period_points};
-use crate::series::{Labels, Store, TimestampMs};
+use gantry_model::pipeline::{AnomalyAlarm, AnomalyBaseline, AnomalyCheck};
+
+use crate::metric::{
+    DataPoint, Decision, MAX_WINDOW_SECONDS_SHORT_PERIODS, PeriodQuery, check_period, period_points,
+};
+use crate::series::{Labels, Store, TimestampMs, narrowed};
 use crate::statistic::Statistic;
+use crate::{AlarmState, FieldProblem};
+
+/// Fewest baseline periods an anomaly alarm may ask for: a median and a median absolute
+/// deviation of fewer than three values say nothing about spread.
+pub const MIN_BASELINE_POINTS_FLOOR: u32 = 3;
+/// Longest span (recent plus baseline periods) an anomaly alarm may read: one day, which the
+/// store's default retention (26 hours) covers.
+pub const MAX_SPAN_SECONDS: u64 = MAX_WINDOW_SECONDS_SHORT_PERIODS;
 
 /// The judgement of one check.
 #[derive(Clone, Debug, PartialEq)]
@@ -233,6 +251,185 @@ impl StandardMetrics {
             })
             .collect()
     }
+}
+
+/// An `anomaly` alarm definition, checked and ready to evaluate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnomalySpec {
+    pub check: AnomalyCheck,
+    pub metric: String,
+    pub divide_by: Option<String>,
+    pub labels: Labels,
+    pub statistic: Statistic,
+    pub period_ms: i64,
+    pub recent_periods: usize,
+    pub baseline: AnomalyBaseline,
+    pub config: AnomalyConfig,
+}
+
+impl AnomalySpec {
+    /// Checks a definition; every field out of range is reported, each with what to change.
+    pub fn from_definition(definition: &AnomalyAlarm) -> Result<AnomalySpec, Vec<FieldProblem>> {
+        let mut problems = Vec::new();
+        let mut refuse = |field, message: String| problems.push(FieldProblem::new(field, message));
+        if definition.metric.is_empty() {
+            refuse("metric", "`metric` is empty: name the series to watch".to_string());
+        }
+        let statistic = match &definition.statistic {
+            None if definition.check == AnomalyCheck::RequestsToZero => Statistic::Sum,
+            None => Statistic::Average,
+            Some(text) => text.parse().unwrap_or_else(|message| {
+                refuse("statistic", message);
+                Statistic::Average
+            }),
+        };
+        let period = definition.period.as_seconds();
+        if let Err(message) = check_period(period) {
+            refuse("period", message);
+        }
+        if definition.recent_periods == 0 {
+            refuse("recent_periods", "`recent_periods` must be at least 1".to_string());
+        }
+        if definition.min_baseline_points < MIN_BASELINE_POINTS_FLOOR {
+            refuse(
+                "min_baseline_points",
+                format!(
+                    "`min_baseline_points` is {}; at least {MIN_BASELINE_POINTS_FLOOR} are needed \
+                     for a median and its spread",
+                    definition.min_baseline_points
+                ),
+            );
+        }
+        let baseline_periods = match &definition.baseline {
+            AnomalyBaseline::Before(periods) => {
+                if *periods < definition.min_baseline_points {
+                    refuse(
+                        "baseline",
+                        format!(
+                            "the baseline is {periods} periods but `min_baseline_points` is {}: \
+                             the alarm could never judge; use at least that many periods",
+                            definition.min_baseline_points
+                        ),
+                    );
+                }
+                *periods
+            }
+            AnomalyBaseline::Fleet(labels) => {
+                if labels.is_empty() {
+                    refuse(
+                        "baseline",
+                        "the fleet baseline selects every series: give its labels, e.g. \
+                         `{fleet: {role: fleet}}`"
+                            .to_string(),
+                    );
+                } else if *labels == definition.labels {
+                    refuse(
+                        "baseline",
+                        "the fleet baseline selects the same series as `labels`: the metric \
+                         would be compared with itself"
+                            .to_string(),
+                    );
+                }
+                definition.recent_periods.max(definition.min_baseline_points)
+            }
+        };
+        let span = period
+            .saturating_mul(u64::from(definition.recent_periods) + u64::from(baseline_periods));
+        if span > MAX_SPAN_SECONDS {
+            refuse(
+                "baseline",
+                format!(
+                    "`period` × (recent + baseline periods) is {span}s; at most {MAX_SPAN_SECONDS}s \
+                     (one day) is kept to read"
+                ),
+            );
+        }
+        let mut positive = |field, name: &str, value: f64, floor: f64| {
+            if !(value.is_finite() && value >= floor) {
+                refuse(
+                    field,
+                    format!("`{name}` is {value}; it must be a number of at least {floor}"),
+                );
+            }
+        };
+        // A factor under 1 would call values *below* the baseline "far above" it.
+        positive("factor", "factor", definition.factor, 1.0);
+        positive("robust_z", "robust_z", definition.robust_z, 0.0);
+        positive("min_increase", "min_increase", definition.min_increase, 0.0);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(AnomalySpec {
+            check: definition.check,
+            metric: definition.metric.clone(),
+            divide_by: definition.divide_by.clone(),
+            labels: definition.labels.clone(),
+            statistic,
+            period_ms: period as i64 * 1000,
+            recent_periods: definition.recent_periods as usize,
+            baseline: definition.baseline.clone(),
+            config: AnomalyConfig {
+                min_baseline_points: definition.min_baseline_points as usize,
+                factor: definition.factor,
+                robust_z: definition.robust_z,
+                min_increase: definition.min_increase,
+            },
+        })
+    }
+
+    /// The longest span of samples the alarm reads, for the store's retention.
+    pub fn span_ms(&self) -> i64 {
+        let baseline = match &self.baseline {
+            AnomalyBaseline::Before(periods) => *periods as usize,
+            AnomalyBaseline::Fleet(_) => 0,
+        };
+        self.period_ms * (self.recent_periods + baseline) as i64 + self.period_ms
+    }
+}
+
+/// Evaluates an anomaly alarm at `now` in `scope`: the recent periods ending at `now` (rounded
+/// down to the period) of the scope's series narrowed by the alarm's labels, against its
+/// baseline. Fails closed: too few baseline periods, no recent data for `above_baseline`, or no
+/// data in the newest period is never a gate's pass (see [`Decision::data_gap`]).
+pub fn evaluate(spec: &AnomalySpec, store: &Store, scope: &Labels, now: TimestampMs) -> Decision {
+    let matchers = narrowed(scope, &spec.labels);
+    let query = PeriodQuery {
+        metric: &spec.metric,
+        divide_by: spec.divide_by.as_deref(),
+        statistic: spec.statistic,
+        matchers: &matchers,
+        period_ms: spec.period_ms,
+    };
+    let end = now - now.rem_euclid(spec.period_ms);
+    let recent = period_points(store, &query, end, spec.recent_periods);
+    let (baseline, against) = match &spec.baseline {
+        AnomalyBaseline::Before(periods) => {
+            let before = end - spec.recent_periods as i64 * spec.period_ms;
+            let points = period_points(store, &query, before, *periods as usize);
+            (points, format!("the {periods} periods before"))
+        }
+        AnomalyBaseline::Fleet(labels) => {
+            let fleet = narrowed(scope, labels);
+            let fleet_query = PeriodQuery { matchers: &fleet, ..query };
+            let count = spec.recent_periods.max(spec.config.min_baseline_points);
+            let points = period_points(store, &fleet_query, end, count);
+            (points, format!("the fleet {}", crate::series::format_series("", labels)))
+        }
+    };
+    let verdict = match spec.check {
+        AnomalyCheck::RequestsToZero => request_drop(&baseline, &recent, &spec.config),
+        AnomalyCheck::AboveBaseline => above_baseline(&baseline, &recent, &spec.config),
+    };
+    let state = verdict.state();
+    let reason = format!("{}; baseline: {against}", verdict.reason());
+    let data_gap = if state == AlarmState::InsufficientData {
+        Some(reason.clone())
+    } else if !matches!(recent.last(), Some(DataPoint::Value(_))) {
+        Some("no data in the newest period: the metric may have stopped arriving".to_string())
+    } else {
+        None
+    };
+    Decision { state, reason, data_gap }
 }
 
 #[cfg(test)]

@@ -47,3 +47,18 @@ pub struct DefinitionError {
     pub alarm: String,
     pub message: String,
 }
+
+/// One field of an alarm definition out of range: the field's name, for the validator to
+/// locate, and what is wrong and what to write instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: &'static str, message: impl Into<String>) -> FieldProblem {
+        FieldProblem { field, message: message.into() }
+    }
+}

@@ -16,16 +16,31 @@
 //! [`score`] combines several metrics as Kayenta does: the share of passing metrics against
 //! marginal and pass thresholds, failing outright on a critical metric's regression or when
 //! half the metrics have no data.
+//!
+//! A pipeline declares the judge on one metric as a `judge` alarm
+//! ([`gantry_model::pipeline::JudgeAlarm`]): [`JudgeSpec`] checks it and [`evaluate`] judges
+//! the values of the last `window` at a time, like a metric alarm, so the verdict can be a
+//! rollback alarm or a composite's child.
 
 use std::fmt;
 
-use crate::AlarmState;
-use crate::series::{Labels, Store, TimestampMs};
+use gantry_model::pipeline::{JudgeAlarm, JudgeDirection};
+
+use crate::metric::{Decision, MAX_WINDOW_SECONDS_SHORT_PERIODS};
+use crate::series::{Labels, Store, TimestampMs, narrowed};
+use crate::{AlarmState, FieldProblem};
 
 /// Values used per side. Kayenta asks for at least 50; pairwise differences grow with the
 /// product of the sides, so beyond this the newest values are used (4 million differences,
 /// 32 MB, well under a second).
 pub const MAX_POINTS_PER_SIDE: usize = 2_000;
+
+/// Fewest values per side a judge alarm may ask for: below three, the confidence interval of
+/// the Mann–Whitney shift is the whole range of pairwise differences, whatever the confidence.
+pub const MIN_POINTS_FLOOR: u32 = 3;
+/// Longest window a judge alarm may read: one day, which the store's default retention (26
+/// hours) covers.
+pub const MAX_WINDOW_SECONDS: u64 = MAX_WINDOW_SECONDS_SHORT_PERIODS;
 
 /// Which way a metric may regress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +233,135 @@ pub fn judge_scopes(
         &values(store, metric, baseline, since, now),
         config,
     )
+}
+
+/// A `judge` alarm definition, checked and ready to evaluate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgeSpec {
+    pub metric: String,
+    pub canary: Labels,
+    pub baseline: Labels,
+    pub window_ms: i64,
+    pub config: JudgeConfig,
+}
+
+impl JudgeSpec {
+    /// Checks a definition; every field out of range is reported, each with what to change.
+    pub fn from_definition(definition: &JudgeAlarm) -> Result<JudgeSpec, Vec<FieldProblem>> {
+        let mut problems = Vec::new();
+        let mut refuse = |field, message: String| problems.push(FieldProblem::new(field, message));
+        if definition.metric.is_empty() {
+            refuse("metric", "`metric` is empty: name the series to judge".to_string());
+        }
+        if definition.canary.is_empty() {
+            refuse(
+                "canary",
+                "the canary selects every series: give its labels, e.g. `{role: one-box}`"
+                    .to_string(),
+            );
+        }
+        if definition.baseline.is_empty() {
+            refuse(
+                "baseline",
+                "the baseline selects every series: give its labels, e.g. `{role: fleet}`"
+                    .to_string(),
+            );
+        } else if definition.baseline == definition.canary {
+            refuse(
+                "baseline",
+                "the baseline selects the same series as the canary: the judge would compare \
+                 the canary with itself"
+                    .to_string(),
+            );
+        }
+        let window = definition.window.as_seconds();
+        if window == 0 || window > MAX_WINDOW_SECONDS {
+            refuse(
+                "window",
+                format!(
+                    "`window` is {window}s; it must be between 1s and {MAX_WINDOW_SECONDS}s \
+                     (one day)"
+                ),
+            );
+        }
+        let confidence = definition.confidence;
+        if !(confidence > 0.0 && confidence < 1.0) {
+            refuse(
+                "confidence",
+                format!("`confidence` is {confidence}; it must be between 0 and 1, e.g. 0.98"),
+            );
+        }
+        let tolerance = definition.tolerance;
+        if !(tolerance.is_finite() && tolerance >= 0.0) {
+            refuse(
+                "tolerance",
+                format!("`tolerance` is {tolerance}; it must be a number of at least 0, e.g. 0.25"),
+            );
+        }
+        let min_points = definition.min_points;
+        if !(MIN_POINTS_FLOOR..=MAX_POINTS_PER_SIDE as u32).contains(&min_points) {
+            refuse(
+                "min_points",
+                format!(
+                    "`min_points` is {min_points}; it must be between {MIN_POINTS_FLOOR} and \
+                     {MAX_POINTS_PER_SIDE} (Kayenta asks for 50)"
+                ),
+            );
+        }
+        for (field, value) in [
+            ("allowed_increase", definition.allowed_increase),
+            ("allowed_decrease", definition.allowed_decrease),
+        ] {
+            if !(value.is_finite() && value >= 1.0) {
+                refuse(
+                    field,
+                    format!(
+                        "`{field}` is {value}; it must be a ratio of at least 1 (1: any change)"
+                    ),
+                );
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(JudgeSpec {
+            metric: definition.metric.clone(),
+            canary: definition.canary.clone(),
+            baseline: definition.baseline.clone(),
+            window_ms: window as i64 * 1000,
+            config: JudgeConfig {
+                confidence,
+                tolerance,
+                min_points: min_points as usize,
+                direction: match definition.direction {
+                    JudgeDirection::Increase => Direction::Increase,
+                    JudgeDirection::Decrease => Direction::Decrease,
+                    JudgeDirection::Either => Direction::Either,
+                },
+                allowed_increase: definition.allowed_increase,
+                allowed_decrease: definition.allowed_decrease,
+            },
+        })
+    }
+}
+
+/// Evaluates a judge alarm at `now` in `scope`: the metric's values in the last `window` from
+/// the scope's series narrowed by the canary's labels, against those narrowed by the
+/// baseline's. Too few values on either side is INSUFFICIENT_DATA, which no gate passes.
+pub fn evaluate(spec: &JudgeSpec, store: &Store, scope: &Labels, now: TimestampMs) -> Decision {
+    let since = now - spec.window_ms;
+    let judgement = judge_scopes(
+        store,
+        &spec.metric,
+        &narrowed(scope, &spec.canary),
+        &narrowed(scope, &spec.baseline),
+        since,
+        now,
+        &spec.config,
+    );
+    let state = judgement.state();
+    let data_gap = (state == AlarmState::InsufficientData).then(|| judgement.reason.clone());
+    Decision { state, reason: judgement.reason, data_gap }
 }
 
 /// How a judged metric counts in the overall score.

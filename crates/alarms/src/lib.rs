@@ -3,6 +3,10 @@
 //! Metrics come in from Prometheus exposition endpoints, pushes, an external Prometheus server
 //! and synthetic canaries; alarms with CloudWatch's semantics and names turn them into OK, ALARM
 //! or INSUFFICIENT_DATA with a reason; gates and bake ask whether a change may move on.
+//! A pipeline's `alarms.definitions` holds four kinds, all evaluated by [`alarm_set`]: `metric`
+//! (a threshold), `composite` (a rule over other alarms), `anomaly` (a standard metric against
+//! its own baseline) and `judge` (the one box's values against the fleet's, by a Mann–Whitney
+//! test); any of them can roll a deployment back.
 //!
 //! The pure core (samples and the time in, states out; no I/O, no clock):
 //!
@@ -15,8 +19,10 @@
 //! - [`regional`]: a pipeline's alarms per region and organisation-wide, read out as the
 //!   engine's observations.
 //! - [`bake`]: data points for bake: qualifying data points per metric and scope since a moment.
-//! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline).
-//! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's.
+//! - [`anomaly`]: anomaly detection on standard metrics (requests to zero, far above baseline),
+//!   and the `anomaly` alarm kind built on it.
+//! - [`judge`]: a Mann–Whitney one-box-versus-fleet judge, after Kayenta's, and the `judge`
+//!   alarm kind built on it.
 //! - [`exposition`]: the Prometheus text exposition format parser.
 //! - [`push`]: pushed expositions and samples into the store.
 //! - `alarm_test`: alarm unit test files (`gantry alarm test FILE`; feature `test-files`).
@@ -59,5 +65,5 @@ pub mod source;
 pub mod state;
 pub mod statistic;
 
-pub use error::{DefinitionError, Error};
+pub use error::{DefinitionError, Error, FieldProblem};
 pub use state::AlarmState;

@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 use gantry_model::pipeline::{ComparisonOperator, MetricAlarm, TreatMissingData};
 
 use crate::AlarmState;
-use crate::series::{Labels, Store, TimestampMs};
+use crate::series::{Labels, Store, TimestampMs, narrowed};
 use crate::statistic::{Statistic, histogram_quantile};
 
 /// Extra periods retrieved beyond N, so that missing points can be skipped over; AWS's
@@ -73,12 +73,7 @@ impl MetricSpec {
             return Err("`metric` is empty: name the series to watch".to_string());
         }
         let period = definition.period.as_seconds();
-        if !(HIGH_RESOLUTION_PERIODS.contains(&period) || (period > 0 && period.is_multiple_of(60)))
-        {
-            return Err(format!(
-                "`period` is {period}s; CloudWatch allows 10s, 20s, 30s or a multiple of 60s"
-            ));
-        }
+        check_period(period)?;
         let evaluation_periods = definition.evaluation_periods;
         if evaluation_periods == 0 {
             return Err("`evaluation_periods` must be at least 1".to_string());
@@ -141,6 +136,16 @@ impl MetricSpec {
     }
 }
 
+/// Checks a period against CloudWatch's: 10 s, 20 s, 30 s or a multiple of a minute. Anomaly
+/// alarms read periods the same way.
+pub fn check_period(seconds: u64) -> Result<(), String> {
+    if HIGH_RESOLUTION_PERIODS.contains(&seconds) || (seconds > 0 && seconds.is_multiple_of(60)) {
+        Ok(())
+    } else {
+        Err(format!("`period` is {seconds}s; CloudWatch allows 10s, 20s, 30s or a multiple of 60s"))
+    }
+}
+
 /// One period's data point: its value, or why it has none.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DataPoint {
@@ -184,8 +189,7 @@ pub fn data_points(
     scope: &Labels,
     now: TimestampMs,
 ) -> Vec<DataPoint> {
-    let mut matchers = scope.clone();
-    matchers.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let matchers = narrowed(scope, &spec.labels);
     let query = PeriodQuery {
         metric: &spec.metric,
         divide_by: spec.divide_by.as_deref(),

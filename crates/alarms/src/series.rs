@@ -259,6 +259,13 @@ impl Store {
     }
 }
 
+/// A scope's selectors narrowed by an alarm's own labels, which win for the same label name.
+pub fn narrowed(scope: &Labels, labels: &Labels) -> Labels {
+    let mut matchers = scope.clone();
+    matchers.extend(labels.iter().map(|(key, value)| (key.clone(), value.clone())));
+    matchers
+}
+
 /// `name{a="1",b="2"}`, as Prometheus prints a series.
 pub fn format_series(name: &str, labels: &Labels) -> String {
     if labels.is_empty() {

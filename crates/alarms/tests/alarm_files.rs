@@ -158,3 +158,27 @@ fn the_format_example_in_the_readme_passes() {
     let report = alarm_test::run(&readme[start..end], "README.md").unwrap();
     assert_eq!((report.tests, report.checks, report.mismatches), (1, 5, vec![]));
 }
+
+#[test]
+fn the_alarm_kinds_in_the_readme_show_their_defaults() {
+    use std::collections::BTreeMap;
+
+    use gantry_model::pipeline::AlarmDefinition;
+
+    let readme = include_str!("../../../examples/alarm-tests/README.md");
+    let section = &readme[readme.find("Besides `metric`").expect("the alarm kinds")..];
+    let start = section.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
+    let end = start + section[start..].find("```").expect("the example's end");
+    let documented: BTreeMap<String, AlarmDefinition> =
+        serde_saphyr::from_str(&section[start..end]).unwrap();
+    let required_only: BTreeMap<String, AlarmDefinition> = serde_saphyr::from_str(
+        "OneBox_Latency_Judge:
+  judge: {metric: latency_p99, canary: {role: one-box}, baseline: {role: fleet}}
+OneBox_Latency_Anomaly:
+  anomaly: {check: above_baseline, metric: latency_p99, baseline: {fleet: {role: fleet}},
+            labels: {role: one-box}}
+",
+    )
+    .unwrap();
+    assert_eq!(documented, required_only);
+}

@@ -446,13 +446,168 @@ pub struct AlarmBlockers {
     pub organisation: Vec<String>,
 }
 
-/// One alarm: a CloudWatch-style metric alarm or a composite rule.
+/// One alarm: a CloudWatch-style metric alarm, a composite rule, an anomaly alarm on a standard
+/// metric, or a statistical one-box-versus-fleet judge. All four are OK, ALARM or
+/// INSUFFICIENT_DATA, can be children of composites and can be named as rollback alarms.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmDefinition {
     /// A rule in CloudWatch's composite syntax, e.g. `ALARM("a") OR ALARM("b")`.
     Composite(String),
     Metric(MetricAlarm),
+    /// A standard metric compared with its own baseline, without a per-team threshold.
+    Anomaly(AnomalyAlarm),
+    /// Kayenta's judge: a Mann–Whitney test of the one box's values against the fleet's.
+    Judge(JudgeAlarm),
+}
+
+/// Anomaly detection on a standard metric (request count, latency, fault rate): the recent
+/// periods of the watched series against a baseline, with no threshold to tune per team.
+/// Too few baseline periods, or no recent data for `above_baseline`, is INSUFFICIENT_DATA.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyAlarm {
+    /// Which anomaly to look for.
+    pub check: AnomalyCheck,
+    /// The metric (a series name), optionally divided by another for ratios.
+    pub metric: String,
+    /// Denominator for a ratio such as faults / requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divide_by: Option<String>,
+    /// Label selectors of the series judged, e.g. `{role: one-box}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The per-period statistic, as for metric alarms; defaults to `Sum` for
+    /// `requests_to_zero` and `Average` for `above_baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<String>,
+    #[serde(default = "one_minute")]
+    pub period: Duration,
+    /// The recent periods judged, ending at the evaluation time.
+    #[serde(default = "default_recent_periods")]
+    pub recent_periods: u32,
+    /// Where the normal values come from.
+    pub baseline: AnomalyBaseline,
+    /// Fewest baseline periods with data to judge at all (a robust median and MAD need several).
+    #[serde(default = "default_min_baseline_points")]
+    pub min_baseline_points: u32,
+    /// `above_baseline`: the recent median must be above this multiple of the baseline median...
+    #[serde(default = "default_anomaly_factor")]
+    pub factor: f64,
+    /// ...and above it by this many robust standard deviations (1.4826 × MAD)...
+    #[serde(default = "default_robust_z")]
+    pub robust_z: f64,
+    /// ...and by at least this much in absolute terms (set it for rates near zero, e.g. faults).
+    #[serde(default)]
+    pub min_increase: f64,
+}
+
+/// The anomaly an [`AnomalyAlarm`] looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyCheck {
+    /// Every recent period zero or missing while the baseline had traffic.
+    RequestsToZero,
+    /// The recent median far above the baseline median (see `factor`, `robust_z`,
+    /// `min_increase`).
+    AboveBaseline,
+}
+
+/// The normal values an anomaly alarm compares with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyBaseline {
+    /// The same series in this many periods just before the recent ones: `{before: 30}`.
+    Before(u32),
+    /// Other series over the same periods, selected by labels, e.g. the boxes still on the old
+    /// artifact: `{fleet: {role: fleet}}`.
+    Fleet(BTreeMap<String, String>),
+}
+
+fn default_recent_periods() -> u32 {
+    5
+}
+
+fn default_min_baseline_points() -> u32 {
+    10
+}
+
+fn default_anomaly_factor() -> f64 {
+    2.0
+}
+
+fn default_robust_z() -> f64 {
+    5.0
+}
+
+/// A statistical judge after Kayenta's: the values of `metric` from the canary scope (the one
+/// box) and from the baseline scope (the boxes still on the old artifact) over the last
+/// `window`, compared by a Mann–Whitney test. ALARM when the whole confidence interval of the
+/// shift lies outside the tolerance band in a watched direction; fewer than `min_points` values
+/// on either side is INSUFFICIENT_DATA. The defaults are Kayenta's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeAlarm {
+    /// The metric (a series name): a gauge's samples, or a counter's increments, are the values.
+    pub metric: String,
+    /// Label selectors of the canary's series, e.g. `{role: one-box}`.
+    pub canary: BTreeMap<String, String>,
+    /// Label selectors of the baseline's series, e.g. `{role: fleet}`.
+    pub baseline: BTreeMap<String, String>,
+    /// The values judged: those of the last `window` before the evaluation (Kayenta's sliding
+    /// lookback).
+    #[serde(default = "one_hour")]
+    pub window: Duration,
+    /// Which way the metric may regress.
+    #[serde(default)]
+    pub direction: JudgeDirection,
+    /// Confidence level of the interval, in (0, 1).
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Half-width of the tolerance band around zero, as a fraction of |estimate|.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Fewest values on each side to judge at all.
+    #[serde(default = "default_min_points")]
+    pub min_points: u32,
+    /// An increase also needs mean(canary) / mean(baseline) above this.
+    #[serde(default = "one")]
+    pub allowed_increase: f64,
+    /// A decrease also needs mean(canary) / mean(baseline) below 1 / this.
+    #[serde(default = "one")]
+    pub allowed_decrease: f64,
+}
+
+/// Which way a judged metric may regress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeDirection {
+    /// Only higher is bad (latency, faults).
+    Increase,
+    /// Only lower is bad (request count, success rate).
+    Decrease,
+    #[default]
+    Either,
+}
+
+fn one_hour() -> Duration {
+    Duration::from_hours(1)
+}
+
+fn default_confidence() -> f64 {
+    0.98
+}
+
+fn default_tolerance() -> f64 {
+    0.25
+}
+
+fn default_min_points() -> u32 {
+    50
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// A metric alarm with CloudWatch's fields and semantics.

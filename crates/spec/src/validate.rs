@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use gantry_model::pipeline::{
-    AlarmDefinition, HostCount, HostCountKind, MetricAlarm, PipelineSpec,
+    AlarmDefinition, AnomalyAlarm, HostCount, HostCountKind, JudgeAlarm, MetricAlarm, PipelineSpec,
 };
 use gantry_model::{Duration, Topology};
 
@@ -364,6 +364,12 @@ fn check_alarms(spec: &PipelineSpec, at: &dyn Fn(&[&str]) -> Location, out: &mut
             AlarmDefinition::Metric(metric) => {
                 check_metric_alarm(metric, &[&path[..], &["metric"]].concat(), at, out)
             }
+            AlarmDefinition::Anomaly(anomaly) => {
+                check_anomaly_alarm(anomaly, &[&path[..], &["anomaly"]].concat(), at, out)
+            }
+            AlarmDefinition::Judge(judge) => {
+                check_judge_alarm(judge, &[&path[..], &["judge"]].concat(), at, out)
+            }
         }
     }
     if let Some(cycle) = find_cycle(&children) {
@@ -477,6 +483,36 @@ fn check_metric_alarm(
     }
     if !metric.threshold.is_finite() {
         out.push(Diagnostic::error(field("threshold"), "the threshold must be a finite number"));
+    }
+}
+
+/// An anomaly alarm's ranges, as `gantry-alarms` checks them when it builds the alarm, each
+/// located at its field (or at the alarm when the field was left to its default).
+fn check_anomaly_alarm(
+    anomaly: &AnomalyAlarm,
+    path: &[&str],
+    at: &dyn Fn(&[&str]) -> Location,
+    out: &mut Diagnostics,
+) {
+    if let Err(problems) = gantry_alarms::anomaly::AnomalySpec::from_definition(anomaly) {
+        for problem in problems {
+            out.push(Diagnostic::error(at(&[path, &[problem.field]].concat()), problem.message));
+        }
+    }
+}
+
+/// A judge alarm's ranges (confidence in (0, 1), tolerance ≥ 0, at least three points per side,
+/// canary and baseline selectors given and different, ...), as `gantry-alarms` checks them.
+fn check_judge_alarm(
+    judge: &JudgeAlarm,
+    path: &[&str],
+    at: &dyn Fn(&[&str]) -> Location,
+    out: &mut Diagnostics,
+) {
+    if let Err(problems) = gantry_alarms::judge::JudgeSpec::from_definition(judge) {
+        for problem in problems {
+            out.push(Diagnostic::error(at(&[path, &[problem.field]].concat()), problem.message));
+        }
     }
 }
 

@@ -519,3 +519,82 @@ $DIR/pipeline.yaml:4:17: error: unknown availability zone `s1c`
   hint: did you mean `s1a`? Zones come from the topology file",
     );
 }
+
+#[test]
+fn judge_and_anomaly_alarms_can_roll_back() {
+    let loaded = load(case(&format!(
+        "{MINIMAL}alarms:
+  definitions:
+    OneBox_Judge: {{judge: {{metric: latency, canary: {{role: one-box}}, baseline: {{role: fleet}}, direction: increase}}}}
+    OneBox_Anomaly: {{anomaly: {{check: above_baseline, metric: latency, labels: {{role: one-box}}, baseline: {{fleet: {{role: fleet}}}}}}}}
+    Requests_To_Zero: {{anomaly: {{check: requests_to_zero, metric: requests, baseline: {{before: 30}}}}}}
+    OneBox_Rollback: {{composite: 'ALARM(OneBox_Judge) OR ALARM(OneBox_Anomaly)'}}
+  rollback+: [Requests_To_Zero]
+  one_box_rollback: [OneBox_Rollback]
+"
+    )));
+    assert_eq!(loaded.spec.alarms.rollback, ["Service_High_Severity", "Requests_To_Zero"]);
+    let judge = &loaded.spec.alarms.definitions["OneBox_Judge"];
+    let gantry_model::pipeline::AlarmDefinition::Judge(judge) = judge else {
+        panic!("expected a judge, got {judge:?}")
+    };
+    // Kayenta's defaults.
+    assert_eq!(
+        (judge.confidence, judge.tolerance, judge.min_points, judge.window.as_seconds()),
+        (0.98, 0.25, 50, 3600)
+    );
+}
+
+#[test]
+fn judge_and_anomaly_alarm_ranges_are_located() {
+    check(
+        case(&format!(
+            "{MINIMAL}alarms:
+  definitions:
+    Judge: {{judge: {{metric: latency, canary: {{role: one-box}}, baseline: {{role: one-box}}, confidence: 1.5, tolerance: -1, min_points: 2}}}}
+    Unscoped: {{judge: {{metric: latency, canary: {{}}, baseline: {{role: fleet}}, window: 2d}}}}
+    Anomaly: {{anomaly: {{check: above_baseline, metric: latency, baseline: {{before: 5}}, factor: 0.9}}}}
+    Fleet: {{anomaly: {{check: requests_to_zero, metric: requests, baseline: {{fleet: {{}}}}, min_baseline_points: 1}}}}
+"
+        )),
+        "\
+$DIR/pipeline.yaml:8:75: error: the baseline is 5 periods but `min_baseline_points` is 10: the alarm could never judge; use at least that many periods
+$DIR/pipeline.yaml:8:96: error: `factor` is 0.9; it must be a number of at least 1
+$DIR/pipeline.yaml:9:110: error: `min_baseline_points` is 1; at least 3 are needed for a median and its spread
+$DIR/pipeline.yaml:9:76: error: the fleet baseline selects every series: give its labels, e.g. `{fleet: {role: fleet}}`
+$DIR/pipeline.yaml:6:73: error: the baseline selects the same series as the canary: the judge would compare the canary with itself
+$DIR/pipeline.yaml:6:102: error: `confidence` is 1.5; it must be between 0 and 1, e.g. 0.98
+$DIR/pipeline.yaml:6:118: error: `tolerance` is -1; it must be a number of at least 0, e.g. 0.25
+$DIR/pipeline.yaml:6:134: error: `min_points` is 2; it must be between 3 and 2000 (Kayenta asks for 50)
+$DIR/pipeline.yaml:7:49: error: the canary selects every series: give its labels, e.g. `{role: one-box}`
+$DIR/pipeline.yaml:7:86: error: `window` is 172800s; it must be between 1s and 86400s (one day)",
+    );
+}
+
+#[test]
+fn judge_and_anomaly_alarm_fields_are_checked_like_any_other() {
+    check(
+        case(&format!(
+            "{MINIMAL}alarms:
+  definitions:
+    Judge: {{judge: {{metric: latency, canary: {{role: one-box}}, baseline: {{role: fleet}}, confidance: 0.9, direction: up}}}}
+"
+        )),
+        "\
+$DIR/pipeline.yaml:6:88: error: unknown field `confidance`
+  hint: did you mean `confidence`?
+$DIR/pipeline.yaml:6:116: error: unknown value `up`
+  hint: expected one of `increase`, `decrease`, `either`",
+    );
+    check(
+        case(&format!(
+            "{MINIMAL}alarms:
+  definitions:
+    Anomaly: {{anomaly: {{check: drop, metric: requests, baseline: {{before: 30}}}}}}
+"
+        )),
+        "\
+$DIR/pipeline.yaml:6:32: error: unknown value `drop`
+  hint: expected one of `requests_to_zero`, `above_baseline`",
+    );
+}
