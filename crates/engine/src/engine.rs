@@ -48,7 +48,6 @@ struct Context<'a> {
     window_cache: &'a mut BTreeMap<(String, String), (Timestamp, Verdict)>,
     actions: &'a mut Vec<Action>,
     wake: Option<Timestamp>,
-    #[cfg(feature = "planted-bugs")]
     bug: Option<crate::PlantedBug>,
 }
 
@@ -68,15 +67,9 @@ impl Context<'_> {
         }
     }
 
-    fn planted(&self, _bug: &str) -> bool {
-        #[cfg(feature = "planted-bugs")]
-        {
-            self.bug.is_some_and(|bug| format!("{bug:?}") == _bug)
-        }
-        #[cfg(not(feature = "planted-bugs"))]
-        {
-            false
-        }
+    /// Whether the simulator planted `bug` (always false in a build without `planted-bugs`).
+    fn planted(&self, bug: crate::PlantedBug) -> bool {
+        self.bug == Some(bug)
     }
 
     /// The latest reading of `alarm` for `region`, falling back to an organisation-wide one.
@@ -136,7 +129,6 @@ impl Engine {
             content: ContentBlocklist::default(),
             recent_operator_commands: Default::default(),
             window_cache: BTreeMap::new(),
-            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         })
     }
@@ -171,7 +163,6 @@ impl Engine {
             window_cache,
             actions: &mut actions,
             wake: None,
-            #[cfg(feature = "planted-bugs")]
             bug: self.planted_bug,
         };
         for (name, pipeline) in pipelines.iter_mut() {
@@ -1623,7 +1614,7 @@ fn advance_deployment(
         }
     }
     let mut take = capacity::healthy_boxes_to_take(fleet.healthy(now), floor, in_flight, batch);
-    if context.planted("IgnoreCapacityFloor") {
+    if context.planted(crate::PlantedBug::IgnoreCapacityFloor) {
         take = batch.saturating_sub(in_flight);
     }
     for id in healthy.into_iter().take(take as usize) {
@@ -1678,7 +1669,7 @@ fn bake(pipeline: &mut Pipeline, index: usize, digest: &Digest, context: &mut Co
         });
         now
     });
-    let skip = context.planted("SkipBake");
+    let skip = context.planted(crate::PlantedBug::SkipBake);
     if now < started + duration && !skip {
         context.wake_at(started + duration);
         return;

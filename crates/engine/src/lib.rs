@@ -59,8 +59,9 @@ pub enum Error {
     UnknownTimeZone { region: String, zone: String, reason: String },
 }
 
-/// Deliberate bugs the simulator plants to prove its invariant checks catch them.
-#[cfg(feature = "planted-bugs")]
+/// Deliberate bugs the simulator plants to prove its invariant checks catch them. Only
+/// `Engine::plant_bug`, compiled with the `planted-bugs` feature (a dev-dependency of the
+/// simulator), can turn one on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PlantedBug {
     /// Batches ignore the capacity floor.

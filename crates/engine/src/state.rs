@@ -34,8 +34,8 @@ pub struct Engine {
     /// pure function, so it is not persisted: a restarted engine recomputes it.
     #[serde(skip)]
     pub(crate) window_cache: BTreeMap<(String, String), (Timestamp, crate::windows::Verdict)>,
-    #[cfg(feature = "planted-bugs")]
-    #[serde(default)]
+    /// Only ever set through `plant_bug`, which exists only with the `planted-bugs` feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) planted_bug: Option<crate::PlantedBug>,
 }
 

@@ -44,7 +44,12 @@ fn engine_step_cost_with_ten_thousand_pipelines() {
     let started = Instant::now();
     for round in 0..rounds {
         let at = now + jiff::SignedDuration::from_secs(round);
-        let input = Input::Fleet { pipeline: "pipeline-7".into(), target: target.clone(), observed_at: at, boxes: boxes.clone() };
+        let input = Input::Fleet {
+            pipeline: "pipeline-7".into(),
+            target: target.clone(),
+            observed_at: at,
+            boxes: boxes.clone(),
+        };
         engine.step(at, input);
     }
     let scoped = started.elapsed() / rounds as u32;
@@ -53,5 +58,7 @@ fn engine_step_cost_with_ten_thousand_pipelines() {
         engine.step(now + jiff::SignedDuration::from_secs(1000 + round), Input::Tick);
     }
     let global = started.elapsed() / 20;
-    eprintln!("10,000 pipelines: {scoped:?} per one-pipeline step, {global:?} per all-pipeline step (tick or alarm)");
+    eprintln!(
+        "10,000 pipelines: {scoped:?} per one-pipeline step, {global:?} per all-pipeline step (tick or alarm)"
+    );
 }
