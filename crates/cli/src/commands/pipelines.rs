@@ -93,10 +93,14 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Validates one file by what it holds: a pipeline (or abstract defaults), a topology or a
-/// policy.
+/// Validates one file by what it holds: a pipeline (or abstract defaults), a topology, a policy
+/// or alarm tests.
 fn validate_one(file: &Path) -> Result<String, Diagnostics> {
     let node = gantry_spec::read_node(file)?;
+    if node.get("tests").is_some() && node.get("alarms").is_some() && node.get("pipeline").is_none()
+    {
+        return validate_alarm_tests(file);
+    }
     if node.get("rules").is_some() && node.get("pipeline").is_none() {
         let policy = gantry_spec::policy::load_policy(file)?;
         return Ok(format!(
@@ -126,6 +130,24 @@ fn validate_one(file: &Path) -> Result<String, Diagnostics> {
             ))
         }
     }
+}
+
+/// An alarm test file is valid when it loads and every expectation in it holds.
+fn validate_alarm_tests(file: &Path) -> Result<String, Diagnostics> {
+    let whole = || gantry_spec::Location::whole_file(file);
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        gantry_spec::Diagnostic::error(whole(), format!("cannot read: {error}"))
+    })?;
+    let report = gantry_alarms::alarm_test::run(&text, &file.display().to_string())
+        .map_err(|error| gantry_spec::Diagnostic::error(whole(), error.to_string()))?;
+    if !report.mismatches.is_empty() {
+        let failures = report.mismatches.iter().map(|mismatch| {
+            gantry_spec::Diagnostic::error(whole(), mismatch.to_string())
+                .with_hint("run `gantry alarm test` on the file for the whole report")
+        });
+        return Err(Diagnostics(failures.collect()));
+    }
+    Ok(format!("alarm tests: {} tests, {} checks hold", report.tests, report.checks))
 }
 
 /// Expands directories into the definition files they hold (YAML and Jsonnet), sorted.
