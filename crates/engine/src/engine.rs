@@ -133,6 +133,15 @@ impl Engine {
         })
     }
 
+    /// The region → IANA time zone map [`Engine::new`] takes, read from the topology.
+    pub fn region_zones(topology: &gantry_model::Topology) -> BTreeMap<String, String> {
+        topology
+            .regions
+            .iter()
+            .map(|region| (region.name.clone(), region.time_zone.clone()))
+            .collect()
+    }
+
     #[cfg(feature = "planted-bugs")]
     pub fn plant_bug(&mut self, bug: crate::PlantedBug) {
         self.planted_bug = Some(bug);
