@@ -1424,41 +1424,9 @@ fn advance_step(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
                     failed: BTreeSet::new(),
                     stuck_since: None,
                 };
-                let outcome = advance_deployment(
-                    pipeline, stage, step.kind, target, &digest, &mut next, held, context,
-                );
-                if let Some(outcome) = outcome {
-                    finish_target(
-                        &name,
-                        stage,
-                        step,
-                        target,
-                        &digest,
-                        outcome,
-                        &mut next,
-                        &mut failing,
-                        context,
-                    );
-                }
             }
-            TargetPhase::Deploying { .. } => {
-                let outcome = advance_deployment(
-                    pipeline, stage, step.kind, target, &digest, &mut next, held, context,
-                );
-                if let Some(outcome) = outcome {
-                    finish_target(
-                        &name,
-                        stage,
-                        step,
-                        target,
-                        &digest,
-                        outcome,
-                        &mut next,
-                        &mut failing,
-                        context,
-                    );
-                }
-            }
+            // Advanced below, together with a deployment that started just now.
+            TargetPhase::Deploying { .. } => {}
             TargetPhase::Deployed { .. } => {
                 // Every box that ran the artifact is gone (scaled in, replaced): the bake has
                 // nothing to watch, so the target starts again (blockers apply) and bakes afresh.
@@ -1481,6 +1449,24 @@ fn advance_step(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
                 }
             }
             TargetPhase::Halted => {}
+        }
+        if matches!(next, TargetPhase::Deploying { .. }) {
+            let outcome = advance_deployment(
+                pipeline, stage, step.kind, target, &digest, &mut next, held, context,
+            );
+            if let Some(outcome) = outcome {
+                finish_target(
+                    &name,
+                    stage,
+                    step,
+                    target,
+                    &digest,
+                    outcome,
+                    &mut next,
+                    &mut failing,
+                    context,
+                );
+            }
         }
         if next != phase
             && let Some(StageRun { phase: StagePhase::Step { targets: runs, .. }, .. }) =
@@ -2041,12 +2027,33 @@ fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context: &mut Conte
     }
 }
 
+/// Urgent mode ends when its artifact has passed the last stage, or when it is in flight
+/// nowhere any more (superseded before it started, or waiting for no stage), so a change that
+/// will never move cannot hold every other change back.
 fn end_urgent_when_done(pipeline: &mut Pipeline, context: &mut Context) {
     let Some(urgent) = &pipeline.urgent else { return };
-    let last = pipeline.stages.last();
-    let through =
-        last.and_then(|state| state.passed).and_then(|sequence| pipeline.artifacts.get(&sequence));
-    if through.is_some_and(|artifact| artifact.digest == urgent.artifact) {
+    let Some(sequence) = pipeline
+        .artifacts
+        .values()
+        .find(|artifact| artifact.digest == urgent.artifact)
+        .map(|a| a.sequence)
+    else {
+        return;
+    };
+    let last = pipeline.stages.len() - 1;
+    let through = pipeline.stages[last].passed == Some(sequence);
+    let running = pipeline.stages.iter().any(|state| {
+        state.run.as_ref().is_some_and(|run| {
+            run.sequence == sequence && !matches!(run.phase, StagePhase::Failed { .. })
+        })
+    });
+    // Passed a stage and still the next stage's candidate, or not yet taken by the first stage.
+    let waiting = pipeline.stages.iter().enumerate().any(|(index, state)| {
+        index < last
+            && state.passed == Some(sequence)
+            && pipeline.stages[index + 1].last_entered.is_none_or(|entered| entered < sequence)
+    }) || pipeline.stages[0].last_entered.is_none_or(|entered| entered < sequence);
+    if through || !(running || waiting) {
         context.notify(Event::UrgentEnded {
             pipeline: pipeline.plan.pipeline.clone(),
             artifact: urgent.artifact.clone(),

@@ -95,6 +95,24 @@ impl Swarm {
     }
 }
 
+/// The fleets of `plans`: every target of every step once, with `boxes(target)` boxes.
+pub fn fleets(plans: &[Plan], mut boxes: impl FnMut(&Target) -> u32) -> Vec<(String, Target, u32)> {
+    let mut fleets: Vec<(String, Target, u32)> = Vec::new();
+    for plan in plans {
+        for target in
+            plan.stages.iter().flat_map(|stage| &stage.steps).flat_map(|step| &step.targets)
+        {
+            if !fleets
+                .iter()
+                .any(|(pipeline, known, _)| pipeline == &plan.pipeline && known == target)
+            {
+                fleets.push((plan.pipeline.clone(), target.clone(), boxes(target)));
+            }
+        }
+    }
+    fleets
+}
+
 /// A world to simulate.
 #[derive(Clone, Debug, Serialize)]
 pub struct World {
@@ -123,7 +141,6 @@ pub fn world(seed: u64) -> World {
     let organisation_alarm = "org-large-scale-event".to_string();
     let pipelines = rng.range(1, 2);
     let mut plans = Vec::new();
-    let mut fleets = Vec::new();
     for number in 1..=pipelines {
         let plan = pipeline_plan(
             &mut rng,
@@ -132,24 +149,9 @@ pub fn world(seed: u64) -> World {
             &team_alarm,
             &organisation_alarm,
         );
-        for stage in &plan.stages {
-            for step in &stage.steps {
-                for target in &step.targets {
-                    if !fleets
-                        .iter()
-                        .any(|(p, t, _): &(String, Target, u32)| p == &plan.pipeline && t == target)
-                    {
-                        fleets.push((
-                            plan.pipeline.clone(),
-                            target.clone(),
-                            rng.range(10, 12) as u32,
-                        ));
-                    }
-                }
-            }
-        }
         plans.push(plan);
     }
+    let fleets = fleets(&plans, |_| rng.range(10, 12) as u32);
     let start: Timestamp = rng.pick(&STARTS).parse().expect("valid start");
     let start = start + SignedDuration::from_mins(rng.below(24 * 60) as i64);
     let mut knob =

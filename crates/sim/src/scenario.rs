@@ -298,28 +298,12 @@ fn plan(spec: &PipelineSpec, regions: &BTreeMap<String, RegionSpec>) -> Result<P
 pub fn world(scenario: &Scenario) -> Result<World, Error> {
     let regions: BTreeMap<String, RegionSpec> =
         scenario.regions.iter().map(|region| (region.name.clone(), region.clone())).collect();
-    let mut plans = Vec::new();
-    let mut fleets = Vec::new();
-    for spec in &scenario.pipelines {
-        let plan = plan(spec, &regions)?;
-        for stage in &plan.stages {
-            for step in &stage.steps {
-                for target in &step.targets {
-                    if !fleets
-                        .iter()
-                        .any(|(p, t, _): &(String, Target, u32)| p == &plan.pipeline && t == target)
-                    {
-                        fleets.push((
-                            plan.pipeline.clone(),
-                            target.clone(),
-                            regions[&target.region].boxes,
-                        ));
-                    }
-                }
-            }
-        }
-        plans.push(plan);
-    }
+    let plans = scenario
+        .pipelines
+        .iter()
+        .map(|spec| plan(spec, &regions))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fleets = crate::generate::fleets(&plans, |target| regions[&target.region].boxes);
     let region_zones: BTreeMap<String, String> =
         regions.values().map(|region| (region.name.clone(), region.time_zone.clone())).collect();
     // Refuse plans the engine refuses, with its reason, before running anything.
