@@ -28,6 +28,8 @@ enum Command {
     Schema(commands::pipelines::SchemaArgs),
     /// Run the deployment engine against a simulated fleet with faults, checking invariants.
     Simulate(commands::simulate::SimulateArgs),
+    /// When a change entering a pipeline now reaches every stage and region, and why it waits.
+    Eta(commands::simulate::EtaArgs),
     /// Alarms: test alarm definitions against recorded series.
     Alarm(commands::alarm::AlarmArgs),
     /// Build a commit without network access into a signed artifact.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::pipelines::check(args),
         Command::Schema(args) => commands::pipelines::schema(args),
         Command::Simulate(args) => commands::simulate::run(args),
+        Command::Eta(args) => commands::simulate::eta(args),
         Command::Alarm(args) => commands::alarm::run(args),
         Command::Build(args) => commands::supply::build(args),
         Command::Artifact(args) => commands::supply::artifact(args),

@@ -1694,6 +1694,7 @@ fn bake(pipeline: &mut Pipeline, index: usize, digest: &Digest, context: &mut Co
         }
     }
     if !missing.is_empty() && !skip {
+        context.wake_at(now + seconds(EVIDENCE_RECHECK));
         if !*evidence_wait_reported {
             *evidence_wait_reported = true;
             context.notify(Event::BakeWaitingForEvidence {

@@ -38,3 +38,8 @@ pub const MAX_OVERRIDES_PER_PIPELINE: usize = 64;
 /// Artifacts whose data-point counts are kept per metric and target: the one deploying, the one
 /// it replaces, and a little history. Evidence is per artifact, so counts never mix.
 pub const MAX_DATA_POINT_ARTIFACTS: usize = 4;
+
+/// Seconds between re-checks of a bake that waits for evidence (data points or a fresh OK alarm
+/// reading): alarm sources publish every minute, so a minute later there may be new evidence.
+/// Inputs re-check sooner; the wake-up makes sure a quiet bake is not forgotten.
+pub const EVIDENCE_RECHECK: i64 = 60;

@@ -208,14 +208,23 @@ fn run_eta(
         world.plans.first().ok_or_else(|| anyhow::anyhow!("{}: no pipeline", path.display()))?;
     let started = Instant::now();
     let eta = crate::eta::eta(plan, &world.region_zones, start.unwrap_or(parsed.start))?;
-    let compute = started.elapsed();
+    print_eta(&plan.pipeline, &eta, started.elapsed(), format)
+}
+
+/// Prints an ETA: when the change passes each stage and finishes each region, and its longest
+/// waits; `compute` is how long working it out took (to stderr).
+pub fn print_eta(
+    pipeline: &str,
+    eta: &crate::eta::Eta,
+    compute: std::time::Duration,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&eta)?);
+        println!("{}", serde_json::to_string_pretty(eta)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{}: a change entering at {} reaches every region at {} ({:.1} days)",
-        plan.pipeline,
+        "{pipeline}: a change entering at {} reaches every region at {} ({:.1} days)",
         eta.start,
         eta.finish,
         eta.total.as_secs_f64() / 86_400.0

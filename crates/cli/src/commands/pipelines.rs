@@ -49,7 +49,7 @@ pub struct CheckArgs {
 pub struct SchemaArgs {}
 
 /// The pipeline `gantry plan` shows when given none: the example organisation's flagship.
-const EXAMPLE_PIPELINE: &str = "examples/services/cart-service/config.yaml";
+pub const EXAMPLE_PIPELINE: &str = "examples/services/cart-service/config.yaml";
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let file = args.file.unwrap_or_else(|| PathBuf::from(EXAMPLE_PIPELINE));
