@@ -1,21 +1,17 @@
 //! `gantry alarm test` as a user runs it: golden files pass, a wrong expectation fails with the
 //! alarm's reason.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn gantry(args: &[&str]) -> (bool, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(root).output().unwrap();
-    (output.status.success(), String::from_utf8(output.stdout).unwrap())
-}
+use std::path::Path;
+
+use common::gantry;
 
 #[test]
 fn golden_alarm_tests_pass_and_a_wrong_expectation_fails() {
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/alarm-tests/one-box.yaml");
-    let (ok, stdout) = gantry(&["alarm", "test", golden.to_str().unwrap()]);
+    let (ok, stdout, _) = gantry(&["alarm", "test", golden.to_str().unwrap()]);
     assert!(ok, "{stdout}");
     assert!(stdout.starts_with("ok "), "{stdout}");
 
@@ -26,7 +22,7 @@ fn golden_alarm_tests_pass_and_a_wrong_expectation_fails() {
         "FrontEndApiService_OneBox_High_P99_Latency: OK, OneBox_Rollback: ALARM",
     );
     std::fs::write(&wrong, text).unwrap();
-    let (ok, stdout) = gantry(&["alarm", "test", wrong.to_str().unwrap()]);
+    let (ok, stdout, _) = gantry(&["alarm", "test", wrong.to_str().unwrap()]);
     assert!(!ok);
     assert!(
         stdout.contains("alarm `FrontEndApiService_OneBox_High_P99_Latency` is ALARM, expected OK"),

@@ -1,19 +1,8 @@
 //! `gantry plan | validate | check | schema` as a user runs them: exit status, stdout, stderr.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-/// Runs gantry from the repository root; returns (success, stdout, stderr).
-fn gantry(args: &[&str]) -> (bool, String, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(root).output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
+use common::gantry;
 
 #[test]
 fn plan_without_arguments_shows_the_example_organisation() {

@@ -1,18 +1,8 @@
 //! `gantry simulate` and `gantry eta` as a user runs them.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn gantry(args: &[&str]) -> (bool, String, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(root).output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
+use common::gantry;
 
 #[test]
 fn a_short_simulation_batch_runs_clean() {
