@@ -7,11 +7,11 @@
 //! gap: a canary that cannot reach its target must alarm, not go quiet.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use crate::fetch::Client;
-use crate::scrape::{MIN_SCRAPE_INTERVAL, wait_for_next_round};
+use crate::scrape::every;
 use crate::series::{Labels, SeriesKind, Store, TimestampMs};
 
 /// 1 when the probe passed, 0 when it failed.
@@ -114,9 +114,7 @@ impl Canary {
         clock: impl Fn() -> TimestampMs,
         mut report: impl FnMut(Vec<ProbeResult>),
     ) {
-        let interval = interval.max(MIN_SCRAPE_INTERVAL);
-        while !stop.load(Ordering::Relaxed) {
-            let round = Instant::now();
+        every(interval, stop, || {
             let results: Vec<ProbeResult> =
                 self.checks.iter().map(|check| probe(&self.client, check)).collect();
             let now = clock();
@@ -127,7 +125,6 @@ impl Canary {
                 }
             }
             report(results);
-            wait_for_next_round(round, interval, stop);
-        }
+        });
     }
 }

@@ -104,9 +104,7 @@ impl Scraper {
         clock: impl Fn() -> TimestampMs,
         mut report: impl FnMut(Vec<ScrapeOutcome>),
     ) {
-        let interval = interval.max(MIN_SCRAPE_INTERVAL);
-        while !stop.load(Ordering::Relaxed) {
-            let round = Instant::now();
+        every(interval, stop, || {
             // Fetch outside the lock so a slow target does not stall evaluation.
             let fetched: Vec<_> = self.targets.iter().map(|target| self.fetch(target)).collect();
             let now = clock();
@@ -119,8 +117,18 @@ impl Scraper {
                     .collect()
             };
             report(outcomes);
-            wait_for_next_round(round, interval, stop);
-        }
+        });
+    }
+}
+
+/// Runs `round` every `interval` (at least [`MIN_SCRAPE_INTERVAL`]) until `stop` is set. Rounds
+/// keep their cadence however long each took, and stopping never waits a whole interval.
+pub(crate) fn every(interval: Duration, stop: &AtomicBool, mut round: impl FnMut()) {
+    let interval = interval.max(MIN_SCRAPE_INTERVAL);
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        round();
+        wait_for_next_round(started, interval, stop);
     }
 }
 
@@ -129,7 +137,7 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Sleeps until `interval` after `round` began (so rounds keep their cadence however long the
 /// fetches took), returning early once `stop` is set.
-pub(crate) fn wait_for_next_round(round: Instant, interval: Duration, stop: &AtomicBool) {
+fn wait_for_next_round(round: Instant, interval: Duration, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let remaining = interval.saturating_sub(round.elapsed());
         if remaining.is_zero() {
