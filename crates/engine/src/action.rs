@@ -116,6 +116,7 @@ pub enum Event {
         pipeline: String,
         stage: String,
         step: String,
+        target: Target,
         artifact: Digest,
         until: Timestamp,
     },
@@ -124,6 +125,7 @@ pub enum Event {
         pipeline: String,
         stage: String,
         step: String,
+        target: Target,
         artifact: Digest,
         missing: Vec<String>,
     },
@@ -131,6 +133,7 @@ pub enum Event {
         pipeline: String,
         stage: String,
         step: String,
+        target: Target,
         artifact: Digest,
     },
     TestGateFinished {

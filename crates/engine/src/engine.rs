@@ -150,8 +150,29 @@ impl Engine {
     /// Applies one input at `now` and returns what to do. Call it again with
     /// [`Input::Tick`] at the latest at the last [`Action::WakeAt`] it returned.
     pub fn step(&mut self, now: Timestamp, input: Input) -> Vec<Action> {
+        self.step_many(now, [input])
+    }
+
+    /// Applies a round of inputs observed at `now`, then decides once: what a controller does
+    /// with everything its agents and alarms reported since it last decided. The same as
+    /// [`Engine::step`] for each input in turn, except that nothing is decided in between.
+    pub fn step_many(
+        &mut self,
+        now: Timestamp,
+        inputs: impl IntoIterator<Item = Input>,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
-        let scope = self.apply(now, input, &mut actions);
+        // The pipelines the inputs concern; `None` for all of them.
+        let mut scope = Some(BTreeSet::new());
+        for input in inputs {
+            match (self.apply(now, input, &mut actions), &mut scope) {
+                (Some(name), Some(names)) => {
+                    names.insert(name);
+                }
+                (Some(_), None) => {}
+                (None, _) => scope = None,
+            }
+        }
         let Engine {
             epoch,
             next_command,
@@ -175,9 +196,18 @@ impl Engine {
             bug: self.planted_bug,
         };
         for (name, pipeline) in pipelines.iter_mut() {
-            if scope.as_ref().is_none_or(|only| only == name) {
+            if scope.as_ref().is_none_or(|names| names.contains(name)) {
                 let others = context.wake.take();
-                reconcile(pipeline, &mut context);
+                // A pass that reported something may have enabled more (a stage passed, so the
+                // next one may take the artifact; a rollback finished, so a deployment may
+                // start): decide again until a pass reports nothing, as no input may come.
+                for _ in 0..MAX_PASSES {
+                    let before = context.actions.len();
+                    reconcile(pipeline, &mut context);
+                    if !context.actions[before..].iter().any(|a| matches!(a, Action::Notify(_))) {
+                        break;
+                    }
+                }
                 pipeline.wake = context.wake;
                 context.wake = others;
             }
@@ -188,7 +218,7 @@ impl Engine {
         if let Some(wake) = context.wake {
             actions.push(Action::WakeAt(wake));
         }
-        self.check_invariants(now, scope.as_deref());
+        self.check_invariants(now, scope.as_ref());
         actions
     }
 
@@ -420,30 +450,24 @@ impl Engine {
     }
 
     /// Programmer-error checks after every step; they stay on in every build.
-    fn check_invariants(&self, now: Timestamp, scope: Option<&str>) {
+    fn check_invariants(&self, now: Timestamp, scope: Option<&BTreeSet<String>>) {
         for (name, pipeline) in &self.pipelines {
-            if scope.is_some_and(|only| only != name) {
+            if scope.is_some_and(|names| !names.contains(name)) {
                 continue;
             }
             for (stage, state) in pipeline.plan.stages.iter().zip(&pipeline.stages) {
-                let Some(StageRun { phase: StagePhase::Step { targets, .. }, .. }) = &state.run
-                else {
+                let Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) = &state.run else {
                     continue;
                 };
-                if stage.kind.is_production() {
-                    let mut active_regions = BTreeSet::new();
-                    for (target, run) in targets {
-                        if matches!(
-                            run.phase,
-                            TargetPhase::Deploying { .. } | TargetPhase::Deployed { .. }
-                        ) {
-                            assert!(
-                                active_regions.insert(&target.region),
-                                "pipeline {name}: two targets of region {} active in one step",
-                                target.region
-                            );
-                        }
-                    }
+                // One lane per region, each on a step that deploys to its region: so at most
+                // one zone or cell of a region is ever deploying or baking.
+                for (region, lane) in lanes {
+                    assert!(
+                        stage.target_in_region(lane.step, region) == Some(&lane.target),
+                        "pipeline {name}: lane {region} is on {} outside its step {}",
+                        lane.target,
+                        lane.step
+                    );
                 }
             }
             for (target, state) in &pipeline.targets {
@@ -469,11 +493,11 @@ impl Engine {
 }
 
 fn validate_plan(plan: &Plan, region_zones: &BTreeMap<String, String>) -> Result<(), Error> {
-    for stage in plan.production_stages() {
+    for stage in &plan.stages {
         for step in &stage.steps {
             let mut seen: BTreeMap<&str, &Target> = BTreeMap::new();
             for target in &step.targets {
-                if !region_zones.contains_key(&target.region) {
+                if stage.kind.is_production() && !region_zones.contains_key(&target.region) {
                     return Err(Error::UnknownRegion {
                         pipeline: plan.pipeline.clone(),
                         region: target.region.clone(),
@@ -796,27 +820,25 @@ fn roll_back_everywhere(
     Ok(summary)
 }
 
+/// A stage's rollout before it starts: every region at its first step.
 fn first_step(stage: &Stage) -> StagePhase {
-    step_phase(stage, 0)
-}
-
-fn step_phase(stage: &Stage, index: usize) -> StagePhase {
-    let targets = stage.steps.get(index).map_or_else(BTreeMap::new, |step| {
-        step.targets
-            .iter()
-            .map(|target| {
-                (target.clone(), TargetRun { phase: TargetPhase::Waiting, blockers: Vec::new() })
-            })
-            .collect()
-    });
-    StagePhase::Step { index, targets, bake_started: None, evidence_wait_reported: false }
+    let lanes = stage
+        .regions()
+        .into_iter()
+        .filter_map(|region| {
+            let step = stage.next_step_in_region(None, region)?;
+            let target = stage.target_in_region(step, region)?.clone();
+            Some((region.to_string(), Lane::at(step, target)))
+        })
+        .collect();
+    StagePhase::Rollout { lanes }
 }
 
 fn halt_targets(phase: &mut StagePhase) {
-    if let StagePhase::Step { targets, .. } = phase {
-        for run in targets.values_mut() {
-            if matches!(run.phase, TargetPhase::Deploying { .. } | TargetPhase::Waiting) {
-                run.phase = TargetPhase::Halted;
+    if let StagePhase::Rollout { lanes } = phase {
+        for lane in lanes.values_mut() {
+            if matches!(lane.phase, TargetPhase::Deploying { .. } | TargetPhase::Waiting) {
+                lane.phase = TargetPhase::Halted;
             }
         }
     }
@@ -1002,25 +1024,31 @@ pub fn rollback_alarms<'a>(
 fn trigger_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
     for index in 0..pipeline.stages.len() {
         let stage = &pipeline.plan.stages[index];
-        let Some(StageRun { phase: StagePhase::Step { index: step_index, targets, .. }, .. }) =
+        let Some(StageRun { phase: StagePhase::Rollout { lanes }, artifact, .. }) =
             &pipeline.stages[index].run
         else {
             continue;
         };
-        let step = &stage.steps[*step_index];
         let mut failing = Vec::new();
-        for (target, run) in targets {
-            if !matches!(run.phase, TargetPhase::Deploying { .. } | TargetPhase::Deployed { .. }) {
-                continue;
-            }
+        for (region, lane) in lanes.iter().filter(|(_, lane)| lane.active()) {
+            let step = &stage.steps[lane.step];
             let firing = rollback_alarms(&pipeline.plan, stage, step).find(|alarm| {
-                context.alarm(alarm, &target.region).is_some_and(|r| r.state == AlarmState::Alarm)
+                context.alarm(alarm, region).is_some_and(|r| r.state == AlarmState::Alarm)
             });
-            if let Some(alarm) = firing {
-                failing.push((
-                    target.clone(),
-                    format!("rollback alarm {alarm} is in ALARM in {}", target.region),
-                ));
+            let Some(alarm) = firing else { continue };
+            let reason = format!("rollback alarm {alarm} is in ALARM in {region}");
+            // The region's earlier targets of this stage run the artifact too: they go back
+            // with the one deploying now.
+            let earlier = stage.steps[..lane.step]
+                .iter()
+                .filter_map(|step| step.targets.iter().find(|t| &t.region == region))
+                .filter(|target| *target != &lane.target)
+                .filter(|target| pipeline.targets[*target].fleet.runs(artifact));
+            let mut targets: Vec<&Target> = earlier.collect();
+            targets.dedup();
+            targets.push(&lane.target);
+            for target in targets {
+                failing.push((target.clone(), reason.clone()));
             }
         }
         if !failing.is_empty() {
@@ -1048,6 +1076,8 @@ fn fail_stage(
             continue;
         }
         let state = pipeline.targets.get_mut(&target).expect("plan target");
+        // A target that baked the artifact earlier in the stage no longer counts it as good.
+        state.known_good.retain(|known| known != &run.artifact);
         match state.known_good.last() {
             Some(to) if state.rollback.as_ref().is_none_or(|r| &r.to != to) => {
                 context.notify(Event::RollbackStarted {
@@ -1287,7 +1317,7 @@ fn blockers_for(
 fn advance_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     let Some(run) = &pipeline.stages[index].run else { return };
     match &run.phase {
-        StagePhase::Step { .. } => advance_step(pipeline, index, context),
+        StagePhase::Rollout { .. } => advance_rollout(pipeline, index, context),
         StagePhase::Testing { .. } => advance_tests(pipeline, index, context),
         StagePhase::AwaitingApproval => {
             let automatic = pipeline.plan.stages[index].promotion == Promotion::Automatic;
@@ -1299,187 +1329,190 @@ fn advance_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     }
 }
 
-fn advance_step(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
-    let now = context.now;
-    let name = pipeline.plan.pipeline.clone();
+fn advance_rollout(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     let Some(run) = &pipeline.stages[index].run else { return };
-    let sequence = run.sequence;
-    let digest = run.artifact.clone();
-    let StagePhase::Step { index: step_index, .. } = run.phase else { return };
-    if !pipeline.artifacts.contains_key(&sequence) {
+    let StagePhase::Rollout { lanes } = &run.phase else { return };
+    if !pipeline.artifacts.contains_key(&run.sequence) {
         let run = pipeline.stages[index].run.as_mut().expect("checked");
         run.phase = StagePhase::Failed { reason: "artifact forgotten".into() };
         return;
     }
+    let regions: Vec<String> = lanes.keys().cloned().collect();
+    let mut failing = Vec::new();
+    for region in &regions {
+        // A lane that baked a step starts its next one in the same pass.
+        while advance_lane(pipeline, index, region, &mut failing, context) {}
+        if !failing.is_empty() {
+            fail_stage(pipeline, index, failing, context);
+            return;
+        }
+    }
+    let Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) = &pipeline.stages[index].run
+    else {
+        return;
+    };
+    if lanes.values().all(|lane| matches!(lane.phase, TargetPhase::Baked { .. })) {
+        start_tests(pipeline, index, context);
+    }
+}
+
+/// The lane of `region` in stage `index`, which must be rolling out.
+fn lane_mut<'a>(pipeline: &'a mut Pipeline, index: usize, region: &str) -> &'a mut Lane {
+    match &mut pipeline.stages[index].run {
+        Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) => {
+            lanes.get_mut(region).expect("a lane of the stage")
+        }
+        _ => unreachable!("lanes exist only while a stage rolls out"),
+    }
+}
+
+/// Moves one region's lane forward; `true` when it baked its step and moved on to the next.
+fn advance_lane(
+    pipeline: &mut Pipeline,
+    index: usize,
+    region: &str,
+    failing: &mut Vec<(Target, String)>,
+    context: &mut Context,
+) -> bool {
+    let now = context.now;
+    let name = pipeline.plan.pipeline.clone();
     let plan = Arc::clone(&pipeline.plan);
     let stage = &plan.stages[index];
-    let step = &stage.steps[step_index];
+    let run = pipeline.stages[index].run.as_ref().expect("advancing a running stage");
+    let (sequence, digest) = (run.sequence, run.artifact.clone());
+    let lane = lane_mut(pipeline, index, region).clone();
+    let step = &stage.steps[lane.step];
+    let target = &lane.target;
     let held =
         pipeline.holds.iter().any(|hold| hold.stage.as_ref().is_none_or(|s| s == &stage.name));
-    let targets: Vec<Target> = step.targets.clone();
-    let mut failing = Vec::new();
-    for target in &targets {
-        let phase = match &pipeline.stages[index].run {
-            Some(StageRun { phase: StagePhase::Step { targets, .. }, .. }) => {
-                targets[target].phase.clone()
+    let mut next = lane.phase.clone();
+    match lane.phase {
+        TargetPhase::Waiting => {
+            let state = &pipeline.targets[target];
+            let fresh = state
+                .fleet
+                .observed_at
+                .is_some_and(|at| now.duration_since(at) <= seconds(MAX_OBSERVATION_AGE));
+            let mut blockers = blockers_for(pipeline, index, step, sequence, target, context);
+            let mut lifted = Vec::new();
+            blockers.retain(|blocker| {
+                match pipeline
+                    .overrides
+                    .iter()
+                    .find(|over| over.lifts(blocker.kind, &stage.name, target, now))
+                {
+                    Some(over) => {
+                        lifted.push((blocker.clone(), over.id.clone()));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            for blocker in &blockers {
+                if let Some(at) = blocker.clears_at {
+                    context.wake_at(at);
+                }
             }
-            _ => return,
-        };
-        let mut next = phase.clone();
-        match phase {
-            TargetPhase::Waiting => {
-                let state = &pipeline.targets[target];
-                let fresh = state
-                    .fleet
-                    .observed_at
-                    .is_some_and(|at| now.duration_since(at) <= seconds(MAX_OBSERVATION_AGE));
-                let mut blockers = blockers_for(pipeline, index, step, sequence, target, context);
-                let mut lifted = Vec::new();
-                blockers.retain(|blocker| {
-                    match pipeline
-                        .overrides
-                        .iter()
-                        .find(|over| over.lifts(blocker.kind, &stage.name, target, now))
-                    {
-                        Some(over) => {
-                            lifted.push((blocker.clone(), over.id.clone()));
-                            false
-                        }
-                        None => true,
-                    }
+            if lane.blockers != blockers {
+                lane_mut(pipeline, index, region).blockers = blockers.clone();
+                context.notify(Event::Blocked {
+                    pipeline: name.clone(),
+                    stage: stage.name.clone(),
+                    target: target.clone(),
+                    artifact: digest.clone(),
+                    blockers: blockers.clone(),
                 });
-                for blocker in &blockers {
-                    if let Some(at) = blocker.clears_at {
-                        context.wake_at(at);
-                    }
-                }
-                let Some(StageRun { phase: StagePhase::Step { targets: runs, .. }, .. }) =
-                    &mut pipeline.stages[index].run
-                else {
-                    unreachable!("checked above")
-                };
-                let target_run = runs.get_mut(target).expect("step target");
-                if target_run.blockers != blockers {
-                    target_run.blockers = blockers.clone();
-                    context.notify(Event::Blocked {
-                        pipeline: name.clone(),
-                        stage: stage.name.clone(),
-                        target: target.clone(),
-                        artifact: digest.clone(),
-                        blockers: blockers.clone(),
-                    });
-                }
-                if !blockers.is_empty() || !fresh || state.rollback.is_some() {
-                    continue;
-                }
-                for (blocker, override_id) in lifted {
-                    context.notify(Event::BlockerOverridden {
-                        pipeline: name.clone(),
-                        target: target.clone(),
-                        blocker,
-                        override_id,
-                    });
-                }
-                context.notify(Event::DeploymentStarted {
+            }
+            let state = &pipeline.targets[target];
+            if !blockers.is_empty() || !fresh || state.rollback.is_some() {
+                return false;
+            }
+            for (blocker, override_id) in lifted {
+                context.notify(Event::BlockerOverridden {
+                    pipeline: name.clone(),
+                    target: target.clone(),
+                    blocker,
+                    override_id,
+                });
+            }
+            context.notify(Event::DeploymentStarted {
+                pipeline: name.clone(),
+                stage: stage.name.clone(),
+                step: step.name.clone(),
+                target: target.clone(),
+                artifact: digest.clone(),
+            });
+            let size = state.fleet.size();
+            let floor = capacity::minimum_healthy(stage.deployment.minimum_healthy_hosts, size);
+            let invalid = if size == 0 {
+                Some("the target has no boxes".to_string())
+            } else if step.kind == StepKind::OneBox
+                && u64::from(size) * u64::from(stage.deployment.one_box_percent) < 100
+            {
+                Some(format!(
+                    "one box of {size} would take {}% of traffic, more than one_box_percent {}%",
+                    100 / size,
+                    stage.deployment.one_box_percent
+                ))
+            } else if !capacity::floor_allows_progress(floor, size) {
+                Some(format!(
+                    "HEALTH_CONSTRAINTS_INVALID: a floor of {floor} healthy of {size} boxes leaves no box to deploy"
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = invalid {
+                context.notify(Event::DeploymentFailed {
                     pipeline: name.clone(),
                     stage: stage.name.clone(),
                     step: step.name.clone(),
                     target: target.clone(),
                     artifact: digest.clone(),
+                    reason: reason.clone(),
                 });
-                let size = state.fleet.size();
-                let floor = capacity::minimum_healthy(stage.deployment.minimum_healthy_hosts, size);
-                let invalid = if size == 0 {
-                    Some("the target has no boxes".to_string())
-                } else if step.kind == StepKind::OneBox
-                    && u64::from(size) * u64::from(stage.deployment.one_box_percent) < 100
-                {
-                    Some(format!(
-                        "one box of {size} would take {}% of traffic, more than one_box_percent {}%",
-                        100 / size,
-                        stage.deployment.one_box_percent
-                    ))
-                } else if !capacity::floor_allows_progress(floor, size) {
-                    Some(format!(
-                        "HEALTH_CONSTRAINTS_INVALID: a floor of {floor} healthy of {size} boxes leaves no box to deploy"
-                    ))
-                } else {
-                    None
-                };
-                if let Some(reason) = invalid {
-                    context.notify(Event::DeploymentFailed {
-                        pipeline: name.clone(),
-                        stage: stage.name.clone(),
-                        step: step.name.clone(),
-                        target: target.clone(),
-                        artifact: digest.clone(),
-                        reason: reason.clone(),
-                    });
-                    failing.push((target.clone(), reason));
-                    continue;
-                }
-                next = TargetPhase::Deploying {
-                    started_at: now,
-                    attempted: BTreeSet::new(),
-                    failed: BTreeSet::new(),
-                    stuck_since: None,
-                };
+                failing.push((target.clone(), reason));
+                return false;
             }
-            // Advanced below, together with a deployment that started just now.
-            TargetPhase::Deploying { .. } => {}
-            TargetPhase::Deployed { .. } => {
-                // Every box that ran the artifact is gone (scaled in, replaced): the bake has
-                // nothing to watch, so the target starts again (blockers apply) and bakes afresh.
-                let fleet = &pipeline.targets[target].fleet;
-                let fresh = fleet
-                    .observed_at
-                    .is_some_and(|at| now.duration_since(at) <= seconds(MAX_OBSERVATION_AGE));
-                let gone =
-                    !fleet.boxes.values().any(|b| b.observation.running.as_ref() == Some(&digest));
-                if fresh && gone {
-                    next = TargetPhase::Waiting;
-                    if let Some(StageRun {
-                        phase: StagePhase::Step { bake_started, evidence_wait_reported, .. },
-                        ..
-                    }) = &mut pipeline.stages[index].run
-                    {
-                        *bake_started = None;
-                        *evidence_wait_reported = false;
-                    }
-                }
-            }
-            TargetPhase::Halted => {}
+            next = TargetPhase::Deploying {
+                started_at: now,
+                attempted: BTreeSet::new(),
+                failed: BTreeSet::new(),
+                stuck_since: None,
+            };
         }
-        if matches!(next, TargetPhase::Deploying { .. }) {
-            let outcome = advance_deployment(
-                pipeline, stage, step.kind, target, &digest, &mut next, held, context,
+        // Advanced below, together with a deployment that started just now.
+        TargetPhase::Deploying { .. } => {}
+        TargetPhase::Deployed { .. } => {
+            // Every box that ran the artifact is gone (scaled in, replaced): the bake has
+            // nothing to watch, so the step starts again (blockers apply) and bakes afresh.
+            let fleet = &pipeline.targets[target].fleet;
+            let fresh = fleet
+                .observed_at
+                .is_some_and(|at| now.duration_since(at) <= seconds(MAX_OBSERVATION_AGE));
+            let gone =
+                !fleet.boxes.values().any(|b| b.observation.running.as_ref() == Some(&digest));
+            if fresh && gone {
+                next = TargetPhase::Waiting;
+                let lane = lane_mut(pipeline, index, region);
+                lane.bake_started = None;
+                lane.evidence_wait_reported = false;
+            }
+        }
+        TargetPhase::Baked { .. } | TargetPhase::Halted => return false,
+    }
+    if matches!(next, TargetPhase::Deploying { .. }) {
+        let outcome = advance_deployment(
+            pipeline, stage, step.kind, target, &digest, &mut next, held, context,
+        );
+        if let Some(outcome) = outcome {
+            finish_target(
+                &name, stage, step, target, &digest, outcome, &mut next, failing, context,
             );
-            if let Some(outcome) = outcome {
-                finish_target(
-                    &name,
-                    stage,
-                    step,
-                    target,
-                    &digest,
-                    outcome,
-                    &mut next,
-                    &mut failing,
-                    context,
-                );
-            }
-        }
-        if next != phase
-            && let Some(StageRun { phase: StagePhase::Step { targets: runs, .. }, .. }) =
-                &mut pipeline.stages[index].run
-        {
-            runs.get_mut(target).expect("step target").phase = next;
         }
     }
-    if !failing.is_empty() {
-        fail_stage(pipeline, index, failing, context);
-        return;
-    }
-    bake(pipeline, index, &digest, context);
+    let deployed = matches!(next, TargetPhase::Deployed { .. });
+    lane_mut(pipeline, index, region).phase = next;
+    failing.is_empty() && deployed && bake_lane(pipeline, index, region, &digest, context)
 }
 
 /// Reports a target's finished deployment.
@@ -1634,102 +1667,119 @@ fn advance_deployment(
     None
 }
 
-fn bake(pipeline: &mut Pipeline, index: usize, digest: &Digest, context: &mut Context) {
+/// Bakes a lane whose step deployed; `true` when the bake completed and the lane moved on to
+/// its region's next step.
+fn bake_lane(
+    pipeline: &mut Pipeline,
+    index: usize,
+    region: &str,
+    digest: &Digest,
+    context: &mut Context,
+) -> bool {
     let now = context.now;
     let name = pipeline.plan.pipeline.clone();
-    let stage = &pipeline.plan.stages[index];
+    let plan = Arc::clone(&pipeline.plan);
+    let stage = &plan.stages[index];
     let urgent = pipeline.urgent.as_ref().is_some_and(|urgent| urgent.artifact == *digest);
-    let minimum_bake_percent = pipeline.plan.urgent.minimum_bake_percent.min(100);
-    let run = pipeline.stages[index].run.as_mut().expect("baking a running stage");
-    let StagePhase::Step { index: step_index, targets, bake_started, evidence_wait_reported } =
-        &mut run.phase
-    else {
-        return;
-    };
-    if !targets.values().all(|run| matches!(run.phase, TargetPhase::Deployed { .. })) {
-        return;
-    }
-    let step = &stage.steps[*step_index];
-    let mut duration = model_seconds(step.bake.duration);
+    let minimum_bake_percent = plan.urgent.minimum_bake_percent.min(100);
+    let lane = lane_mut(pipeline, index, region);
+    let step = &stage.steps[lane.step];
+    let target = lane.target.clone();
+    let bake = stage.bake_in_region(lane.step, region);
+    let mut duration = model_seconds(bake.duration);
     if urgent {
         duration = seconds(duration.as_secs() * i64::from(minimum_bake_percent) / 100);
     }
-    let started = *bake_started.get_or_insert_with(|| {
+    let started = *lane.bake_started.get_or_insert_with(|| {
         context.notify(Event::BakeStarted {
             pipeline: name.clone(),
             stage: stage.name.clone(),
             step: step.name.clone(),
+            target: target.clone(),
             artifact: digest.clone(),
             until: now + duration,
         });
         now
     });
+    let evidence_wait_reported = lane.evidence_wait_reported;
+    if context.planted(crate::PlantedBug::NextZoneBeforeBake)
+        && let Some(next) = stage.next_step_in_region(Some(lane.step), region)
+        && stage.target_in_region(next, region) != Some(&target)
+    {
+        let next_target = stage.target_in_region(next, region).expect("found").clone();
+        *lane = Lane::at(next, next_target);
+        return true;
+    }
     let skip = context.planted(crate::PlantedBug::SkipBake);
     if now < started + duration && !skip {
         context.wake_at(started + duration);
-        return;
+        return false;
     }
     let mut missing = Vec::new();
-    for target in targets.keys() {
-        let state = &pipeline.targets[target];
-        for (metric, needed) in &step.bake.data_points {
-            let seen = state
-                .data_points
-                .get(metric)
-                .and_then(|readings| readings.get(digest))
-                .map_or(0, |reading| reading.count);
-            if seen < *needed {
-                missing.push(format!("{target}: {metric} has {seen} of {needed} data points"));
-            }
+    let state = &pipeline.targets[&target];
+    for (metric, needed) in &bake.data_points {
+        let seen = state
+            .data_points
+            .get(metric)
+            .and_then(|readings| readings.get(digest))
+            .map_or(0, |reading| reading.count);
+        if seen < *needed {
+            missing.push(format!("{target}: {metric} has {seen} of {needed} data points"));
         }
-        for alarm in rollback_alarms(&pipeline.plan, stage, step) {
-            match context.alarm(alarm, &target.region) {
-                Some(reading)
-                    if reading.state == AlarmState::Ok
-                        && context.alarm_is_fresh(&reading)
-                        && reading.observed_at >= started => {}
-                _ => missing
-                    .push(format!("{target}: no fresh OK reading of {alarm} since the bake began")),
-            }
+    }
+    for alarm in rollback_alarms(&plan, stage, step) {
+        match context.alarm(alarm, region) {
+            Some(reading)
+                if reading.state == AlarmState::Ok
+                    && context.alarm_is_fresh(&reading)
+                    && reading.observed_at >= started => {}
+            _ => missing
+                .push(format!("{target}: no fresh OK reading of {alarm} since the bake began")),
         }
     }
     if !missing.is_empty() && !skip {
         context.wake_at(now + seconds(EVIDENCE_RECHECK));
-        if !*evidence_wait_reported {
-            *evidence_wait_reported = true;
+        if !evidence_wait_reported {
+            lane_mut(pipeline, index, region).evidence_wait_reported = true;
             context.notify(Event::BakeWaitingForEvidence {
                 pipeline: name.clone(),
                 stage: stage.name.clone(),
                 step: step.name.clone(),
+                target: target.clone(),
                 artifact: digest.clone(),
                 missing,
             });
         }
-        return;
+        return false;
     }
     context.notify(Event::StepBaked {
         pipeline: name.clone(),
         stage: stage.name.clone(),
         step: step.name.clone(),
+        target: target.clone(),
         artifact: digest.clone(),
     });
     if step.kind != StepKind::OneBox {
-        for target in targets.keys() {
-            let known_good = &mut pipeline.targets.get_mut(target).expect("plan target").known_good;
-            known_good.retain(|known| known != digest);
-            known_good.push(digest.clone());
-            if known_good.len() > MAX_KNOWN_GOOD_PER_TARGET {
-                known_good.remove(0);
-            }
+        let known_good = &mut pipeline.targets.get_mut(&target).expect("plan target").known_good;
+        known_good.retain(|known| known != digest);
+        known_good.push(digest.clone());
+        if known_good.len() > MAX_KNOWN_GOOD_PER_TARGET {
+            known_good.remove(0);
         }
     }
-    let next = *step_index + 1;
-    if next < stage.steps.len() {
-        run.phase = step_phase(stage, next);
-        // Start the next step's targets in this same pass.
-        advance_step(pipeline, index, context);
-    } else {
-        start_tests(pipeline, index, context);
+    let lane = lane_mut(pipeline, index, region);
+    let steps_baked = lane.steps_baked + 1;
+    match stage.next_step_in_region(Some(lane.step), region) {
+        Some(next) => {
+            let target = stage.target_in_region(next, region).expect("found above").clone();
+            *lane = Lane { steps_baked, ..Lane::at(next, target) };
+            true
+        }
+        None => {
+            lane.steps_baked = steps_baked;
+            lane.phase = TargetPhase::Baked { at: now };
+            false
+        }
     }
 }
 
@@ -1895,11 +1945,7 @@ fn enter_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
         stage: stage.name.clone(),
         artifact: artifact.digest,
     });
-    if stage.steps.is_empty() {
-        start_tests(pipeline, index, context);
-    } else {
-        advance_step(pipeline, index, context);
-    }
+    advance_rollout(pipeline, index, context);
 }
 
 fn advance_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
@@ -1965,12 +2011,12 @@ fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context: &mut Conte
         .stages
         .iter()
         .filter_map(|state| match &state.run {
-            Some(StageRun { phase: StagePhase::Step { targets, .. }, .. }) => Some(targets),
+            Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) => Some(lanes.values()),
             _ => None,
         })
-        .flat_map(|targets| targets.iter())
-        .filter(|(_, run)| matches!(run.phase, TargetPhase::Deploying { .. }))
-        .map(|(target, _)| target.clone())
+        .flatten()
+        .filter(|lane| matches!(lane.phase, TargetPhase::Deploying { .. }))
+        .map(|lane| lane.target.clone())
         .collect();
     let recalled: BTreeSet<&Digest> = pipeline
         .artifacts

@@ -165,27 +165,46 @@ impl Fleet {
             return false;
         }
         self.observed_at = Some(observed_at);
-        let mut next = BTreeMap::new();
+        // Boxes the snapshot lists are updated in place or added; the others are gone.
+        let before = self.boxes.len();
+        let mut updated = 0;
+        let mut listed = Vec::with_capacity(boxes.len());
         for observation in boxes {
-            let id = observation.id.clone();
-            let state = match self.boxes.remove(&id) {
-                Some(mut state) => {
+            listed.push(observation.id.clone());
+            match self.boxes.get_mut(&observation.id) {
+                Some(state) => {
+                    // Counted once, should a snapshot list a box twice.
+                    if state.observed_at != observed_at {
+                        updated += 1;
+                    }
                     state.observation = observation;
                     state.observed_at = observed_at;
-                    state
                 }
-                None => BoxState {
-                    observation,
-                    observed_at,
-                    pending: None,
-                    last_command_at: None,
-                    last_command_artifact: None,
-                },
-            };
-            next.insert(id, state);
+                None => {
+                    let state = BoxState {
+                        observation,
+                        observed_at,
+                        pending: None,
+                        last_command_at: None,
+                        last_command_artifact: None,
+                    };
+                    self.boxes.insert(state.observation.id.clone(), state);
+                }
+            }
         }
-        self.boxes = next;
+        if updated < before {
+            listed.sort();
+            self.boxes.retain(|id, _| listed.binary_search(id).is_ok());
+        }
         true
+    }
+
+    /// Whether any box runs `artifact` or has a command pending to install it.
+    pub fn runs(&self, artifact: &Digest) -> bool {
+        self.boxes.values().any(|state| {
+            state.observation.running.as_ref() == Some(artifact)
+                || state.pending.as_ref().is_some_and(|pending| &pending.artifact == artifact)
+        })
     }
 
     /// The artifact every box runs, if all run the same one and there is at least one box.

@@ -68,4 +68,7 @@ pub enum PlantedBug {
     IgnoreCapacityFloor,
     /// Bakes complete as soon as they start, so the next zone of a region starts unbaked.
     SkipBake,
+    /// A region's next zone starts as soon as its current one deployed, before the bake: two
+    /// zones of one region are exposed at once.
+    NextZoneBeforeBake,
 }

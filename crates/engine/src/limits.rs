@@ -43,3 +43,7 @@ pub const MAX_DATA_POINT_ARTIFACTS: usize = 4;
 /// reading): alarm sources publish every minute, so a minute later there may be new evidence.
 /// Inputs re-check sooner; the wake-up makes sure a quiet bake is not forgotten.
 pub const EVIDENCE_RECHECK: i64 = 60;
+
+/// Reconcile passes one step makes at most: a pass that reported events is followed by another,
+/// since what it changed may let more happen at the same instant.
+pub const MAX_PASSES: usize = 4;

@@ -96,16 +96,10 @@ pub struct StageRun {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum StagePhase {
-    /// Deploying step `index` to its targets, then baking it.
-    Step {
-        index: usize,
-        #[serde(with = "pairs")]
-        targets: BTreeMap<Target, TargetRun>,
-        bake_started: Option<Timestamp>,
-        /// Whether a wait for missing bake evidence has been reported.
-        evidence_wait_reported: bool,
-    },
-    /// Running the stage's test gates.
+    /// Deploying the stage's steps. Each region works through its own steps in order (one zone
+    /// or cell at a time) and bakes each; regions run in parallel.
+    Rollout { lanes: BTreeMap<String, Lane> },
+    /// Running the stage's test gates, once every region has baked its last step.
     Testing { gates: Vec<GateRun> },
     /// Waiting for a person's approval.
     AwaitingApproval,
@@ -114,15 +108,53 @@ pub enum StagePhase {
 }
 
 impl StagePhase {
-    /// Whether any target of the current step has started deploying.
+    /// Whether any target of the stage has started deploying.
     pub fn started(&self) -> bool {
         match self {
-            StagePhase::Step { index, targets, .. } => {
-                *index > 0 || targets.values().any(|run| !matches!(run.phase, TargetPhase::Waiting))
-            }
+            StagePhase::Rollout { lanes } => lanes.values().any(Lane::started),
             StagePhase::Testing { .. } | StagePhase::AwaitingApproval => true,
             StagePhase::Failed { .. } => false,
         }
+    }
+}
+
+/// One region's way through a stage: the step it is on, that step's target there, and its bake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lane {
+    /// Index of the stage's step this region is on.
+    pub step: usize,
+    pub target: Target,
+    pub phase: TargetPhase,
+    /// The blockers last reported for this target, so changes are reported once.
+    pub blockers: Vec<Blocker>,
+    pub bake_started: Option<Timestamp>,
+    /// Whether a wait for missing bake evidence has been reported.
+    pub evidence_wait_reported: bool,
+    /// Steps this region has baked in the stage.
+    pub steps_baked: u32,
+}
+
+impl Lane {
+    /// The lane at step `step`, not started.
+    pub fn at(step: usize, target: Target) -> Lane {
+        Lane {
+            step,
+            target,
+            phase: TargetPhase::Waiting,
+            blockers: Vec::new(),
+            bake_started: None,
+            evidence_wait_reported: false,
+            steps_baked: 0,
+        }
+    }
+
+    fn started(&self) -> bool {
+        self.steps_baked > 0 || !matches!(self.phase, TargetPhase::Waiting)
+    }
+
+    /// Deploying or deployed: the lane's target is exposed to the artifact.
+    pub fn active(&self) -> bool {
+        matches!(self.phase, TargetPhase::Deploying { .. } | TargetPhase::Deployed { .. })
     }
 }
 
@@ -134,14 +166,6 @@ pub struct GateRun {
     pub passed: Option<bool>,
     /// When the request was last sent; re-sent until answered, like box commands.
     pub last_sent: Option<Timestamp>,
-}
-
-/// One target's part of a step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TargetRun {
-    pub phase: TargetPhase,
-    /// The blockers last reported for this target, so changes are reported once.
-    pub blockers: Vec<Blocker>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +185,11 @@ pub enum TargetPhase {
     Deployed {
         at: Timestamp,
     },
-    /// Stopped because another target of the step rolled back or failed.
+    /// Its last step in the stage deployed and baked.
+    Baked {
+        at: Timestamp,
+    },
+    /// Stopped because another target of the stage rolled back or failed.
     Halted,
 }
 

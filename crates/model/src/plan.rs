@@ -125,6 +125,44 @@ impl fmt::Display for Target {
     }
 }
 
+impl Stage {
+    /// The first step after `after` (or the stage's first step, for `None`) that deploys to
+    /// `region`. Each region works through its own steps; regions of a stage run in parallel.
+    pub fn next_step_in_region(&self, after: Option<usize>, region: &str) -> Option<usize> {
+        let from = after.map_or(0, |index| index + 1);
+        (from..self.steps.len())
+            .find(|&index| self.steps[index].targets.iter().any(|t| t.region == region))
+    }
+
+    /// The step `index` deploys to in `region`, if any.
+    pub fn target_in_region(&self, index: usize, region: &str) -> Option<&Target> {
+        self.steps.get(index)?.targets.iter().find(|t| t.region == region)
+    }
+
+    /// The bake after step `index` in `region`: the step's own, except that a region's last
+    /// step bakes as long as the stage's last step, so a region with fewer zones than the
+    /// wave's largest still ends with the wave's bake.
+    pub fn bake_in_region(&self, index: usize, region: &str) -> &Bake {
+        let last = self.steps.len() - 1;
+        if index < last && self.next_step_in_region(Some(index), region).is_none() {
+            &self.steps[last].bake
+        } else {
+            &self.steps[index].bake
+        }
+    }
+
+    /// Every region this stage deploys to, in order of first appearance.
+    pub fn regions(&self) -> Vec<&str> {
+        let mut regions: Vec<&str> = Vec::new();
+        for target in self.steps.iter().flat_map(|step| &step.targets) {
+            if !regions.contains(&target.region.as_str()) {
+                regions.push(&target.region);
+            }
+        }
+        regions
+    }
+}
+
 impl Plan {
     pub fn production_stages(&self) -> impl Iterator<Item = &Stage> {
         self.stages.iter().filter(|stage| stage.kind.is_production())

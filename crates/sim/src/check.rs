@@ -52,6 +52,9 @@ struct TargetModel {
     boxes: BTreeMap<String, BoxModel>,
 }
 
+/// A step index and a region: one region's part of a step.
+type StepInRegion = (usize, String);
+
 /// A deployment the engine reported started and has not finished baking or failed.
 #[derive(Clone, Debug)]
 struct InProgress {
@@ -85,13 +88,14 @@ pub struct Checker {
     data_points: BTreeMap<(String, Target, String, Digest), (u64, Timestamp)>,
     content: ContentBlocklist,
     in_progress: Vec<InProgress>,
-    /// (pipeline, stage index) -> artifact in the stage and the steps it has baked there.
-    stage_runs: BTreeMap<(String, usize), (Digest, BTreeSet<usize>)>,
+    /// (pipeline, stage index) -> artifact in the stage and the (step, region) pairs it has
+    /// baked there.
+    stage_runs: BTreeMap<(String, usize), (Digest, BTreeSet<StepInRegion>)>,
     passed: BTreeSet<(String, usize, Digest)>,
     /// Production stages an artifact started deploying in and has not yet passed or failed.
     in_production: BTreeSet<(String, usize, Digest)>,
     failed: BTreeSet<(String, usize, Digest)>,
-    bake_started: BTreeMap<(String, usize, usize, Digest), Timestamp>,
+    bake_started: BTreeMap<(String, usize, usize, Target, Digest), Timestamp>,
     holds: BTreeSet<(String, Option<String>)>,
     overrides: BTreeMap<String, OverrideModel>,
     recalled: BTreeSet<Digest>,
@@ -449,15 +453,15 @@ impl Checker {
                 self.deployment_started(now, pipeline, stage, step, target, artifact);
             }
             Event::DeploymentFailed { .. } => coverage.hit("deployment failed"),
-            Event::BakeStarted { pipeline, stage, step, artifact, .. } => {
+            Event::BakeStarted { pipeline, stage, step, target, artifact, .. } => {
                 if let Some((stage, step)) = self.locate(pipeline, stage, step) {
-                    self.bake_started
-                        .insert((pipeline.clone(), stage, step, artifact.clone()), now);
+                    let key = (pipeline.clone(), stage, step, target.clone(), artifact.clone());
+                    self.bake_started.insert(key, now);
                 }
             }
             Event::BakeWaitingForEvidence { .. } => coverage.hit("bake waited for evidence"),
-            Event::StepBaked { pipeline, stage, step, artifact } => {
-                self.step_baked(now, pipeline, stage, step, artifact);
+            Event::StepBaked { pipeline, stage, step, target, artifact } => {
+                self.step_baked(now, pipeline, stage, step, target, artifact);
             }
             Event::StagePassed { pipeline, stage, artifact } => {
                 let index = self
@@ -467,8 +471,13 @@ impl Checker {
                     .position(|s| &s.name == stage)
                     .expect("stage");
                 let baked = self.stage_runs.get(&(pipeline.clone(), index));
-                let steps = self.plan(pipeline).stages[index].steps.len();
-                if baked.is_none_or(|(digest, baked)| digest != artifact || baked.len() != steps) {
+                let every: BTreeSet<(usize, String)> = self.plan(pipeline).stages[index]
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, step)| step.targets.iter().map(move |t| (i, t.region.clone())))
+                    .collect();
+                if baked.is_none_or(|(digest, baked)| digest != artifact || *baked != every) {
                     self.violate(
                         now,
                         "I3 promotion requires baked evidence",
@@ -634,7 +643,13 @@ impl Checker {
             .stage_runs
             .get(&(pipeline.to_string(), stage_index))
             .filter(|(digest, _)| digest == artifact);
-        if step_index > 0 && !baked.is_some_and(|(_, baked)| baked.contains(&(step_index - 1))) {
+        // Each region works through its own steps: the one before in this region has baked.
+        let before = (0..step_index)
+            .rev()
+            .find(|&i| stage_plan.steps[i].targets.iter().any(|t| t.region == target.region));
+        if let Some(before) = before
+            && !baked.is_some_and(|(_, baked)| baked.contains(&(before, target.region.clone())))
+        {
             self.violate(
                 now,
                 "I2 blast radius",
@@ -758,13 +773,23 @@ impl Checker {
         pipeline: &str,
         stage: &str,
         step: &str,
+        target: &Target,
         artifact: &Digest,
     ) {
         let Some((stage_index, step_index)) = self.locate(pipeline, stage, step) else { return };
         let plan = self.plan(pipeline).clone();
         let stage_plan = &plan.stages[stage_index];
         let step_plan: &Step = &stage_plan.steps[step_index];
-        let key = (pipeline.to_string(), stage_index, step_index, artifact.clone());
+        if !step_plan.targets.contains(target) {
+            self.violate(
+                now,
+                "I2 blast radius",
+                format!("{pipeline} {step} baked {target}, which is not one of its targets"),
+            );
+            return;
+        }
+        let bake = stage_plan.bake_in_region(step_index, &target.region);
+        let key = (pipeline.to_string(), stage_index, step_index, target.clone(), artifact.clone());
         let Some(started) = self.bake_started.get(&key).copied() else {
             self.violate(
                 now,
@@ -773,7 +798,7 @@ impl Checker {
             );
             return;
         };
-        let mut required = step_plan.bake.duration.as_seconds() as i64;
+        let mut required = bake.duration.as_seconds() as i64;
         if self.urgent.get(pipeline) == Some(artifact) {
             required = required * i64::from(plan.urgent.minimum_bake_percent.min(100)) / 100;
         }
@@ -787,8 +812,8 @@ impl Checker {
                 ),
             );
         }
-        for target in &step_plan.targets {
-            for (metric, needed) in &step_plan.bake.data_points {
+        {
+            for (metric, needed) in &bake.data_points {
                 let seen = self
                     .data_points
                     .get(&(pipeline.to_string(), target.clone(), metric.clone(), artifact.clone()))
@@ -831,11 +856,12 @@ impl Checker {
             .entry((pipeline.to_string(), stage_index))
             .or_insert_with(|| (artifact.clone(), BTreeSet::new()))
             .1
-            .insert(step_index);
+            .insert((step_index, target.region.clone()));
         self.in_progress.retain(|p| {
             !(p.pipeline == pipeline
                 && p.stage == stage_index
                 && p.step == step_index
+                && &p.target == target
                 && &p.artifact == artifact)
         });
     }

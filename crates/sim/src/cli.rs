@@ -224,16 +224,21 @@ pub fn print_eta(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{pipeline}: a change entering at {} reaches every region at {} ({:.1} days)",
+        "{pipeline}: a change entering at {} reaches every region at {} ({:.1} days, {} business days)",
         eta.start,
         eta.finish,
-        eta.total.as_secs_f64() / 86_400.0
+        eta.total.as_secs_f64() / 86_400.0,
+        eta.business_days
     );
+    println!("stages:");
     for (stage, at) in &eta.stages {
-        println!("  {stage:<12} passed {at}");
+        println!("  {stage:<16} passed {at}");
     }
-    for (region, at) in &eta.regions {
-        println!("  {region:<16} done {at}");
+    println!("regions, first done first:");
+    let mut regions: Vec<(&String, &jiff::Timestamp)> = eta.regions.iter().collect();
+    regions.sort_by_key(|(region, at)| (**at, *region));
+    for (region, at) in regions {
+        println!("  {region:<16} done   {at}");
     }
     println!("largest waits:");
     for wait in eta.waits.iter().take(5) {

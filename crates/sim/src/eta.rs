@@ -7,10 +7,12 @@
 //! data-point minimums. What remains is what the pipeline itself imposes: batches, bakes, time
 //! windows, holidays, manual approvals (given at once here) and the order of waves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use gantry_engine::fleet::{BoxId, BoxObservation, CommandOutcome, Health};
+use gantry_engine::fleet::{BoxId, BoxObservation, CommandId, CommandOutcome, Health};
 use gantry_engine::input::{AlarmState, Input, OperatorCommand};
+use gantry_engine::state::{StagePhase, StageRun};
+use gantry_engine::windows::{Closure, CompiledWindows};
 use gantry_engine::{Action, ArtifactReady, BlockerKind, Commit, Digest, Engine, Event};
 use gantry_model::{Plan, Target};
 use jiff::{SignedDuration, Timestamp};
@@ -45,6 +47,9 @@ pub struct Eta {
     pub regions: BTreeMap<String, Timestamp>,
     pub finish: Timestamp,
     pub total: SignedDuration,
+    /// Weekdays (Monday to Friday, UTC) from the start's to the finish's, both counted: a
+    /// change entering Monday and done on Thursday took 4 business days.
+    pub business_days: u32,
     /// The longest waits on blockers, longest first: (what, from, to).
     pub waits: Vec<Wait>,
     /// Every decision the engine made on the way, one line each.
@@ -64,6 +69,15 @@ pub struct Wait {
 /// What an ideal box runs and how its last command ended.
 type IdealBox = (Option<Digest>, Option<CommandOutcome>);
 
+/// An install in progress on an ideal box: when it finishes, where, and what.
+struct Install {
+    at: Timestamp,
+    target: Target,
+    index: usize,
+    artifact: Digest,
+    command: CommandId,
+}
+
 /// Computes when a change entering `plan` at `start` reaches every stage and region.
 pub fn eta(
     plan: &Plan,
@@ -74,221 +88,173 @@ pub fn eta(
     let name = plan.pipeline.clone();
     let base = Digest("sha256:running-now".into());
     let change = Digest("sha256:the-change".into());
-    let targets: Vec<Target> = plan
-        .stages
-        .iter()
-        .flat_map(|stage| &stage.steps)
-        .flat_map(|step| step.targets.iter().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // What each box runs, and installs finishing at a time.
+    let steps = || plan.stages.iter().flat_map(|stage| &stage.steps);
+    let targets: BTreeSet<Target> = steps().flat_map(|step| step.targets.iter().cloned()).collect();
     let mut fleet: BTreeMap<Target, Vec<IdealBox>> = targets
         .iter()
         .map(|t| (t.clone(), vec![(Some(base.clone()), None); BOXES_PER_TARGET as usize]))
         .collect();
-    let mut installs: Vec<(Timestamp, Target, usize, Digest, gantry_engine::CommandId)> =
-        Vec::new();
-    let mut gates: Vec<(Timestamp, gantry_engine::CommandId)> = Vec::new();
-    let mut alarms: Vec<(String, Option<String>)> = Vec::new();
+    // Every alarm the engine reads, per region: rollback alarms and alarm blockers.
+    let mut alarms: BTreeMap<&str, BTreeSet<&String>> = BTreeMap::new();
     for stage in &plan.stages {
         for step in &stage.steps {
-            for alarm in gantry_engine::engine::rollback_alarms(plan, stage, step) {
-                for target in &step.targets {
-                    alarms.push((alarm.clone(), Some(target.region.clone())));
-                }
+            for target in &step.targets {
+                let region = alarms.entry(target.region.as_str()).or_default();
+                region.extend(gantry_engine::engine::rollback_alarms(plan, stage, step));
+                region.extend(&plan.alarm_blockers.team);
+                region.extend(&plan.alarm_blockers.organisation);
             }
         }
     }
-    for alarm in plan.alarm_blockers.team.iter().chain(&plan.alarm_blockers.organisation) {
-        for region in region_zones.keys() {
-            alarms.push((alarm.clone(), Some(region.clone())));
-        }
-    }
-    alarms.sort();
-    alarms.dedup();
-    let metrics: Vec<String> = plan
-        .stages
-        .iter()
-        .flat_map(|stage| &stage.steps)
-        .flat_map(|step| step.bake.data_points.keys().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let metrics: BTreeSet<&String> =
+        steps().flat_map(|step| step.bake.data_points.keys()).collect();
 
-    let mut now = start;
-    let mut wake: Option<Timestamp> = None;
     let mut report = Eta {
         start,
         stages: Vec::new(),
         regions: BTreeMap::new(),
         finish: start,
         total: SignedDuration::ZERO,
+        business_days: 0,
         waits: Vec::new(),
         timeline: Vec::new(),
         engine_steps: 0,
     };
-    let mut blocked_since: BTreeMap<(Target, String), (Timestamp, String)> = BTreeMap::new();
-    let steps = std::cell::Cell::new(0u64);
-    let step = |engine: &mut Engine, now: Timestamp, input: Input, pending: &mut Vec<Action>| {
-        steps.set(steps.get() + 1);
-        pending.extend(engine.step(now, input));
-    };
-    let mut actions = Vec::new();
-    step(&mut engine, now, Input::ControllerStarted { epoch: 1 }, &mut actions);
-    let ready = ArtifactReady {
-        digest: change.clone(),
-        sequence: 1,
-        previous: None,
-        commits: vec![Commit {
-            id: "the-change".into(),
-            author: "author".into(),
-            approvers: vec!["reviewer".into()],
-        }],
-        packages: Vec::new(),
-        signature_verified: true,
-    };
     let last_stage = plan.stages.last().map(|stage| stage.name.clone());
-    // When each alarm and target was last reported, so only stale ones are reported again
-    // (the engine treats alarms older than three minutes and boxes older than two as unknown).
+    let mut blocked_since: BTreeMap<(Target, BlockerKind), (Timestamp, String)> = BTreeMap::new();
+    let mut installs: Vec<Install> = Vec::new();
+    let mut gates: Vec<(Timestamp, CommandId)> = Vec::new();
+    // When alarms and each target were last reported: only stale ones are reported again (the
+    // engine treats alarms older than three minutes and boxes older than two as unknown).
     let alarm_refresh = SignedDuration::from_secs(150);
     let fleet_refresh = SignedDuration::from_secs(100);
-    let mut alarm_fed: Option<Timestamp> = None;
+    let mut alarm_fed: BTreeMap<String, Timestamp> = BTreeMap::new();
+    let box_ids: Vec<BoxId> =
+        (0..BOXES_PER_TARGET).map(|index| BoxId(format!("box-{index}"))).collect();
+    let mut active: BTreeSet<Target> = BTreeSet::new();
     let mut fleet_fed: BTreeMap<Target, Timestamp> = BTreeMap::new();
+
+    // The first round: the controller starts, traffic meets every bake's minimums from the
+    // start, and the change arrives.
+    let mut inputs = vec![Input::ControllerStarted { epoch: 1 }];
     for metric in &metrics {
         for target in &targets {
-            let input = Input::DataPoints {
+            inputs.push(Input::DataPoints {
                 pipeline: name.clone(),
                 target: target.clone(),
                 artifact: change.clone(),
-                metric: metric.clone(),
+                metric: (*metric).clone(),
                 count: u64::MAX / 2,
-                observed_at: now,
-            };
-            step(&mut engine, now, input, &mut actions);
+                observed_at: start,
+            });
         }
     }
-    for _ in 0..MAX_WAKE_UPS {
-        // Finish what is due, then report what changed or went stale.
-        let mut changed: std::collections::BTreeSet<Target> = std::collections::BTreeSet::new();
-        installs.retain(|(at, target, index, artifact, command)| {
+    inputs.push(Input::ArtifactReady {
+        pipeline: name.clone(),
+        artifact: ArtifactReady {
+            digest: change.clone(),
+            sequence: 1,
+            previous: None,
+            commits: vec![Commit {
+                id: "the-change".into(),
+                author: "author".into(),
+                approvers: vec!["reviewer".into()],
+            }],
+            packages: Vec::new(),
+            signature_verified: true,
+        },
+    });
+    let mut now = start;
+    let mut wake: Option<Timestamp> = None;
+    for round in 0..MAX_WAKE_UPS {
+        // Finish what is due, then report what changed or went stale, all in one round.
+        let mut changed: BTreeSet<Target> = BTreeSet::new();
+        installs.retain(|install| {
+            if install.at > now {
+                return true;
+            }
+            fleet.get_mut(&install.target).expect("known target")[install.index] = (
+                Some(install.artifact.clone()),
+                Some(CommandOutcome {
+                    command: install.command,
+                    succeeded: true,
+                    detail: String::new(),
+                }),
+            );
+            changed.insert(install.target.clone());
+            false
+        });
+        gates.retain(|(at, command)| {
             if *at > now {
                 return true;
             }
-            fleet.get_mut(target).expect("known target")[*index] = (
-                Some(artifact.clone()),
-                Some(CommandOutcome { command: *command, succeeded: true, detail: String::new() }),
-            );
-            changed.insert(target.clone());
+            inputs.push(Input::TestGateResult {
+                pipeline: name.clone(),
+                command: *command,
+                passed: true,
+                detail: String::new(),
+            });
             false
         });
-        let due: Vec<gantry_engine::CommandId> =
-            gates.iter().filter(|(at, _)| *at <= now).map(|(_, id)| *id).collect();
-        gates.retain(|(at, _)| *at > now);
-        for command in due {
-            step(
-                &mut engine,
-                now,
-                Input::TestGateResult {
-                    pipeline: name.clone(),
-                    command,
-                    passed: true,
-                    detail: String::new(),
-                },
-                &mut actions,
-            );
-        }
-        if alarm_fed.is_none_or(|at| now.duration_since(at) >= alarm_refresh) {
-            alarm_fed = Some(now);
-            for (alarm, region) in &alarms {
-                let input = Input::Alarm {
-                    alarm: alarm.clone(),
-                    region: region.clone(),
+        // Only the regions and targets of steps in progress need fresh readings.
+        for region in active.iter().map(|target| target.region.as_str()).collect::<BTreeSet<_>>() {
+            if alarm_fed.get(region).is_some_and(|at| now.duration_since(*at) < alarm_refresh) {
+                continue;
+            }
+            alarm_fed.insert(region.to_string(), now);
+            for alarm in alarms.get(region).into_iter().flatten() {
+                inputs.push(Input::Alarm {
+                    alarm: (*alarm).clone(),
+                    region: Some(region.to_string()),
                     state: AlarmState::Ok,
                     observed_at: now,
-                };
-                step(&mut engine, now, input, &mut actions);
+                });
             }
         }
-        if now == start {
-            step(
-                &mut engine,
-                now,
-                Input::ArtifactReady { pipeline: name.clone(), artifact: ready.clone() },
-                &mut actions,
-            );
-        }
-        step(&mut engine, now, Input::Tick, &mut actions);
-        // Only targets of a step in progress need fresh observations.
-        let active: std::collections::BTreeSet<Target> = engine.pipelines[&name]
-            .stages
-            .iter()
-            .filter_map(|state| match &state.run {
-                Some(gantry_engine::state::StageRun {
-                    phase: gantry_engine::state::StagePhase::Step { targets, .. },
-                    ..
-                }) => Some(targets.keys()),
-                _ => None,
-            })
-            .flatten()
-            .cloned()
-            .collect();
         for (target, boxes) in &fleet {
             let stale =
                 fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh);
-            let needed = changed.contains(target) || (stale && active.contains(target));
-            if !needed {
+            if !(changed.contains(target) || (stale && active.contains(target))) {
                 continue;
             }
             fleet_fed.insert(target.clone(), now);
-            let observations = boxes
-                .iter()
-                .enumerate()
-                .map(|(index, (running, outcome))| BoxObservation {
-                    id: BoxId(format!("box-{index}")),
-                    running: running.clone(),
-                    health: Health::Healthy,
-                    last_command: outcome.clone(),
-                })
-                .collect();
-            step(
-                &mut engine,
-                now,
-                Input::Fleet {
-                    pipeline: name.clone(),
-                    target: target.clone(),
-                    observed_at: now,
-                    boxes: observations,
-                },
-                &mut actions,
-            );
+            inputs.push(Input::Fleet {
+                pipeline: name.clone(),
+                target: target.clone(),
+                observed_at: now,
+                boxes: observe(boxes, &box_ids),
+            });
         }
-        let mut approvals = Vec::new();
-        for action in actions.drain(..) {
+        inputs.push(Input::Tick);
+        report.engine_steps = round as u64 + 1;
+        let actions = engine.step_many(now, inputs.drain(..));
+        for action in actions {
             match action {
                 Action::Deploy(command) | Action::RollBack(command) => {
                     let index: usize =
                         command.box_id.0.trim_start_matches("box-").parse().expect("our box ids");
                     // Agents apply a command id once: a re-sent command changes nothing.
-                    let known = installs.iter().any(|(.., id)| *id == command.id)
+                    let known = installs.iter().any(|install| install.command == command.id)
                         || fleet[&command.target][index]
                             .1
                             .as_ref()
                             .is_some_and(|outcome| outcome.command == command.id);
                     if !known {
-                        installs.retain(|(_, target, i, _, _)| {
-                            !(target == &command.target && *i == index)
-                        });
-                        installs.push((
-                            now + INSTALL_TIME,
-                            command.target,
+                        installs.retain(|i| !(i.target == command.target && i.index == index));
+                        installs.push(Install {
+                            at: now + INSTALL_TIME,
+                            target: command.target,
                             index,
-                            command.artifact,
-                            command.id,
-                        ));
+                            artifact: command.artifact,
+                            command: command.id,
+                        });
                     }
                 }
-                Action::RunTestGate { id, .. } => gates.push((now + TEST_TIME, id)),
+                Action::RunTestGate { id, .. } => {
+                    if !gates.iter().any(|(_, gate)| *gate == id) {
+                        gates.push((now + TEST_TIME, id));
+                    }
+                }
                 Action::WakeAt(at) => wake = Some(wake.map_or(at, |w: Timestamp| w.min(at))),
                 Action::Notify(event) => {
                     if let Some(line) = crate::timeline::describe(&event) {
@@ -300,92 +266,52 @@ pub fn eta(
                             report.finish = now;
                             if Some(&stage) == last_stage.as_ref() {
                                 report.total = now.duration_since(start);
-                                report.engine_steps = steps.get();
+                                report.business_days = business_days(start, now);
                                 report.waits.sort_by(|a, b| b.hours.total_cmp(&a.hours));
                                 return Ok(report);
                             }
                         }
-                        Event::StepBaked { step: step_name, .. } => {
-                            let regions = plan
-                                .stages
-                                .iter()
-                                .flat_map(|stage| &stage.steps)
-                                .filter(|s| {
-                                    s.name == step_name
-                                        && s.targets.iter().all(|t| t.environment == "prod")
-                                })
-                                .flat_map(|s| s.targets.iter().map(|t| t.region.clone()));
-                            for region in regions.collect::<Vec<_>>() {
-                                report.regions.insert(region, now);
-                            }
+                        Event::StepBaked { target, .. } if target.environment == "prod" => {
+                            report.regions.insert(target.region, now);
                         }
+                        // Manual approvals are given at once, in the next round.
                         Event::AwaitingApproval { stage, artifact, .. } => {
-                            approvals.push(OperatorCommand::Approve {
-                                pipeline: name.clone(),
-                                stage,
-                                artifact,
+                            inputs.push(Input::Operator {
+                                id: format!("eta-approval-{stage}"),
+                                by: "eta".into(),
+                                command: OperatorCommand::Approve {
+                                    pipeline: name.clone(),
+                                    stage,
+                                    artifact,
+                                },
                             });
                         }
                         Event::Blocked { target, blockers, .. } => {
-                            for blocker in &blockers {
-                                let key = (target.clone(), format!("{:?}", blocker.kind));
-                                blocked_since.entry(key).or_insert((
-                                    now,
-                                    describe_wait(blocker, region_zones.get(&target.region)),
-                                ));
-                            }
-                            let open: Vec<(Target, String)> = blocked_since
-                                .keys()
-                                .filter(|(t, kind)| {
-                                    t == &target
-                                        && !blockers
-                                            .iter()
-                                            .any(|b| &format!("{:?}", b.kind) == kind)
-                                })
-                                .cloned()
-                                .collect();
-                            for key in open {
-                                let (from, what) = blocked_since.remove(&key).expect("listed");
-                                if now > from && key.1 != format!("{:?}", BlockerKind::TeamAlarm) {
-                                    let hours = now.duration_since(from).as_secs_f64() / 3600.0;
-                                    report.waits.push(Wait {
-                                        what: format!("{}: {what}", key.0.region),
-                                        from,
-                                        to: now,
-                                        hours,
-                                    });
-                                }
-                            }
+                            record_waits(
+                                &mut report.waits,
+                                &mut blocked_since,
+                                now,
+                                &target,
+                                &blockers,
+                                region_zones,
+                                &plan.time_windows,
+                            );
                         }
                         _ => {}
                     }
                 }
             }
         }
-        // Approvals are given at once; their consequences are read at the same instant.
-        let approved = !approvals.is_empty();
-        for (number, command) in approvals.into_iter().enumerate() {
-            let input = Input::Operator {
-                id: format!("eta-approval-{number}-{now}"),
-                by: "eta".into(),
-                command,
-            };
-            step(&mut engine, now, input, &mut actions);
-        }
-        // A step that started in this instant needs its targets' observations now.
-        let newly_active = engine.pipelines[&name].stages.iter().any(|state| match &state.run {
-            Some(gantry_engine::state::StageRun {
-                phase: gantry_engine::state::StagePhase::Step { targets, .. },
-                ..
-            }) => targets.keys().any(|target| {
-                fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
-            }),
-            _ => false,
+        // An approval given, or a step that started now and needs its targets' observations:
+        // another round at the same instant.
+        active = active_targets(&engine, &name);
+        let unobserved = active.iter().any(|target| {
+            fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
         });
-        if approved || newly_active {
+        if !inputs.is_empty() || unobserved {
             continue;
         }
-        let next_install = installs.iter().map(|(at, ..)| *at).min();
+        let next_install = installs.iter().map(|install| install.at).min();
         let next_gate = gates.iter().map(|(at, _)| *at).min();
         let next = [wake.take(), next_install, next_gate]
             .into_iter()
@@ -399,6 +325,132 @@ pub fn eta(
     }
     let recent = report.timeline.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join("\n");
     Err(Error::Unfinished { at: now, stuck: recent })
+}
+
+/// The targets of steps in progress: they need fresh observations.
+fn active_targets(engine: &Engine, pipeline: &str) -> BTreeSet<Target> {
+    engine.pipelines[pipeline]
+        .stages
+        .iter()
+        .filter_map(|state| match &state.run {
+            Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) => Some(lanes.values()),
+            _ => None,
+        })
+        .flatten()
+        .map(|lane| lane.target.clone())
+        .collect()
+}
+
+/// What the ideal agents report: every box healthy on what it runs.
+fn observe(boxes: &[IdealBox], ids: &[BoxId]) -> Vec<BoxObservation> {
+    boxes
+        .iter()
+        .zip(ids)
+        .map(|((running, outcome), id)| BoxObservation {
+            id: id.clone(),
+            running: running.clone(),
+            health: Health::Healthy,
+            last_command: outcome.clone(),
+        })
+        .collect()
+}
+
+/// Notes when each blocker of `target` began, and records a wait for each that cleared.
+fn record_waits(
+    waits: &mut Vec<Wait>,
+    blocked_since: &mut BTreeMap<(Target, BlockerKind), (Timestamp, String)>,
+    now: Timestamp,
+    target: &Target,
+    blockers: &[gantry_engine::Blocker],
+    region_zones: &BTreeMap<String, String>,
+    windows: &gantry_model::pipeline::TimeWindows,
+) {
+    for blocker in blockers {
+        blocked_since
+            .entry((target.clone(), blocker.kind))
+            .or_insert((now, describe_wait(blocker, region_zones.get(&target.region))));
+    }
+    let cleared: Vec<(Target, BlockerKind)> = blocked_since
+        .keys()
+        .filter(|(t, kind)| t == target && !blockers.iter().any(|b| b.kind == *kind))
+        .cloned()
+        .collect();
+    for key in cleared {
+        let (from, what) = blocked_since.remove(&key).expect("listed");
+        // Alarm blockers clear within a round in an ideal world: not a wait worth naming.
+        if now > from && key.1 == BlockerKind::TimeWindow {
+            let hours = now.duration_since(from).as_secs_f64() / 3600.0;
+            let closed = region_zones
+                .get(&key.0.region)
+                .map(|zone| closed_because(windows, zone, from, now))
+                .unwrap_or_default();
+            let what = if closed.is_empty() { what } else { closed };
+            waits.push(Wait { what: format!("{}: {what}", key.0.region), from, to: now, hours });
+        } else if now > from && key.1 != BlockerKind::TeamAlarm {
+            let hours = now.duration_since(from).as_secs_f64() / 3600.0;
+            waits.push(Wait { what: format!("{}: {what}", key.0.region), from, to: now, hours });
+        }
+    }
+}
+
+/// Why the windows stayed closed from `from` to `to` in `zone`, reason by reason, e.g. "closed
+/// Thu 15:00 → Mon 09:00 CET: at or after 15:00 local time; no deployments start on Friday,
+/// Saturday or Sunday". Empty when the windows cannot be read (the blocker's own reason stands).
+fn closed_because(
+    windows: &gantry_model::pipeline::TimeWindows,
+    zone: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> String {
+    let Ok(tz) = jiff::tz::TimeZone::get(zone) else { return String::new() };
+    let Ok(compiled) = CompiledWindows::new(windows, tz.clone()) else { return String::new() };
+    let mut reasons: Vec<String> = Vec::new();
+    let mut weekdays: Vec<String> = Vec::new();
+    let mut at = from;
+    while at < to && reasons.len() + weekdays.len() < 16 {
+        let Ok(Some((closure, lifts))) = compiled.closure(at) else { break };
+        match closure {
+            Closure::ExcludedWeekday { weekday } => {
+                let day = format!("{weekday:?}");
+                if !weekdays.contains(&day) {
+                    weekdays.push(day);
+                }
+            }
+            other => {
+                let reason = other.to_string();
+                if !reasons.contains(&reason) {
+                    reasons.push(reason);
+                }
+            }
+        }
+        if lifts <= at {
+            break;
+        }
+        at = lifts;
+    }
+    if let Some((last, rest)) = weekdays.split_last() {
+        let days =
+            if rest.is_empty() { last.clone() } else { format!("{} or {last}", rest.join(", ")) };
+        reasons.push(format!("no deployments start on {days}"));
+    }
+    let local = |at: Timestamp| at.to_zoned(tz.clone()).strftime("%a %H:%M").to_string();
+    let zone_name = to.to_zoned(tz.clone()).strftime("%Z").to_string();
+    format!("closed {} → {} {zone_name}: {}", local(from), local(to), reasons.join("; "))
+}
+
+/// Weekdays from `start`'s date to `finish`'s (UTC), both counted.
+pub fn business_days(start: Timestamp, finish: Timestamp) -> u32 {
+    let first = start.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let last = finish.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut count = 0;
+    let mut day = first;
+    while day <= last {
+        if !matches!(day.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday) {
+            count += 1;
+        }
+        day = day.tomorrow().expect("dates of an ETA are far from the end of time");
+    }
+    count
 }
 
 /// "Saturday–Sunday closed" style descriptions of a blocker, in the region's zone.

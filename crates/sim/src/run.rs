@@ -858,11 +858,11 @@ impl Sim {
         for (name, pipeline) in &engine.pipelines {
             for state in &pipeline.stages {
                 let Some(run) = &state.run else { continue };
-                let StagePhase::Step { targets, .. } = &run.phase else { continue };
-                for (target, target_run) in targets {
-                    let key = (name.clone(), target.clone());
-                    match target_run.phase {
-                        TargetPhase::Waiting if target_run.blockers.is_empty() => {
+                let StagePhase::Rollout { lanes } = &run.phase else { continue };
+                for lane in lanes.values() {
+                    let key = (name.clone(), lane.target.clone());
+                    match lane.phase {
+                        TargetPhase::Waiting if lane.blockers.is_empty() => {
                             fleets.insert(key);
                         }
                         TargetPhase::Deploying { .. } => {
@@ -871,7 +871,7 @@ impl Sim {
                         TargetPhase::Deployed { .. } => {
                             baking.insert(key);
                         }
-                        TargetPhase::Waiting | TargetPhase::Halted => {}
+                        TargetPhase::Waiting | TargetPhase::Baked { .. } | TargetPhase::Halted => {}
                     }
                 }
             }
@@ -1341,17 +1341,17 @@ impl Sim {
                 let Some(run) = &state.run else { continue };
                 match &run.phase {
                     StagePhase::Failed { .. } => {}
-                    StagePhase::Step { index, targets, .. } => {
-                        for (target, target_run) in targets {
+                    StagePhase::Rollout { lanes } => {
+                        for lane in lanes.values() {
                             let blockers: Vec<String> =
-                                target_run.blockers.iter().map(|b| b.reason.clone()).collect();
-                            let phase = match &target_run.phase {
+                                lane.blockers.iter().map(|b| b.reason.clone()).collect();
+                            let phase = match &lane.phase {
                                 TargetPhase::Waiting => format!("waiting {blockers:?}"),
                                 other => format!("{other:?}"),
                             };
                             parts.push(format!(
-                                "{name} {} step {index} {target}: {phase}",
-                                stage.name
+                                "{name} {} step {} {}: {phase}",
+                                stage.name, lane.step, lane.target
                             ));
                         }
                     }

@@ -67,18 +67,18 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::DeploymentFailed { pipeline, step, target, artifact, reason, .. } => {
             format!("{pipeline} {step} {target}: deploying {} failed: {reason}", short(artifact))
         }
-        Event::BakeStarted { pipeline, step, artifact, until, .. } => {
-            format!("{pipeline} {step}: baking {} until {}", short(artifact), when(*until))
+        Event::BakeStarted { pipeline, step, target, artifact, until, .. } => {
+            format!("{pipeline} {step} {target}: baking {} until {}", short(artifact), when(*until))
         }
-        Event::BakeWaitingForEvidence { pipeline, step, artifact, missing, .. } => {
+        Event::BakeWaitingForEvidence { pipeline, step, target, artifact, missing, .. } => {
             format!(
-                "{pipeline} {step}: bake of {} waits for evidence: {}",
+                "{pipeline} {step} {target}: bake of {} waits for evidence: {}",
                 short(artifact),
                 missing.join("; ")
             )
         }
-        Event::StepBaked { pipeline, step, artifact, .. } => {
-            format!("{pipeline} {step}: {} baked", short(artifact))
+        Event::StepBaked { pipeline, step, target, artifact, .. } => {
+            format!("{pipeline} {step} {target}: {} baked", short(artifact))
         }
         Event::TestGateFinished { pipeline, stage, gate, artifact, passed, detail } => {
             let verdict = if *passed { "passed" } else { "failed" };

@@ -177,7 +177,7 @@ fn urgent_mode_needs_enough_senior_approvals_and_then_shortens_bake() {
             "dev-1 (op-1) refused: urgent mode needs 2 approvals",
             "api: urgent mode for api-1 approved by pe-1, pe-3",
             // A one-hour one-box bake cut to 25%.
-            "api wave-1/one-box: baking api-1 until 2026-11-24 Tue 14:",
+            "api wave-1/one-box prod/r1/r1-az1: baking api-1 until 2026-11-24 Tue 14:",
             "api wave-1: api-1 passed",
             "api: urgent mode for api-1 ended",
         ],

@@ -76,3 +76,9 @@ fn a_planted_capacity_bug_is_caught() {
 fn a_planted_bake_skip_is_caught() {
     caught(|engine| engine.plant_bug(PlantedBug::SkipBake), "I3 promotion requires baked evidence");
 }
+
+#[test]
+fn a_planted_second_zone_of_a_region_is_caught() {
+    // The example: a region's next zone starting while its current one still bakes.
+    caught(|engine| engine.plant_bug(PlantedBug::NextZoneBeforeBake), "I2 blast radius");
+}

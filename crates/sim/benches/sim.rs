@@ -1,0 +1,152 @@
+//! Benchmarks of the engine and the simulator, run with `cargo bench -p gantry-sim` (release
+//! build). They print measurements; they assert nothing about time.
+//!
+//! 1. What-if ETA compute time for every pipeline of the example organisation.
+//! 2. Simulated seeds per minute per core, and simulated time per real second.
+//! 3. Engine step cost with 10,000 pipelines: a fleet observation (reconciles one pipeline) and a
+//!    tick (reconciles all of them).
+//!
+//! `cargo bench -p gantry-sim -- eta` runs only the first (the names are `eta`, `seeds`, `engine`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gantry_engine::fleet::{BoxId, BoxObservation, Health};
+use gantry_engine::{Digest, Engine, Input};
+use gantry_sim::{Options, batch, eta, scenario};
+
+/// The example organisation's pipelines, from the workspace root.
+const EXAMPLES: &[&str] = &[
+    "examples/services/cart-service/config.yaml",
+    "examples/services/cart-service/code.jsonnet",
+    "examples/services/cart-service/infra.yaml",
+    "examples/services/checkout-api/code.yaml",
+    "examples/services/checkout-api/config.yaml",
+    "examples/services/checkout-api/infra.yaml",
+    "examples/services/payments-ledger/code.yaml",
+    "examples/services/payments-ledger/config.yaml",
+    "examples/services/payments-ledger/infra.yaml",
+    "examples/services/payments-ledger/tools.yaml",
+];
+
+/// A Monday 09:00 UTC start, so every figure is reproducible.
+const START: &str = "2026-11-02T09:00:00Z";
+
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    if wanted("eta") {
+        eta_compute_time();
+    }
+    if wanted("seeds") {
+        seeds_per_minute();
+    }
+    if wanted("engine") {
+        engine_step_cost();
+    }
+}
+
+/// Median of `runs` timings of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn eta_compute_time() {
+    println!("What-if ETA, example organisation, change entering {START} (median of 21 runs):");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let start: jiff::Timestamp = START.parse().expect("a valid instant");
+    for file in EXAMPLES {
+        let loaded = match gantry_spec::load(&root.join(file)) {
+            Ok(loaded) => loaded,
+            Err(diagnostics) => panic!("{file}: {diagnostics}"),
+        };
+        let zones = Engine::region_zones(&loaded.topology);
+        let report = eta::eta(&loaded.plan, &zones, start).expect("the example finishes");
+        let compute = median(21, || {
+            std::hint::black_box(eta::eta(&loaded.plan, &zones, start).expect("finishes"));
+        });
+        println!(
+            "  {:<24} {:>7.2} ms  {:>5} rounds  reaches every region in {:>5.1} days ({} business days)",
+            loaded.plan.pipeline,
+            compute.as_secs_f64() * 1000.0,
+            report.engine_steps,
+            report.total.as_secs_f64() / 86_400.0,
+            report.business_days
+        );
+    }
+}
+
+fn seeds_per_minute() {
+    let seeds = 200;
+    let report = batch(0, seeds, 1, false, &Options::default());
+    let wall = report.wall.as_secs_f64();
+    println!("Simulator, {seeds} seeds on one thread with faults on:");
+    println!("  {:.0} seeds per minute per core", seeds as f64 * 60.0 / wall);
+    println!(
+        "  {:.0} simulated hours per real second ({} engine steps, {:.2} µs each)",
+        report.simulated.as_secs_f64() / 3600.0 / wall,
+        report.engine_steps,
+        wall * 1e6 / report.engine_steps as f64
+    );
+    if !report.failures.is_empty() {
+        println!("  {} seeds broke an invariant: {:?}", report.failures.len(), report.failures[0]);
+    }
+}
+
+const ONE_PIPELINE: &str = r#"{
+  "start": "2026-11-24T14:00:00Z", "until": "1h",
+  "regions": [{"name": "r1", "time_zone": "America/New_York", "zones": 3, "boxes": 10},
+              {"name": "r2", "time_zone": "Europe/Berlin", "zones": 3, "boxes": 10}],
+  "pipelines": [{"name": "p", "gamma": true, "waves": [["r1"], ["r2"]]}]
+}"#;
+
+fn engine_step_cost() {
+    let parsed = scenario::parse(ONE_PIPELINE).expect("parses");
+    let world = scenario::world(&parsed).expect("valid");
+    let plans: Vec<_> = (0..10_000)
+        .map(|number| {
+            let mut plan = world.plans[0].clone();
+            plan.pipeline = format!("pipeline-{number}");
+            plan
+        })
+        .collect();
+    let mut engine = Engine::new(plans, world.region_zones.clone()).expect("valid plans");
+    let now = parsed.start;
+    engine.step(now, Input::ControllerStarted { epoch: 1 });
+    let target = world.plans[0].stages[1].steps[0].targets[0].clone();
+    let boxes: Vec<BoxObservation> = (0..10)
+        .map(|n| BoxObservation {
+            id: BoxId(format!("b{n}")),
+            running: Some(Digest("sha256:base".into())),
+            health: Health::Healthy,
+            last_command: None,
+        })
+        .collect();
+    let mut round = 0;
+    let scoped = median(201, || {
+        round += 1;
+        let at = now + jiff::SignedDuration::from_secs(round);
+        let input = Input::Fleet {
+            pipeline: "pipeline-7".into(),
+            target: target.clone(),
+            observed_at: at,
+            boxes: boxes.clone(),
+        };
+        engine.step(at, input);
+    });
+    let global = median(21, || {
+        round += 1;
+        engine.step(now + jiff::SignedDuration::from_secs(1000 + round), Input::Tick);
+    });
+    println!("Engine with 10,000 pipelines (median):");
+    println!("  {scoped:>10.2?} per step that concerns one pipeline (a fleet observation)");
+    println!("  {global:>10.2?} per step that concerns all of them (a tick)");
+}
