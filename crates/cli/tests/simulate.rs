@@ -21,10 +21,8 @@ fn eta_explains_the_example_pipelines_global_rollout() {
         ),
         "{stdout}"
     );
-    let regions = stdout
-        .lines()
-        .filter(|line| line.split_whitespace().nth(1) == Some("done"))
-        .count();
+    let regions =
+        stdout.lines().filter(|line| line.split_whitespace().nth(1) == Some("done")).count();
     assert_eq!(
         regions, 24,
         "every production region of the example topology has a time:\n{stdout}"
@@ -44,7 +42,10 @@ fn the_example_organisation_reaches_every_region_in_about_a_business_week() {
     assert!((4..=6).contains(&business_days), "{business_days} business days:\n{stdout}");
     let stages: Vec<&str> =
         eta["stages"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap()).collect();
-    assert_eq!(stages, ["alpha", "beta", "gamma", "wave-1", "wave-2", "wave-3", "wave-4", "wave-5"]);
+    assert_eq!(
+        stages,
+        ["alpha", "beta", "gamma", "wave-1", "wave-2", "wave-3", "wave-4", "wave-5"]
+    );
     // The longest wait is explained by the window rules that kept it closed.
     let longest = eta["waits"][0]["what"].as_str().expect("a wait");
     assert!(longest.contains("closed Thu") && longest.contains("Friday"), "{longest}");

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use gantry_model::pipeline::{CodeReview, DeploymentStrategy, Promotion};
+use gantry_model::pipeline::{CodeReview, DeploymentStrategy, Promotion, TimeWindows};
 use gantry_model::{Plan, Stage, StepKind, Target};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -45,10 +45,13 @@ struct Context<'a> {
     alarms: &'a BTreeMap<String, BTreeMap<String, AlarmReading>>,
     region_zones: &'a BTreeMap<String, String>,
     content: &'a ContentBlocklist,
-    window_cache: &'a mut BTreeMap<(String, String), (Timestamp, Verdict)>,
+    window_cache: &'a mut WindowCache,
     actions: &'a mut Vec<Action>,
     wake: Option<Timestamp>,
     bug: Option<crate::PlantedBug>,
+    /// Whether any alarm reading is ALARM: most of the time none is, and then no rollback
+    /// alarm needs looking up.
+    any_firing: bool,
 }
 
 impl Context<'_> {
@@ -76,6 +79,11 @@ impl Context<'_> {
     fn alarm(&self, alarm: &str, region: &str) -> Option<AlarmReading> {
         let readings = self.alarms.get(alarm)?;
         readings.get(region).or_else(|| readings.get("")).copied()
+    }
+
+    /// Whether `alarm` is in ALARM for `region` (or organisation-wide).
+    fn firing(&self, alarm: &str, region: &str) -> bool {
+        self.any_firing && self.alarm(alarm, region).is_some_and(|r| r.state == AlarmState::Alarm)
     }
 
     fn alarm_is_fresh(&self, reading: &AlarmReading) -> bool {
@@ -194,17 +202,30 @@ impl Engine {
             actions: &mut actions,
             wake: None,
             bug: self.planted_bug,
+            any_firing: alarms
+                .values()
+                .any(|regions| regions.values().any(|r| r.state == AlarmState::Alarm)),
         };
         for (name, pipeline) in pipelines.iter_mut() {
             if scope.as_ref().is_none_or(|names| names.contains(name)) {
                 let others = context.wake.take();
-                // A pass that reported something may have enabled more (a stage passed, so the
-                // next one may take the artifact; a rollback finished, so a deployment may
-                // start): decide again until a pass reports nothing, as no input may come.
+                // A pass may enable what it already went past (a stage passed, so the next one
+                // may take the artifact; a rollback or urgent mode ended, so a deployment may
+                // start): decide again, as no input may come to ask.
                 for _ in 0..MAX_PASSES {
                     let before = context.actions.len();
                     reconcile(pipeline, &mut context);
-                    if !context.actions[before..].iter().any(|a| matches!(a, Action::Notify(_))) {
+                    let again = context.actions[before..].iter().any(|action| {
+                        matches!(
+                            action,
+                            Action::Notify(
+                                Event::StagePassed { .. }
+                                    | Event::RollbackFinished { .. }
+                                    | Event::UrgentEnded { .. }
+                            )
+                        )
+                    });
+                    if !again {
                         break;
                     }
                 }
@@ -436,7 +457,7 @@ impl Engine {
                     });
                 } else {
                     pipeline.plan = Arc::new(*plan);
-                    self.window_cache.retain(|(cached, _), _| cached != &name);
+                    self.window_cache.remove(&name);
                     notify(Event::CommandAccepted {
                         id,
                         by: "spec".into(),
@@ -1032,9 +1053,8 @@ fn trigger_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
         let mut failing = Vec::new();
         for (region, lane) in lanes.iter().filter(|(_, lane)| lane.active()) {
             let step = &stage.steps[lane.step];
-            let firing = rollback_alarms(&pipeline.plan, stage, step).find(|alarm| {
-                context.alarm(alarm, region).is_some_and(|r| r.state == AlarmState::Alarm)
-            });
+            let firing = rollback_alarms(&pipeline.plan, stage, step)
+                .find(|alarm| context.firing(alarm, region));
             let Some(alarm) = firing else { continue };
             let reason = format!("rollback alarm {alarm} is in ALARM in {region}");
             // The region's earlier targets of this stage run the artifact too: they go back
@@ -1136,10 +1156,7 @@ fn blockers_for(
     let mut blockers = Vec::new();
     // A step does not start while one of its own rollback alarms fires: it would roll back at once.
     for alarm in rollback_alarms(&pipeline.plan, stage, step) {
-        if context
-            .alarm(alarm, &target.region)
-            .is_some_and(|reading| reading.state == AlarmState::Alarm)
-        {
+        if context.firing(alarm, &target.region) {
             blockers.push(Blocker {
                 kind: BlockerKind::RollbackAlarm,
                 name: alarm.clone(),
@@ -1185,27 +1202,7 @@ fn blockers_for(
     }
     let zone =
         context.region_zones.get(&target.region).expect("validated: production regions have zones");
-    let now = context.now;
-    let key = (plan.pipeline.clone(), target.region.clone());
-    let cached = context
-        .window_cache
-        .get(&key)
-        .filter(|(computed, verdict)| {
-            *computed <= now && verdict.holds_until.is_some_and(|until| now < until)
-        })
-        .map(|(_, verdict)| verdict.clone());
-    let verdict = match cached {
-        Some(verdict) => Ok(verdict),
-        None => TimeZone::get(zone)
-            .map_err(|error| error.to_string())
-            .and_then(|tz| {
-                CompiledWindows::new(&plan.time_windows, tz).map_err(|error| error.to_string())
-            })
-            .and_then(|windows| windows.verdict(now).map_err(|error| error.to_string()))
-            .inspect(|verdict| {
-                context.window_cache.insert(key, (now, verdict.clone()));
-            }),
-    };
+    let verdict = window_verdict(context, &plan.pipeline, &plan.time_windows, &target.region, zone);
     match verdict {
         Ok(verdict) => {
             if let Some(closure) = verdict.closed_by {
@@ -1314,6 +1311,37 @@ fn blockers_for(
     blockers
 }
 
+/// Whether `region`'s windows are open now: from the cache while its verdict holds, else
+/// worked out with the region's windows compiled once.
+fn window_verdict(
+    context: &mut Context,
+    pipeline: &str,
+    windows: &TimeWindows,
+    region: &str,
+    zone: &str,
+) -> Result<Verdict, String> {
+    let now = context.now;
+    let cached = context.window_cache.get(pipeline).and_then(|regions| regions.get(region));
+    if let Some(WindowCacheEntry { verdict: Some((computed, verdict)), .. }) = cached
+        && *computed <= now
+        && verdict.holds_until.is_some_and(|until| now < until)
+    {
+        return Ok(verdict.clone());
+    }
+    let regions = context.window_cache.entry(pipeline.to_string()).or_default();
+    let entry = match regions.entry(region.to_string()) {
+        std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::btree_map::Entry::Vacant(entry) => {
+            let tz = TimeZone::get(zone).map_err(|error| error.to_string())?;
+            let compiled = CompiledWindows::new(windows, tz).map_err(|error| error.to_string())?;
+            entry.insert(WindowCacheEntry { compiled, verdict: None })
+        }
+    };
+    let verdict = entry.compiled.verdict(now).map_err(|error| error.to_string())?;
+    entry.verdict = Some((now, verdict.clone()));
+    Ok(verdict)
+}
+
 fn advance_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     let Some(run) = &pipeline.stages[index].run else { return };
     match &run.phase {
@@ -1375,18 +1403,20 @@ fn advance_lane(
     context: &mut Context,
 ) -> bool {
     let now = context.now;
-    let name = pipeline.plan.pipeline.clone();
     let plan = Arc::clone(&pipeline.plan);
+    let name = &plan.pipeline;
     let stage = &plan.stages[index];
     let run = pipeline.stages[index].run.as_ref().expect("advancing a running stage");
     let (sequence, digest) = (run.sequence, run.artifact.clone());
-    let lane = lane_mut(pipeline, index, region).clone();
+    let lane = lane_mut(pipeline, index, region);
     let step = &stage.steps[lane.step];
-    let target = &lane.target;
+    // Borrowed from the plan: the lane holds the same target (checked after every step).
+    let target = stage.target_in_region(lane.step, region).expect("the lane's step deploys here");
+    let phase = lane.phase.clone();
     let held =
         pipeline.holds.iter().any(|hold| hold.stage.as_ref().is_none_or(|s| s == &stage.name));
-    let mut next = lane.phase.clone();
-    match lane.phase {
+    let mut next = phase.clone();
+    match phase {
         TargetPhase::Waiting => {
             let state = &pipeline.targets[target];
             let fresh = state
@@ -1413,8 +1443,9 @@ fn advance_lane(
                     context.wake_at(at);
                 }
             }
+            let lane = lane_mut(pipeline, index, region);
             if lane.blockers != blockers {
-                lane_mut(pipeline, index, region).blockers = blockers.clone();
+                lane.blockers = blockers.clone();
                 context.notify(Event::Blocked {
                     pipeline: name.clone(),
                     stage: stage.name.clone(),
@@ -1505,9 +1536,7 @@ fn advance_lane(
             pipeline, stage, step.kind, target, &digest, &mut next, held, context,
         );
         if let Some(outcome) = outcome {
-            finish_target(
-                &name, stage, step, target, &digest, outcome, &mut next, failing, context,
-            );
+            finish_target(name, stage, step, target, &digest, outcome, &mut next, failing, context);
         }
     }
     let deployed = matches!(next, TargetPhase::Deployed { .. });
@@ -1898,6 +1927,9 @@ fn enter_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
         pipeline.stages[index - 1].passed
     };
     let Some(candidate) = candidate else { return };
+    if pipeline.stages[index].last_entered.is_some_and(|entered| entered >= candidate) {
+        return;
+    }
     let Some(artifact) =
         pipeline.artifacts.get(&candidate).filter(|known| known.deployable()).cloned()
     else {
@@ -1905,9 +1937,6 @@ fn enter_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
     };
     let stage = &pipeline.plan.stages[index];
     let state = &mut pipeline.stages[index];
-    if state.last_entered.is_some_and(|entered| entered >= candidate) {
-        return;
-    }
     match &state.run {
         None => {}
         Some(run) if matches!(run.phase, StagePhase::Failed { .. }) => {}
@@ -2120,6 +2149,10 @@ fn resend(pipeline: &mut Pipeline, outstanding: &BTreeSet<Target>, context: &mut
         for (id, box_state) in &mut state.fleet.boxes {
             let Some(pending) = &mut box_state.pending else { continue };
             context.wake_at(pending.deadline);
+            // The agent has it: only the deadline matters now.
+            if box_state.observation.in_progress == Some(pending.id) {
+                continue;
+            }
             if let Some(sent) = pending.last_sent
                 && now < sent + seconds(RESEND_INTERVAL)
             {
@@ -2144,4 +2177,3 @@ fn resend(pipeline: &mut Pipeline, outstanding: &BTreeSet<Target>, context: &mut
         }
     }
 }
-// x

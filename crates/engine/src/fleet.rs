@@ -62,6 +62,9 @@ pub struct BoxObservation {
     pub running: Option<Digest>,
     pub health: Health,
     pub last_command: Option<CommandOutcome>,
+    /// The command the agent has received and is carrying out: the engine stops re-sending it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<CommandId>,
 }
 
 /// Why a box is being moved.
@@ -168,9 +171,7 @@ impl Fleet {
         // Boxes the snapshot lists are updated in place or added; the others are gone.
         let before = self.boxes.len();
         let mut updated = 0;
-        let mut listed = Vec::with_capacity(boxes.len());
         for observation in boxes {
-            listed.push(observation.id.clone());
             match self.boxes.get_mut(&observation.id) {
                 Some(state) => {
                     // Counted once, should a snapshot list a box twice.
@@ -193,8 +194,8 @@ impl Fleet {
             }
         }
         if updated < before {
-            listed.sort();
-            self.boxes.retain(|id, _| listed.binary_search(id).is_ok());
+            // Snapshots are strictly newer, so a box not in this one has an older time.
+            self.boxes.retain(|_, state| state.observed_at == observed_at);
         }
         true
     }

@@ -44,6 +44,6 @@ pub const MAX_DATA_POINT_ARTIFACTS: usize = 4;
 /// Inputs re-check sooner; the wake-up makes sure a quiet bake is not forgotten.
 pub const EVIDENCE_RECHECK: i64 = 60;
 
-/// Reconcile passes one step makes at most: a pass that reported events is followed by another,
-/// since what it changed may let more happen at the same instant.
+/// Reconcile passes one step makes at most: a pass that passed a stage or ended a rollback is
+/// followed by another, since that may let more happen at the same instant.
 pub const MAX_PASSES: usize = 4;

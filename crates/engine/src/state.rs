@@ -30,13 +30,23 @@ pub struct Engine {
     pub alarms: BTreeMap<String, BTreeMap<String, AlarmReading>>,
     pub content: ContentBlocklist,
     pub(crate) recent_operator_commands: VecDeque<String>,
-    /// Window verdicts per (pipeline, region), each valid until its `holds_until`. A cache of a
-    /// pure function, so it is not persisted: a restarted engine recomputes it.
+    /// Compiled windows and their last verdict per pipeline and region. A cache of a pure
+    /// function, so it is not persisted: a restarted engine recomputes it.
     #[serde(skip)]
-    pub(crate) window_cache: BTreeMap<(String, String), (Timestamp, crate::windows::Verdict)>,
+    pub(crate) window_cache: WindowCache,
     /// Only ever set through `plant_bug`, which exists only with the `planted-bugs` feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) planted_bug: Option<crate::PlantedBug>,
+}
+
+/// Per pipeline, then per region.
+pub(crate) type WindowCache = BTreeMap<String, BTreeMap<String, WindowCacheEntry>>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct WindowCacheEntry {
+    pub compiled: crate::windows::CompiledWindows,
+    /// The last verdict and when it was computed; valid until its `holds_until`.
+    pub verdict: Option<(Timestamp, crate::windows::Verdict)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,14 +79,15 @@ fn arithmetic(error: jiff::Error) -> Error {
 }
 
 /// What [`closure`] and [`next_open`] read: the windows with their crons compiled once.
-pub struct CompiledWindows<'a> {
-    windows: &'a TimeWindows,
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledWindows {
+    windows: TimeWindows,
     region_zone: TimeZone,
     allow: Vec<(Cron, SignedDuration, TimeZone)>,
 }
 
-impl<'a> CompiledWindows<'a> {
-    pub fn new(windows: &'a TimeWindows, region_zone: TimeZone) -> Result<Self, Error> {
+impl CompiledWindows {
+    pub fn new(windows: &TimeWindows, region_zone: TimeZone) -> Result<Self, Error> {
         let mut allow = Vec::with_capacity(windows.allow.len());
         for window in &windows.allow {
             let cron = Cron::from_str(&window.cron).map_err(|error| Error::InvalidCron {
@@ -103,7 +104,7 @@ impl<'a> CompiledWindows<'a> {
             let duration = SignedDuration::from_secs(window.duration.as_seconds() as i64);
             allow.push((cron, duration, zone));
         }
-        Ok(CompiledWindows { windows, region_zone, allow })
+        Ok(CompiledWindows { windows: windows.clone(), region_zone, allow })
     }
 
     /// Why the window set is closed at `at`, and the earliest instant that reason could lift;
@@ -233,7 +234,7 @@ pub struct Verdict {
     pub holds_until: Option<Timestamp>,
 }
 
-impl CompiledWindows<'_> {
+impl CompiledWindows {
     /// Evaluates the window set at `at`, searching forward for the next opening when closed.
     pub fn verdict(&self, at: Timestamp) -> Result<Verdict, Error> {
         let (closed_by, mut candidate) = match self.state(at)? {

@@ -46,8 +46,9 @@ fn main() {
     }
 }
 
-/// Median of `runs` timings of `f`.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+/// The fastest and the median of `runs` timings of `f`: on a shared machine the fastest is the
+/// closest to the work itself, the median to what a user sees.
+fn timings(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let started = Instant::now();
@@ -56,11 +57,13 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
         })
         .collect();
     times.sort();
-    times[runs / 2]
+    (times[0], times[runs / 2])
 }
 
 fn eta_compute_time() {
-    println!("What-if ETA, example organisation, change entering {START} (median of 21 runs):");
+    println!(
+        "What-if ETA, example organisation, change entering {START} (fastest / median of 21):"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let start: jiff::Timestamp = START.parse().expect("a valid instant");
     for file in EXAMPLES {
@@ -70,13 +73,14 @@ fn eta_compute_time() {
         };
         let zones = Engine::region_zones(&loaded.topology);
         let report = eta::eta(&loaded.plan, &zones, start).expect("the example finishes");
-        let compute = median(21, || {
+        let (fastest, median) = timings(21, || {
             std::hint::black_box(eta::eta(&loaded.plan, &zones, start).expect("finishes"));
         });
         println!(
-            "  {:<24} {:>7.2} ms  {:>5} rounds  reaches every region in {:>5.1} days ({} business days)",
+            "  {:<24} {:>6.2} / {:>6.2} ms  {:>5} rounds  every region in {:>4.1} days ({} business days)",
             loaded.plan.pipeline,
-            compute.as_secs_f64() * 1000.0,
+            fastest.as_secs_f64() * 1000.0,
+            median.as_secs_f64() * 1000.0,
             report.engine_steps,
             report.total.as_secs_f64() / 86_400.0,
             report.business_days
@@ -128,10 +132,11 @@ fn engine_step_cost() {
             running: Some(Digest("sha256:base".into())),
             health: Health::Healthy,
             last_command: None,
+            in_progress: None,
         })
         .collect();
     let mut round = 0;
-    let scoped = median(201, || {
+    let (_, scoped) = timings(201, || {
         round += 1;
         let at = now + jiff::SignedDuration::from_secs(round);
         let input = Input::Fleet {
@@ -142,7 +147,7 @@ fn engine_step_cost() {
         };
         engine.step(at, input);
     });
-    let global = median(21, || {
+    let (_, global) = timings(21, || {
         round += 1;
         engine.step(now + jiff::SignedDuration::from_secs(1000 + round), Input::Tick);
     });

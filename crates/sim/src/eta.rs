@@ -20,6 +20,8 @@ use serde::Serialize;
 
 /// How long one box takes to install an artifact and pass its health checks.
 pub const INSTALL_TIME: SignedDuration = SignedDuration::from_secs(180);
+/// How long an agent takes to report that it has taken a command.
+pub const ACK_TIME: SignedDuration = SignedDuration::from_secs(1);
 /// How long a test gate runs.
 pub const TEST_TIME: SignedDuration = SignedDuration::from_secs(600);
 /// Boxes per target in the ideal fleet: enough for a one-box of at most 10% of traffic.
@@ -66,8 +68,13 @@ pub struct Wait {
     pub hours: f64,
 }
 
-/// What an ideal box runs and how its last command ended.
-type IdealBox = (Option<Digest>, Option<CommandOutcome>);
+/// What an ideal box runs, how its last command ended, and the command it is carrying out.
+#[derive(Clone)]
+struct IdealBox {
+    running: Option<Digest>,
+    last: Option<CommandOutcome>,
+    installing: Option<CommandId>,
+}
 
 /// An install in progress on an ideal box: when it finishes, where, and what.
 struct Install {
@@ -92,7 +99,10 @@ pub fn eta(
     let targets: BTreeSet<Target> = steps().flat_map(|step| step.targets.iter().cloned()).collect();
     let mut fleet: BTreeMap<Target, Vec<IdealBox>> = targets
         .iter()
-        .map(|t| (t.clone(), vec![(Some(base.clone()), None); BOXES_PER_TARGET as usize]))
+        .map(|t| {
+            let ideal = IdealBox { running: Some(base.clone()), last: None, installing: None };
+            (t.clone(), vec![ideal; BOXES_PER_TARGET as usize])
+        })
         .collect();
     // Every alarm the engine reads, per region: rollback alarms and alarm blockers.
     let mut alarms: BTreeMap<&str, BTreeSet<&String>> = BTreeMap::new();
@@ -123,6 +133,10 @@ pub fn eta(
     let last_stage = plan.stages.last().map(|stage| stage.name.clone());
     let mut blocked_since: BTreeMap<(Target, BlockerKind), (Timestamp, String)> = BTreeMap::new();
     let mut installs: Vec<Install> = Vec::new();
+    // Targets whose boxes changed (an install began or finished) since they were last reported,
+    // and reports of commands taken, due at a time.
+    let mut changed: BTreeSet<Target> = BTreeSet::new();
+    let mut acks: Vec<(Timestamp, Target)> = Vec::new();
     let mut gates: Vec<(Timestamp, CommandId)> = Vec::new();
     // When alarms and each target were last reported: only stale ones are reported again (the
     // engine treats alarms older than three minutes and boxes older than two as unknown).
@@ -131,7 +145,6 @@ pub fn eta(
     let mut alarm_fed: BTreeMap<String, Timestamp> = BTreeMap::new();
     let box_ids: Vec<BoxId> =
         (0..BOXES_PER_TARGET).map(|index| BoxId(format!("box-{index}"))).collect();
-    let mut active: BTreeSet<Target> = BTreeSet::new();
     let mut fleet_fed: BTreeMap<Target, Timestamp> = BTreeMap::new();
 
     // The first round: the controller starts, traffic meets every bake's minimums from the
@@ -165,22 +178,28 @@ pub fn eta(
         },
     });
     let mut now = start;
-    let mut wake: Option<Timestamp> = None;
     for round in 0..MAX_WAKE_UPS {
         // Finish what is due, then report what changed or went stale, all in one round.
-        let mut changed: BTreeSet<Target> = BTreeSet::new();
+        acks.retain(|(at, target)| {
+            if *at > now {
+                return true;
+            }
+            changed.insert(target.clone());
+            false
+        });
         installs.retain(|install| {
             if install.at > now {
                 return true;
             }
-            fleet.get_mut(&install.target).expect("known target")[install.index] = (
-                Some(install.artifact.clone()),
-                Some(CommandOutcome {
+            fleet.get_mut(&install.target).expect("known target")[install.index] = IdealBox {
+                running: Some(install.artifact.clone()),
+                last: Some(CommandOutcome {
                     command: install.command,
                     succeeded: true,
                     detail: String::new(),
                 }),
-            );
+                installing: None,
+            };
             changed.insert(install.target.clone());
             false
         });
@@ -197,6 +216,7 @@ pub fn eta(
             false
         });
         // Only the regions and targets of steps in progress need fresh readings.
+        let active = active_targets(&engine, &name);
         for region in active.iter().map(|target| target.region.as_str()).collect::<BTreeSet<_>>() {
             if alarm_fed.get(region).is_some_and(|at| now.duration_since(*at) < alarm_refresh) {
                 continue;
@@ -211,36 +231,41 @@ pub fn eta(
                 });
             }
         }
-        for (target, boxes) in &fleet {
-            let stale =
-                fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh);
-            if !(changed.contains(target) || (stale && active.contains(target))) {
-                continue;
-            }
+        // Targets whose boxes changed, and targets in progress whose report went stale.
+        let stale = |target: &Target| {
+            fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
+        };
+        let due: BTreeSet<Target> = std::mem::take(&mut changed)
+            .into_iter()
+            .chain(active.iter().filter(|target| stale(target)).map(|target| (*target).clone()))
+            .collect();
+        for target in due {
             fleet_fed.insert(target.clone(), now);
             inputs.push(Input::Fleet {
                 pipeline: name.clone(),
-                target: target.clone(),
+                boxes: observe(&fleet[&target], &box_ids),
+                target,
                 observed_at: now,
-                boxes: observe(boxes, &box_ids),
             });
         }
         inputs.push(Input::Tick);
         report.engine_steps = round as u64 + 1;
         let actions = engine.step_many(now, inputs.drain(..));
+        let mut wake: Option<Timestamp> = None;
         for action in actions {
             match action {
                 Action::Deploy(command) | Action::RollBack(command) => {
                     let index: usize =
                         command.box_id.0.trim_start_matches("box-").parse().expect("our box ids");
                     // Agents apply a command id once: a re-sent command changes nothing.
-                    let known = installs.iter().any(|install| install.command == command.id)
-                        || fleet[&command.target][index]
-                            .1
-                            .as_ref()
-                            .is_some_and(|outcome| outcome.command == command.id);
+                    let ideal = &mut fleet.get_mut(&command.target).expect("known target")[index];
+                    let known = ideal.installing == Some(command.id)
+                        || ideal.last.as_ref().is_some_and(|last| last.command == command.id);
                     if !known {
+                        // The agent takes it at once and says so a moment later.
+                        ideal.installing = Some(command.id);
                         installs.retain(|i| !(i.target == command.target && i.index == index));
+                        acks.push((now + ACK_TIME, command.target.clone()));
                         installs.push(Install {
                             at: now + INSTALL_TIME,
                             target: command.target,
@@ -255,7 +280,8 @@ pub fn eta(
                         gates.push((now + TEST_TIME, id));
                     }
                 }
-                Action::WakeAt(at) => wake = Some(wake.map_or(at, |w: Timestamp| w.min(at))),
+                // Each round's wake-up replaces the last: the engine decides it afresh.
+                Action::WakeAt(at) => wake = Some(at),
                 Action::Notify(event) => {
                     if let Some(line) = crate::timeline::describe(&event) {
                         report.timeline.push(format!("{} {line}", crate::timeline::when(now)));
@@ -304,8 +330,7 @@ pub fn eta(
         }
         // An approval given, or a step that started now and needs its targets' observations:
         // another round at the same instant.
-        active = active_targets(&engine, &name);
-        let unobserved = active.iter().any(|target| {
+        let unobserved = active_targets(&engine, &name).into_iter().any(|target| {
             fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
         });
         if !inputs.is_empty() || unobserved {
@@ -313,7 +338,8 @@ pub fn eta(
         }
         let next_install = installs.iter().map(|install| install.at).min();
         let next_gate = gates.iter().map(|(at, _)| *at).min();
-        let next = [wake.take(), next_install, next_gate]
+        let next_ack = acks.iter().map(|(at, _)| *at).min();
+        let next = [wake, next_install, next_gate, next_ack]
             .into_iter()
             .flatten()
             .filter(|at| *at > now)
@@ -328,7 +354,7 @@ pub fn eta(
 }
 
 /// The targets of steps in progress: they need fresh observations.
-fn active_targets(engine: &Engine, pipeline: &str) -> BTreeSet<Target> {
+fn active_targets<'a>(engine: &'a Engine, pipeline: &str) -> BTreeSet<&'a Target> {
     engine.pipelines[pipeline]
         .stages
         .iter()
@@ -337,7 +363,7 @@ fn active_targets(engine: &Engine, pipeline: &str) -> BTreeSet<Target> {
             _ => None,
         })
         .flatten()
-        .map(|lane| lane.target.clone())
+        .map(|lane| &lane.target)
         .collect()
 }
 
@@ -346,11 +372,12 @@ fn observe(boxes: &[IdealBox], ids: &[BoxId]) -> Vec<BoxObservation> {
     boxes
         .iter()
         .zip(ids)
-        .map(|((running, outcome), id)| BoxObservation {
+        .map(|(ideal, id)| BoxObservation {
             id: id.clone(),
-            running: running.clone(),
+            running: ideal.running.clone(),
             health: Health::Healthy,
-            last_command: outcome.clone(),
+            last_command: ideal.last.clone(),
+            in_progress: ideal.installing,
         })
         .collect()
 }

@@ -916,6 +916,7 @@ impl Sim {
                     running: b.running.clone(),
                     health: b.reported_health(now),
                     last_command: b.last_outcome.clone(),
+                    in_progress: b.installing.as_ref().map(|install| install.command),
                 })
                 .collect();
             self.send(SimEvent::ToController(Input::Fleet {
