@@ -1128,7 +1128,7 @@ fn fail_stage(
 }
 
 /// The artifacts deploying or baking in production stages now.
-fn artifacts_in_production(pipeline: &Pipeline) -> BTreeSet<Digest> {
+fn artifacts_in_production(pipeline: &Pipeline) -> BTreeSet<&Digest> {
     pipeline
         .plan
         .stages
@@ -1137,7 +1137,7 @@ fn artifacts_in_production(pipeline: &Pipeline) -> BTreeSet<Digest> {
         .filter(|(stage, _)| stage.kind.is_production())
         .filter_map(|(_, state)| state.run.as_ref())
         .filter(|run| run.phase.started())
-        .map(|run| run.artifact.clone())
+        .map(|run| &run.artifact)
         .collect()
 }
 
@@ -1204,12 +1204,12 @@ fn blockers_for(
         context.region_zones.get(&target.region).expect("validated: production regions have zones");
     let verdict = window_verdict(context, &plan.pipeline, &plan.time_windows, &target.region, zone);
     match verdict {
-        Ok(verdict) => {
-            if let Some(closure) = verdict.closed_by {
+        Ok((verdict, reason)) => {
+            if verdict.closed_by.is_some() {
                 blockers.push(Blocker {
                     kind: BlockerKind::TimeWindow,
                     name: "time-window".into(),
-                    reason: format!("{closure} ({zone})"),
+                    reason,
                     clears_at: verdict.next_open,
                 });
             }
@@ -1311,22 +1311,22 @@ fn blockers_for(
     blockers
 }
 
-/// Whether `region`'s windows are open now: from the cache while its verdict holds, else
-/// worked out with the region's windows compiled once.
+/// Whether `region`'s windows are open now, with the reason they are closed: from the cache
+/// while its verdict holds, else worked out with the region's windows compiled once.
 fn window_verdict(
     context: &mut Context,
     pipeline: &str,
     windows: &TimeWindows,
     region: &str,
     zone: &str,
-) -> Result<Verdict, String> {
+) -> Result<(Verdict, String), String> {
     let now = context.now;
     let cached = context.window_cache.get(pipeline).and_then(|regions| regions.get(region));
-    if let Some(WindowCacheEntry { verdict: Some((computed, verdict)), .. }) = cached
+    if let Some(WindowCacheEntry { verdict: Some((computed, verdict, reason)), .. }) = cached
         && *computed <= now
         && verdict.holds_until.is_some_and(|until| now < until)
     {
-        return Ok(verdict.clone());
+        return Ok((verdict.clone(), reason.clone()));
     }
     let regions = context.window_cache.entry(pipeline.to_string()).or_default();
     let entry = match regions.entry(region.to_string()) {
@@ -1338,8 +1338,10 @@ fn window_verdict(
         }
     };
     let verdict = entry.compiled.verdict(now).map_err(|error| error.to_string())?;
-    entry.verdict = Some((now, verdict.clone()));
-    Ok(verdict)
+    let reason =
+        verdict.closed_by.as_ref().map(|closure| format!("{closure} ({zone})")).unwrap_or_default();
+    entry.verdict = Some((now, verdict.clone(), reason.clone()));
+    Ok((verdict, reason))
 }
 
 fn advance_stage(pipeline: &mut Pipeline, index: usize, context: &mut Context) {
@@ -1412,11 +1414,12 @@ fn advance_lane(
     let step = &stage.steps[lane.step];
     // Borrowed from the plan: the lane holds the same target (checked after every step).
     let target = stage.target_in_region(lane.step, region).expect("the lane's step deploys here");
-    let phase = lane.phase.clone();
+    // Taken out while it is worked on and put back on every way out; meanwhile the lane reads
+    // as not started, which is what it is whenever blockers are read.
+    let mut next = std::mem::replace(&mut lane.phase, TargetPhase::Waiting);
     let held =
         pipeline.holds.iter().any(|hold| hold.stage.as_ref().is_none_or(|s| s == &stage.name));
-    let mut next = phase.clone();
-    match phase {
+    match &next {
         TargetPhase::Waiting => {
             let state = &pipeline.targets[target];
             let fresh = state
@@ -1456,6 +1459,7 @@ fn advance_lane(
             }
             let state = &pipeline.targets[target];
             if !blockers.is_empty() || !fresh || state.rollback.is_some() {
+                lane_mut(pipeline, index, region).phase = next;
                 return false;
             }
             for (blocker, override_id) in lifted {
@@ -1502,6 +1506,7 @@ fn advance_lane(
                     reason: reason.clone(),
                 });
                 failing.push((target.clone(), reason));
+                lane_mut(pipeline, index, region).phase = next;
                 return false;
             }
             next = TargetPhase::Deploying {
@@ -1529,7 +1534,10 @@ fn advance_lane(
                 lane.evidence_wait_reported = false;
             }
         }
-        TargetPhase::Baked { .. } | TargetPhase::Halted => return false,
+        TargetPhase::Baked { .. } | TargetPhase::Halted => {
+            lane_mut(pipeline, index, region).phase = next;
+            return false;
+        }
     }
     if matches!(next, TargetPhase::Deploying { .. }) {
         let outcome = advance_deployment(
@@ -1633,15 +1641,10 @@ fn advance_deployment(
             )));
         }
     }
-    let remaining: Vec<BoxId> = fleet
-        .boxes
-        .iter()
-        .filter(|(id, state)| {
-            !attempted.contains(*id) && !state.healthy_on(artifact, now) && state.pending.is_none()
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
-    if !one_box && remaining.is_empty() && in_flight == 0 {
+    if !one_box
+        && to_deploy(fleet, attempted, artifact, now, None).next().is_none()
+        && in_flight == 0
+    {
         return Some(if capacity::succeeded(on_artifact, floor) {
             Ok(())
         } else {
@@ -1657,13 +1660,12 @@ fn advance_deployment(
     }
     let mut in_flight = in_flight;
     let mut issued = 0;
-    let (unhealthy, healthy): (Vec<BoxId>, Vec<BoxId>) =
-        remaining.into_iter().partition(|id| !fleet.boxes[id].counts_as_healthy(now));
     if !one_box {
+        // Boxes already out of service cost no capacity: they go first.
+        let room = batch.saturating_sub(in_flight) as usize;
+        let unhealthy: Vec<BoxId> =
+            to_deploy(fleet, attempted, artifact, now, Some(false)).take(room).cloned().collect();
         for id in unhealthy {
-            if in_flight >= batch {
-                break;
-            }
             issue(context, &name, target, fleet, &id, artifact, CommandKind::Deploy, strategy);
             attempted.insert(id);
             in_flight += 1;
@@ -1674,7 +1676,11 @@ fn advance_deployment(
     if context.planted(crate::PlantedBug::IgnoreCapacityFloor) {
         take = batch.saturating_sub(in_flight);
     }
-    for id in healthy.into_iter().take(take as usize) {
+    let healthy: Vec<BoxId> = to_deploy(fleet, attempted, artifact, now, Some(true))
+        .take(take as usize)
+        .cloned()
+        .collect();
+    for id in healthy {
         issue(context, &name, target, fleet, &id, artifact, CommandKind::Deploy, strategy);
         attempted.insert(id);
         in_flight += 1;
@@ -1694,6 +1700,27 @@ fn advance_deployment(
         *stuck_since = None;
     }
     None
+}
+
+/// Boxes of a deployment still to take to `artifact`; `healthy` picks those in service (taking
+/// them costs capacity) or those out of it.
+fn to_deploy<'a>(
+    fleet: &'a Fleet,
+    attempted: &'a BTreeSet<BoxId>,
+    artifact: &'a Digest,
+    now: Timestamp,
+    healthy: Option<bool>,
+) -> impl Iterator<Item = &'a BoxId> + 'a {
+    fleet
+        .boxes
+        .iter()
+        .filter(move |(id, state)| {
+            !attempted.contains(*id)
+                && !state.healthy_on(artifact, now)
+                && state.pending.is_none()
+                && healthy.is_none_or(|healthy| state.counts_as_healthy(now) == healthy)
+        })
+        .map(|(id, _)| id)
 }
 
 /// Bakes a lane whose step deployed; `true` when the bake completed and the lane moved on to

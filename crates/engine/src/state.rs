@@ -45,8 +45,9 @@ pub(crate) type WindowCache = BTreeMap<String, BTreeMap<String, WindowCacheEntry
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct WindowCacheEntry {
     pub compiled: crate::windows::CompiledWindows,
-    /// The last verdict and when it was computed; valid until its `holds_until`.
-    pub verdict: Option<(Timestamp, crate::windows::Verdict)>,
+    /// The last verdict, when it was computed and why it is closed; valid until its
+    /// `holds_until`.
+    pub verdict: Option<(Timestamp, crate::windows::Verdict, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

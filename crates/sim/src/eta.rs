@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_engine::fleet::{BoxId, BoxObservation, CommandId, CommandOutcome, Health};
 use gantry_engine::input::{AlarmState, Input, OperatorCommand};
-use gantry_engine::state::{StagePhase, StageRun};
+use gantry_engine::state::{StagePhase, StageRun, TargetPhase};
 use gantry_engine::windows::{Closure, CompiledWindows};
 use gantry_engine::{Action, ArtifactReady, BlockerKind, Commit, Digest, Engine, Event};
 use gantry_model::{Plan, Target};
@@ -62,6 +62,8 @@ pub struct Eta {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Wait {
+    pub region: String,
+    pub kind: BlockerKind,
     pub what: String,
     pub from: Timestamp,
     pub to: Timestamp,
@@ -216,11 +218,8 @@ pub fn eta(
             false
         });
         // Only the regions and targets of steps in progress need fresh readings.
-        let active = active_targets(&engine, &name);
-        for region in active.iter().map(|target| target.region.as_str()).collect::<BTreeSet<_>>() {
-            if alarm_fed.get(region).is_some_and(|at| now.duration_since(*at) < alarm_refresh) {
-                continue;
-            }
+        let (fleets, regions) = watched(&engine, &name, now);
+        for region in regions {
             alarm_fed.insert(region.to_string(), now);
             for alarm in alarms.get(region).into_iter().flatten() {
                 inputs.push(Input::Alarm {
@@ -237,7 +236,7 @@ pub fn eta(
         };
         let due: BTreeSet<Target> = std::mem::take(&mut changed)
             .into_iter()
-            .chain(active.iter().filter(|target| stale(target)).map(|target| (*target).clone()))
+            .chain(fleets.iter().filter(|target| stale(target)).map(|target| (*target).clone()))
             .collect();
         for target in due {
             fleet_fed.insert(target.clone(), now);
@@ -293,7 +292,7 @@ pub fn eta(
                             if Some(&stage) == last_stage.as_ref() {
                                 report.total = now.duration_since(start);
                                 report.business_days = business_days(start, now);
-                                report.waits.sort_by(|a, b| b.hours.total_cmp(&a.hours));
+                                explain_waits(&mut report.waits, &plan.time_windows, region_zones);
                                 return Ok(report);
                             }
                         }
@@ -320,7 +319,6 @@ pub fn eta(
                                 &target,
                                 &blockers,
                                 region_zones,
-                                &plan.time_windows,
                             );
                         }
                         _ => {}
@@ -328,10 +326,13 @@ pub fn eta(
                 }
             }
         }
-        // An approval given, or a step that started now and needs its targets' observations:
+        // An approval given, or a lane that may start now and needs fresh observations:
         // another round at the same instant.
-        let unobserved = active_targets(&engine, &name).into_iter().any(|target| {
+        let (fleets, regions) = watched(&engine, &name, now);
+        let unobserved = fleets.into_iter().any(|target| {
             fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
+        }) || regions.into_iter().any(|region| {
+            alarm_fed.get(region).is_none_or(|at| now.duration_since(*at) >= alarm_refresh)
         });
         if !inputs.is_empty() || unobserved {
             continue;
@@ -353,18 +354,41 @@ pub fn eta(
     Err(Error::Unfinished { at: now, stuck: recent })
 }
 
-/// The targets of steps in progress: they need fresh observations.
-fn active_targets<'a>(engine: &'a Engine, pipeline: &str) -> BTreeSet<&'a Target> {
-    engine.pipelines[pipeline]
+/// What the engine needs fresh reports of, as its controller would keep them fresh: the boxes
+/// of targets deploying or free to start, and the alarms of their regions and of regions baking.
+/// A lane held by a window until a later time needs nothing until then: the engine wakes itself
+/// when the window opens, and the next round reports what it then needs.
+fn watched<'a>(
+    engine: &'a Engine,
+    pipeline: &str,
+    now: Timestamp,
+) -> (BTreeSet<&'a Target>, BTreeSet<&'a str>) {
+    let mut fleets = BTreeSet::new();
+    let mut regions = BTreeSet::new();
+    let lanes = engine.pipelines[pipeline]
         .stages
         .iter()
         .filter_map(|state| match &state.run {
             Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) => Some(lanes.values()),
             _ => None,
         })
-        .flatten()
-        .map(|lane| &lane.target)
-        .collect()
+        .flatten();
+    for lane in lanes {
+        let region = lane.target.region.as_str();
+        match &lane.phase {
+            TargetPhase::Waiting
+                if lane.blockers.iter().any(|b| b.clears_at.is_some_and(|at| at > now)) => {}
+            TargetPhase::Waiting | TargetPhase::Deploying { .. } => {
+                fleets.insert(&lane.target);
+                regions.insert(region);
+            }
+            TargetPhase::Deployed { .. } => {
+                regions.insert(region);
+            }
+            TargetPhase::Baked { .. } | TargetPhase::Halted => {}
+        }
+    }
+    (fleets, regions)
 }
 
 /// What the ideal agents report: every box healthy on what it runs.
@@ -390,7 +414,6 @@ fn record_waits(
     target: &Target,
     blockers: &[gantry_engine::Blocker],
     region_zones: &BTreeMap<String, String>,
-    windows: &gantry_model::pipeline::TimeWindows,
 ) {
     for blocker in blockers {
         blocked_since
@@ -402,35 +425,47 @@ fn record_waits(
         .filter(|(t, kind)| t == target && !blockers.iter().any(|b| b.kind == *kind))
         .cloned()
         .collect();
-    for key in cleared {
-        let (from, what) = blocked_since.remove(&key).expect("listed");
+    for (target, kind) in cleared {
+        let (from, what) = blocked_since.remove(&(target.clone(), kind)).expect("listed");
         // Alarm blockers clear within a round in an ideal world: not a wait worth naming.
-        if now > from && key.1 == BlockerKind::TimeWindow {
+        if now > from && kind != BlockerKind::TeamAlarm {
             let hours = now.duration_since(from).as_secs_f64() / 3600.0;
-            let closed = region_zones
-                .get(&key.0.region)
-                .map(|zone| closed_because(windows, zone, from, now))
-                .unwrap_or_default();
-            let what = if closed.is_empty() { what } else { closed };
-            waits.push(Wait { what: format!("{}: {what}", key.0.region), from, to: now, hours });
-        } else if now > from && key.1 != BlockerKind::TeamAlarm {
-            let hours = now.duration_since(from).as_secs_f64() / 3600.0;
-            waits.push(Wait { what: format!("{}: {what}", key.0.region), from, to: now, hours });
+            let what = format!("{}: {what}", target.region);
+            waits.push(Wait { region: target.region, kind, what, from, to: now, hours });
+        }
+    }
+}
+
+/// Explains each wait on a closed window by the rules that kept it closed, longest first.
+fn explain_waits(
+    waits: &mut [Wait],
+    windows: &gantry_model::pipeline::TimeWindows,
+    region_zones: &BTreeMap<String, String>,
+) {
+    waits.sort_by(|a, b| b.hours.total_cmp(&a.hours));
+    let mut compiled: BTreeMap<String, Option<(CompiledWindows, jiff::tz::TimeZone)>> =
+        BTreeMap::new();
+    for wait in waits.iter_mut().filter(|wait| wait.kind == BlockerKind::TimeWindow) {
+        let entry = compiled.entry(wait.region.clone()).or_insert_with(|| {
+            let tz = jiff::tz::TimeZone::get(region_zones.get(&wait.region)?).ok()?;
+            Some((CompiledWindows::new(windows, tz.clone()).ok()?, tz))
+        });
+        if let Some((compiled, tz)) = entry {
+            wait.what =
+                format!("{}: {}", wait.region, closed_because(compiled, tz, wait.from, wait.to));
         }
     }
 }
 
 /// Why the windows stayed closed from `from` to `to` in `zone`, reason by reason, e.g. "closed
 /// Thu 15:00 → Mon 09:00 CET: at or after 15:00 local time; no deployments start on Friday,
-/// Saturday or Sunday". Empty when the windows cannot be read (the blocker's own reason stands).
+/// Saturday or Sunday".
 fn closed_because(
-    windows: &gantry_model::pipeline::TimeWindows,
-    zone: &str,
+    compiled: &CompiledWindows,
+    tz: &jiff::tz::TimeZone,
     from: Timestamp,
     to: Timestamp,
 ) -> String {
-    let Ok(tz) = jiff::tz::TimeZone::get(zone) else { return String::new() };
-    let Ok(compiled) = CompiledWindows::new(windows, tz.clone()) else { return String::new() };
     let mut reasons: Vec<String> = Vec::new();
     let mut weekdays: Vec<String> = Vec::new();
     let mut at = from;
