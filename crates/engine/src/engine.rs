@@ -410,7 +410,9 @@ impl Engine {
                     return None;
                 };
                 let mut events = Vec::new();
+                let silent = self.planted_bug == Some(crate::PlantedBug::UnauditedCommands);
                 match operate(pipeline, now, &id, &by, command, &mut events) {
+                    Ok(_) if silent => {}
                     Ok(summary) => notify(Event::CommandAccepted { id, by, summary }),
                     Err(reason) => notify(Event::CommandRejected { id, by, reason }),
                 }
@@ -921,7 +923,7 @@ fn issue(
         CommandKind::Deploy | CommandKind::Repair => Action::Deploy(command),
     });
     context.wake_at(deadline);
-    context.wake_at(now + seconds(RESEND_INTERVAL));
+    context.wake_at(now + seconds(RESEND_UNOBSERVED));
 }
 
 /// Clears commands that finished, failed or timed out. Returns whether commands remain
@@ -1329,11 +1331,19 @@ fn window_verdict(
         return Ok((verdict.clone(), reason.clone()));
     }
     let regions = context.window_cache.entry(pipeline.to_string()).or_default();
+    let regions_compiled = match regions.contains_key(region) {
+        true => None,
+        false => regions.values().next().map(|other| other.compiled.clone()),
+    };
     let entry = match regions.entry(region.to_string()) {
         std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
         std::collections::btree_map::Entry::Vacant(entry) => {
             let tz = TimeZone::get(zone).map_err(|error| error.to_string())?;
-            let compiled = CompiledWindows::new(windows, tz).map_err(|error| error.to_string())?;
+            // Another region's compiled windows, moved to this region's zone, when there is one.
+            let compiled = match regions_compiled {
+                Some(other) => other.in_zone(tz),
+                None => CompiledWindows::new(windows, tz).map_err(|error| error.to_string())?,
+            };
             entry.insert(WindowCacheEntry { compiled, verdict: None })
         }
     };
@@ -2165,8 +2175,8 @@ fn end_urgent_when_done(pipeline: &mut Pipeline, context: &mut Context) {
     }
 }
 
-/// Re-sends commands not acknowledged within [`RESEND_INTERVAL`] on the targets that had
-/// outstanding commands at the start of the pass, and asks to be woken for their deadlines.
+/// Re-sends the commands agents evidently lack (see [`RESEND_UNOBSERVED`]) on the targets that
+/// had outstanding commands at the start of the pass, and asks to be woken for their deadlines.
 /// (Commands issued in this pass registered their own wake-ups.)
 fn resend(pipeline: &mut Pipeline, outstanding: &BTreeSet<Target>, context: &mut Context) {
     let now = context.now;
@@ -2180,13 +2190,16 @@ fn resend(pipeline: &mut Pipeline, outstanding: &BTreeSet<Target>, context: &mut
             if box_state.observation.in_progress == Some(pending.id) {
                 continue;
             }
+            // Re-sent when a report made after the send shows the agent lacks it (a finished
+            // command was settled already), or when no report came for a while.
             if let Some(sent) = pending.last_sent
-                && now < sent + seconds(RESEND_INTERVAL)
+                && box_state.observed_at <= sent
+                && now < sent + seconds(RESEND_UNOBSERVED)
             {
-                context.wake_at(sent + seconds(RESEND_INTERVAL));
+                context.wake_at(sent + seconds(RESEND_UNOBSERVED));
                 continue;
             }
-            context.wake_at(now + seconds(RESEND_INTERVAL));
+            context.wake_at(now + seconds(RESEND_UNOBSERVED));
             pending.last_sent = Some(now);
             let command = BoxCommand {
                 id: pending.id,

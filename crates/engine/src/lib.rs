@@ -71,4 +71,6 @@ pub enum PlantedBug {
     /// A region's next zone starts as soon as its current one deployed, before the bake: two
     /// zones of one region are exposed at once.
     NextZoneBeforeBake,
+    /// Accepted operator commands leave no audit record.
+    UnauditedCommands,
 }

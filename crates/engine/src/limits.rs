@@ -8,9 +8,15 @@ pub const MAX_OBSERVATION_AGE: i64 = 120;
 /// alarm blocker. Alarm sources publish every minute; two missed publications are an outage.
 pub const MAX_ALARM_AGE: i64 = 180;
 
-/// Seconds between re-sends of a command an agent has not acknowledged. Commands are idempotent
-/// by id, so re-sending heals lost messages without ever applying a command twice.
+/// Seconds between re-sends of a test-gate request that has not been answered. Requests are
+/// idempotent by id, so re-sending heals lost messages without ever running a gate twice.
 pub const RESEND_INTERVAL: i64 = 60;
+
+/// Box commands are re-sent on evidence: as soon as a report of the box made after the send shows
+/// neither the command in progress nor its outcome (the message was lost). When no report of the
+/// box arrives at all, the command is re-sent this many seconds after the last send. Commands are
+/// idempotent by id, so a re-send never applies a command twice.
+pub const RESEND_UNOBSERVED: i64 = 300;
 
 /// Seconds before a box that failed a repair is tried again, so a broken box costs one command
 /// per ten minutes rather than one per tick.

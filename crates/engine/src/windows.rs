@@ -107,6 +107,22 @@ impl CompiledWindows {
         Ok(CompiledWindows { windows: windows.clone(), region_zone, allow })
     }
 
+    /// The same windows read in another region's zone, without parsing the crons again. Allow
+    /// windows with a zone of their own keep it.
+    pub fn in_zone(&self, region_zone: TimeZone) -> CompiledWindows {
+        let allow = self
+            .windows
+            .allow
+            .iter()
+            .zip(&self.allow)
+            .map(|(window, (cron, duration, zone))| {
+                let zone = if window.time_zone.is_some() { zone } else { &region_zone };
+                (cron.clone(), *duration, zone.clone())
+            })
+            .collect();
+        CompiledWindows { windows: self.windows.clone(), region_zone, allow }
+    }
+
     /// Why the window set is closed at `at`, and the earliest instant that reason could lift;
     /// `None` when deployments may start.
     pub fn closure(&self, at: Timestamp) -> Result<Option<(Closure, Timestamp)>, Error> {

@@ -102,6 +102,11 @@ pub struct Checker {
     accepted: BTreeSet<Digest>,
     urgent: BTreeMap<String, Digest>,
     pending_operator: BTreeMap<String, OperatorCommand>,
+    /// Operator command ids delivered, and those with their one audit record (accepted or
+    /// rejected); the id a step must answer, if its input was a new operator command.
+    operator_ids: BTreeSet<String>,
+    audited: BTreeSet<String>,
+    awaiting_audit: Option<String>,
     pub violations: Vec<Violation>,
 }
 
@@ -130,6 +135,9 @@ impl Checker {
             accepted: BTreeSet::new(),
             urgent: BTreeMap::new(),
             pending_operator: BTreeMap::new(),
+            operator_ids: BTreeSet::new(),
+            audited: BTreeSet::new(),
+            awaiting_audit: None,
             violations: Vec::new(),
         }
     }
@@ -204,6 +212,11 @@ impl Checker {
             Input::ContentBlocklist(list) => self.content = list.clone(),
             Input::Operator { id, command, .. } => {
                 self.pending_operator.insert(id.clone(), command.clone());
+                self.operator_ids.insert(id.clone());
+                // A re-delivered command was decided once already: no second record.
+                if !self.audited.contains(id) {
+                    self.awaiting_audit = Some(id.clone());
+                }
             }
             Input::ControllerStarted { .. }
             | Input::ArtifactReady { .. }
@@ -226,6 +239,30 @@ impl Checker {
             if *state == AlarmState::Alarm {
                 self.last_alarm.insert(key.clone(), now);
             }
+        }
+        // I16: every operator decision, allow or deny, leaves exactly one audit record.
+        for action in actions {
+            if let Action::Notify(
+                Event::CommandAccepted { id, .. } | Event::CommandRejected { id, .. },
+            ) = action
+                && self.operator_ids.contains(id)
+                && !self.audited.insert(id.clone())
+            {
+                self.violate(
+                    now,
+                    "I16 audit completeness",
+                    format!("operator command {id} has two audit records"),
+                );
+            }
+        }
+        if let Some(id) = self.awaiting_audit.take()
+            && !self.audited.contains(&id)
+        {
+            self.violate(
+                now,
+                "I16 audit completeness",
+                format!("operator command {id} was decided without an audit record"),
+            );
         }
         let mut rollback_pipelines: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for action in actions {

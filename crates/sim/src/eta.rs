@@ -20,8 +20,6 @@ use serde::Serialize;
 
 /// How long one box takes to install an artifact and pass its health checks.
 pub const INSTALL_TIME: SignedDuration = SignedDuration::from_secs(180);
-/// How long an agent takes to report that it has taken a command.
-pub const ACK_TIME: SignedDuration = SignedDuration::from_secs(1);
 /// How long a test gate runs.
 pub const TEST_TIME: SignedDuration = SignedDuration::from_secs(600);
 /// Boxes per target in the ideal fleet: enough for a one-box of at most 10% of traffic.
@@ -135,10 +133,8 @@ pub fn eta(
     let last_stage = plan.stages.last().map(|stage| stage.name.clone());
     let mut blocked_since: BTreeMap<(Target, BlockerKind), (Timestamp, String)> = BTreeMap::new();
     let mut installs: Vec<Install> = Vec::new();
-    // Targets whose boxes changed (an install began or finished) since they were last reported,
-    // and reports of commands taken, due at a time.
+    // Targets whose installs finished since they were last reported.
     let mut changed: BTreeSet<Target> = BTreeSet::new();
-    let mut acks: Vec<(Timestamp, Target)> = Vec::new();
     let mut gates: Vec<(Timestamp, CommandId)> = Vec::new();
     // When alarms and each target were last reported: only stale ones are reported again (the
     // engine treats alarms older than three minutes and boxes older than two as unknown).
@@ -182,13 +178,6 @@ pub fn eta(
     let mut now = start;
     for round in 0..MAX_WAKE_UPS {
         // Finish what is due, then report what changed or went stale, all in one round.
-        acks.retain(|(at, target)| {
-            if *at > now {
-                return true;
-            }
-            changed.insert(target.clone());
-            false
-        });
         installs.retain(|install| {
             if install.at > now {
                 return true;
@@ -261,10 +250,9 @@ pub fn eta(
                     let known = ideal.installing == Some(command.id)
                         || ideal.last.as_ref().is_some_and(|last| last.command == command.id);
                     if !known {
-                        // The agent takes it at once and says so a moment later.
+                        // The agent takes it at once and says so whenever it reports.
                         ideal.installing = Some(command.id);
                         installs.retain(|i| !(i.target == command.target && i.index == index));
-                        acks.push((now + ACK_TIME, command.target.clone()));
                         installs.push(Install {
                             at: now + INSTALL_TIME,
                             target: command.target,
@@ -339,12 +327,8 @@ pub fn eta(
         }
         let next_install = installs.iter().map(|install| install.at).min();
         let next_gate = gates.iter().map(|(at, _)| *at).min();
-        let next_ack = acks.iter().map(|(at, _)| *at).min();
-        let next = [wake, next_install, next_gate, next_ack]
-            .into_iter()
-            .flatten()
-            .filter(|at| *at > now)
-            .min();
+        let next =
+            [wake, next_install, next_gate].into_iter().flatten().filter(|at| *at > now).min();
         match next {
             Some(at) => now = at,
             None => break,
@@ -427,8 +411,10 @@ fn record_waits(
         .collect();
     for (target, kind) in cleared {
         let (from, what) = blocked_since.remove(&(target.clone(), kind)).expect("listed");
-        // Alarm blockers clear within a round in an ideal world: not a wait worth naming.
-        if now > from && kind != BlockerKind::TeamAlarm {
+        // Alarms are OK in the ideal world and reported whenever they matter: an alarm blocker
+        // there only says no reading was asked for while something else held the lane.
+        let alarm = matches!(kind, BlockerKind::TeamAlarm | BlockerKind::OrganisationAlarm);
+        if now > from && !alarm {
             let hours = now.duration_since(from).as_secs_f64() / 3600.0;
             let what = format!("{}: {what}", target.region);
             waits.push(Wait { region: target.region, kind, what, from, to: now, hours });
@@ -443,12 +429,14 @@ fn explain_waits(
     region_zones: &BTreeMap<String, String>,
 ) {
     waits.sort_by(|a, b| b.hours.total_cmp(&a.hours));
+    // Parsed once, then read in each region's zone.
+    let Ok(utc) = CompiledWindows::new(windows, jiff::tz::TimeZone::UTC) else { return };
     let mut compiled: BTreeMap<String, Option<(CompiledWindows, jiff::tz::TimeZone)>> =
         BTreeMap::new();
     for wait in waits.iter_mut().filter(|wait| wait.kind == BlockerKind::TimeWindow) {
         let entry = compiled.entry(wait.region.clone()).or_insert_with(|| {
             let tz = jiff::tz::TimeZone::get(region_zones.get(&wait.region)?).ok()?;
-            Some((CompiledWindows::new(windows, tz.clone()).ok()?, tz))
+            Some((utc.in_zone(tz.clone()), tz))
         });
         if let Some((compiled, tz)) = entry {
             wait.what =

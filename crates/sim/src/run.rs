@@ -750,6 +750,11 @@ impl Sim {
     }
 
     fn controller_up(&mut self) {
+        // Already up (a restart and the healing phase may both bring it up): a second start
+        // would replace the live controller with its state from the last crash.
+        if self.engine.is_some() {
+            return;
+        }
         let mut engine: Engine =
             serde_json::from_str(&self.durable).expect("the engine state deserializes");
         let again = serde_json::to_string(&engine).expect("the engine state serializes");

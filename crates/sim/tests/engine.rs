@@ -1,6 +1,7 @@
 //! The engine driven directly, for behaviour the simulator's fault mix does not pin down.
 
 use gantry_engine::fleet::{BoxId, BoxObservation, Health};
+use gantry_engine::limits::RESEND_UNOBSERVED;
 use gantry_engine::{Action, ArtifactReady, BoxCommand, Commit, Digest, Engine, Input};
 use gantry_sim::scenario;
 use jiff::{SignedDuration, Timestamp};
@@ -61,13 +62,18 @@ fn a_command_the_agent_acknowledged_is_not_sent_again() {
     assert!(!first.is_empty(), "the gamma deployment starts: {actions:?}");
     let command = first[0].clone();
 
-    // Not acknowledged: sent again a minute later.
-    let later = start + SignedDuration::from_secs(61);
+    // No report of the boxes since: nothing to go on until RESEND_UNOBSERVED has passed.
+    let quiet = start + SignedDuration::from_secs(RESEND_UNOBSERVED - 1);
+    let resent = deploys(&engine.step_many(quiet, [Input::Tick]));
+    assert!(resent.is_empty(), "not re-sent without evidence: {resent:?}");
+
+    // A report made after the send shows the agent lacks the command: sent again at once.
+    let later = quiet + SignedDuration::from_secs(1);
     let resent = deploys(&engine.step_many(later, [observe(later, None), Input::Tick]));
     assert!(resent.iter().any(|c| c.id == command.id), "re-sent: {resent:?}");
 
-    // Acknowledged: the next minute re-sends the others but not this one.
-    let after = later + SignedDuration::from_secs(61);
+    // Acknowledged: the next report re-sends the others but not this one.
+    let after = later + SignedDuration::from_secs(30);
     let resent = deploys(&engine.step_many(after, [observe(after, Some(command.id)), Input::Tick]));
     assert!(!resent.iter().any(|c| c.id == command.id), "not re-sent: {resent:?}");
     assert!(!resent.is_empty(), "the unacknowledged ones still are");

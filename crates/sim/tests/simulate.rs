@@ -82,3 +82,8 @@ fn a_planted_second_zone_of_a_region_is_caught() {
     // The example: a region's next zone starting while its current one still bakes.
     caught(|engine| engine.plant_bug(PlantedBug::NextZoneBeforeBake), "I2 blast radius");
 }
+
+#[test]
+fn a_planted_unaudited_command_is_caught() {
+    caught(|engine| engine.plant_bug(PlantedBug::UnauditedCommands), "I16 audit completeness");
+}
