@@ -137,6 +137,7 @@ impl Engine {
             content: ContentBlocklist::default(),
             recent_operator_commands: Default::default(),
             window_cache: BTreeMap::new(),
+            wakes: BTreeSet::new(),
             planted_bug: None,
         })
     }
@@ -189,6 +190,7 @@ impl Engine {
             alarms,
             content,
             window_cache,
+            wakes,
             ..
         } = self;
         let mut context = Context {
@@ -206,38 +208,37 @@ impl Engine {
                 .values()
                 .any(|regions| regions.values().any(|r| r.state == AlarmState::Alarm)),
         };
-        for (name, pipeline) in pipelines.iter_mut() {
-            if scope.as_ref().is_none_or(|names| names.contains(name)) {
-                let others = context.wake.take();
-                // A pass may enable what it already went past (a stage passed, so the next one
-                // may take the artifact; a rollback or urgent mode ended, so a deployment may
-                // start): decide again, as no input may come to ask.
-                for _ in 0..MAX_PASSES {
-                    let before = context.actions.len();
-                    reconcile(pipeline, &mut context);
-                    let again = context.actions[before..].iter().any(|action| {
-                        matches!(
-                            action,
-                            Action::Notify(
-                                Event::StagePassed { .. }
-                                    | Event::RollbackFinished { .. }
-                                    | Event::UrgentEnded { .. }
-                            )
-                        )
-                    });
-                    if !again {
-                        break;
+        // Only the pipelines the inputs concern are decided; the others' wake-ups stand.
+        let mut decide = |name: &String, pipeline: &mut Pipeline, context: &mut Context| {
+            let wake = decide(pipeline, context);
+            if pipeline.wake != wake {
+                if let Some(old) = pipeline.wake {
+                    wakes.remove(&(old, name.clone()));
+                }
+                if let Some(new) = wake {
+                    wakes.insert((new, name.clone()));
+                }
+                pipeline.wake = wake;
+            }
+        };
+        match &scope {
+            None => {
+                for (name, pipeline) in pipelines.iter_mut() {
+                    decide(name, pipeline, &mut context);
+                }
+            }
+            Some(names) => {
+                for name in names {
+                    if let Some(pipeline) = pipelines.get_mut(name) {
+                        decide(name, pipeline, &mut context);
                     }
                 }
-                pipeline.wake = context.wake;
-                context.wake = others;
-            }
-            if let Some(wake) = pipeline.wake {
-                context.wake_at(wake);
             }
         }
-        if let Some(wake) = context.wake {
-            actions.push(Action::WakeAt(wake));
+        // The earliest wake-up still ahead; one in the past belongs to a pipeline the caller
+        // ticks anyway.
+        if let Some((wake, _)) = wakes.iter().find(|(at, _)| *at > now) {
+            actions.push(Action::WakeAt(*wake));
         }
         self.check_invariants(now, scope.as_ref());
         actions
@@ -474,10 +475,11 @@ impl Engine {
 
     /// Programmer-error checks after every step; they stay on in every build.
     fn check_invariants(&self, now: Timestamp, scope: Option<&BTreeSet<String>>) {
-        for (name, pipeline) in &self.pipelines {
-            if scope.is_some_and(|names| !names.contains(name)) {
-                continue;
-            }
+        let scoped: Box<dyn Iterator<Item = (&String, &Pipeline)>> = match scope {
+            None => Box::new(self.pipelines.iter()),
+            Some(names) => Box::new(names.iter().filter_map(|n| self.pipelines.get_key_value(n))),
+        };
+        for (name, pipeline) in scoped {
             for (stage, state) in pipeline.plan.stages.iter().zip(&pipeline.stages) {
                 let Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) = &state.run else {
                     continue;
@@ -952,6 +954,31 @@ fn settle_pending(target: &mut TargetState, now: Timestamp) -> (bool, bool) {
         }
     }
     (outstanding, empty)
+}
+
+/// Decides for one pipeline: reconciles it, again while a pass enables what it already went
+/// past (a stage passed, so the next one may take the artifact; a rollback or urgent mode ended,
+/// so a deployment may start), as no input may come to ask. Returns when to wake it next.
+fn decide(pipeline: &mut Pipeline, context: &mut Context) -> Option<Timestamp> {
+    let others = context.wake.take();
+    for _ in 0..MAX_PASSES {
+        let before = context.actions.len();
+        reconcile(pipeline, context);
+        let again = context.actions[before..].iter().any(|action| {
+            matches!(
+                action,
+                Action::Notify(
+                    Event::StagePassed { .. }
+                        | Event::RollbackFinished { .. }
+                        | Event::UrgentEnded { .. }
+                )
+            )
+        });
+        if !again {
+            break;
+        }
+    }
+    std::mem::replace(&mut context.wake, others)
 }
 
 /// One reconcile pass over a pipeline.

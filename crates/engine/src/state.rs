@@ -34,6 +34,11 @@ pub struct Engine {
     /// function, so it is not persisted: a restarted engine recomputes it.
     #[serde(skip)]
     pub(crate) window_cache: WindowCache,
+    /// Every pipeline's next wake-up, earliest first, so a step that concerns one pipeline
+    /// costs the same with ten thousand. Rebuilt by the first step after a restart, which
+    /// decides for every pipeline.
+    #[serde(skip)]
+    pub(crate) wakes: BTreeSet<(Timestamp, String)>,
     /// Only ever set through `plant_bug`, which exists only with the `planted-bugs` feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) planted_bug: Option<crate::PlantedBug>,
