@@ -31,7 +31,11 @@ pub fn eta(args: EtaArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let zones = gantry_engine::Engine::region_zones(&loaded.topology);
-    let start = args.start.unwrap_or_else(jiff::Timestamp::now);
+    // Now, to the second: a what-if needs no nanoseconds.
+    let start = args.start.unwrap_or_else(|| {
+        let now = jiff::Timestamp::now();
+        now.round(jiff::Unit::Second).unwrap_or(now)
+    });
     // Reading the time-zone database is I/O, not the computation being timed.
     for zone in zones.values() {
         let _ = jiff::tz::TimeZone::get(zone);
