@@ -258,9 +258,13 @@ impl Engine {
                     return None;
                 }
                 self.epoch = epoch;
+                let forget = self.planted_bug == Some(crate::PlantedBug::ForgetCommandsOnRestart);
                 for pipeline in self.pipelines.values_mut() {
                     for target in pipeline.targets.values_mut() {
                         for state in target.fleet.boxes.values_mut() {
+                            if forget {
+                                state.pending = None;
+                            }
                             if let Some(pending) = &mut state.pending {
                                 pending.last_sent = None;
                             }
@@ -2054,15 +2058,18 @@ fn advance_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
             .iter()
             .filter(|(_, box_state)| {
                 let done = box_state.pending.is_none() && box_state.healthy_on(&to, now);
-                let rolling = box_state
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| p.kind == CommandKind::RollBack && p.artifact == to);
-                !done && !rolling
+                // Already on its way there (a rollback, or a repair of a box added mid-way):
+                // commanding it again would install the same artifact twice.
+                let heading = box_state.pending.as_ref().is_some_and(|p| p.artifact == to);
+                !done && !heading
             })
             .map(|(id, _)| id.clone())
             .collect();
-        let in_flight = fleet.in_flight(CommandKind::RollBack);
+        let in_flight = fleet
+            .boxes
+            .values()
+            .filter(|b| b.pending.as_ref().is_some_and(|p| p.artifact == to))
+            .count() as u32;
         if needing.is_empty() && in_flight == 0 {
             context.notify(Event::RollbackFinished {
                 pipeline: name.clone(),

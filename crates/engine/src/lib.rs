@@ -73,4 +73,6 @@ pub enum PlantedBug {
     NextZoneBeforeBake,
     /// Accepted operator commands leave no audit record.
     UnauditedCommands,
+    /// A restarted controller forgets the commands it had sent, and sends new ones.
+    ForgetCommandsOnRestart,
 }

@@ -107,7 +107,19 @@ pub struct Checker {
     operator_ids: BTreeSet<String>,
     audited: BTreeSet<String>,
     awaiting_audit: Option<String>,
+    /// The last command each box was given and when it lapses (its hook and health timeouts),
+    /// until a report settles it: I11, no box is given a second command while one is
+    /// outstanding, across controller restarts too.
+    outstanding: BTreeMap<(String, Target, String), Outstanding>,
     pub violations: Vec<Violation>,
+}
+
+#[derive(Clone, Debug)]
+struct Outstanding {
+    command: CommandId,
+    artifact: Digest,
+    issued_at: Timestamp,
+    lapses_at: Timestamp,
 }
 
 impl Checker {
@@ -138,6 +150,7 @@ impl Checker {
             operator_ids: BTreeSet::new(),
             audited: BTreeSet::new(),
             awaiting_audit: None,
+            outstanding: BTreeMap::new(),
             violations: Vec::new(),
         }
     }
@@ -184,6 +197,19 @@ impl Checker {
                     return;
                 }
                 model.observed_at = Some(*observed_at);
+                // A report settles a box's command: its outcome, the artifact running, or the
+                // box gone from the target.
+                self.outstanding.retain(|(p, t, id), outstanding| {
+                    if p != pipeline || t != target || *observed_at <= outstanding.issued_at {
+                        return true;
+                    }
+                    boxes.iter().find(|b| &b.id.0 == id).is_some_and(|b| {
+                        b.running.as_ref() != Some(&outstanding.artifact)
+                            && b.last_command
+                                .as_ref()
+                                .is_none_or(|c| c.command != outstanding.command)
+                    })
+                });
                 let mut next = BTreeMap::new();
                 for observation in boxes {
                     let mut box_model = model.boxes.remove(&observation.id.0).unwrap_or_default();
@@ -339,6 +365,40 @@ impl Checker {
     }
 
     fn new_command(&mut self, now: Timestamp, command: &BoxCommand, coverage: &mut Coverage) {
+        // I11: a command still outstanding (not reported, not lapsed) is never issued again
+        // under a new id; after a restart the controller must remember it and re-send the same
+        // one. (A rollback may pre-empt a deployment in flight: that is a different artifact.)
+        let key = (command.pipeline.clone(), command.target.clone(), command.box_id.0.clone());
+        if let Some(earlier) = self.outstanding.get(&key)
+            && now < earlier.lapses_at
+            && earlier.artifact == command.artifact
+        {
+            self.violate(
+                now,
+                "I11 write-ahead intent",
+                format!(
+                    "{} {} {} given command {} while {} for the same artifact (sent {}) is outstanding",
+                    command.pipeline,
+                    command.target,
+                    command.box_id,
+                    command.id,
+                    earlier.command,
+                    earlier.issued_at
+                ),
+            );
+        }
+        let strategy = &self.stage_of_target(&command.pipeline, &command.target).deployment;
+        let timeouts =
+            strategy.hook_timeout.as_seconds() + strategy.health_check_timeout.as_seconds();
+        self.outstanding.insert(
+            key,
+            Outstanding {
+                command: command.id,
+                artifact: command.artifact.clone(),
+                issued_at: now,
+                lapses_at: now + SignedDuration::from_secs(timeouts as i64),
+            },
+        );
         // I12: only artifacts verified at build time (or the fleet's initial ones) reach boxes.
         let signed = self.initial.contains(&command.artifact)
             || self.truth.get(&command.artifact).is_some_and(|truth| truth.signed);

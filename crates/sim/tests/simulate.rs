@@ -87,3 +87,11 @@ fn a_planted_second_zone_of_a_region_is_caught() {
 fn a_planted_unaudited_command_is_caught() {
     caught(|engine| engine.plant_bug(PlantedBug::UnauditedCommands), "I16 audit completeness");
 }
+
+#[test]
+fn a_planted_forgotten_command_is_caught() {
+    caught(
+        |engine| engine.plant_bug(PlantedBug::ForgetCommandsOnRestart),
+        "I11 write-ahead intent",
+    );
+}
