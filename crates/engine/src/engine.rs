@@ -258,15 +258,16 @@ impl Engine {
                     return None;
                 }
                 self.epoch = epoch;
-                let forget = self.planted_bug == Some(crate::PlantedBug::ForgetCommandsOnRestart);
+                let reissue = self.planted_bug == Some(crate::PlantedBug::ReissueOnRestart);
                 for pipeline in self.pipelines.values_mut() {
                     for target in pipeline.targets.values_mut() {
                         for state in target.fleet.boxes.values_mut() {
-                            if forget {
-                                state.pending = None;
-                            }
                             if let Some(pending) = &mut state.pending {
                                 pending.last_sent = None;
+                                if reissue {
+                                    self.next_command += 1;
+                                    pending.id = CommandId(self.next_command);
+                                }
                             }
                         }
                     }
@@ -356,12 +357,16 @@ impl Engine {
                 }
                 Some(name)
             }
+            // A report stamped later than now comes from a clock that runs ahead: it counts as
+            // made now, so it can neither stay fresh past its time nor shut out the reports
+            // that follow it.
             Input::Fleet { pipeline: name, target, observed_at, boxes } => {
                 let state = self.pipelines.get_mut(&name)?.targets.get_mut(&target)?;
-                state.fleet.apply_snapshot(observed_at, boxes);
+                state.fleet.apply_snapshot(observed_at.min(now), boxes);
                 Some(name)
             }
             Input::Alarm { alarm, region, state, observed_at } => {
+                let observed_at = observed_at.min(now);
                 let slot = self.alarms.entry(alarm).or_default().entry(region.unwrap_or_default());
                 let reading = AlarmReading { state, observed_at };
                 match slot {
@@ -377,6 +382,7 @@ impl Engine {
                 None
             }
             Input::DataPoints { pipeline: name, target, artifact, metric, count, observed_at } => {
+                let observed_at = observed_at.min(now);
                 let state = self.pipelines.get_mut(&name)?.targets.get_mut(&target)?;
                 let readings = state.data_points.entry(metric).or_default();
                 let newer = readings.get(&artifact).is_none_or(|old| old.observed_at < observed_at);

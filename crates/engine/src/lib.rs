@@ -73,6 +73,7 @@ pub enum PlantedBug {
     NextZoneBeforeBake,
     /// Accepted operator commands leave no audit record.
     UnauditedCommands,
-    /// A restarted controller forgets the commands it had sent, and sends new ones.
-    ForgetCommandsOnRestart,
+    /// A restarted controller sends its outstanding commands again under new ids, so an agent
+    /// may carry out the same change twice.
+    ReissueOnRestart,
 }

@@ -190,6 +190,26 @@ impl Checker {
 
     /// Records an input the engine is about to receive.
     pub fn delivered(&mut self, now: Timestamp, input: &Input) {
+        // Reports stamped in the future count as made now (the engine's documented rule).
+        let clamped;
+        let input = match input {
+            Input::Fleet { observed_at, .. }
+            | Input::Alarm { observed_at, .. }
+            | Input::DataPoints { observed_at, .. }
+                if *observed_at > now =>
+            {
+                let mut copy = input.clone();
+                if let Input::Fleet { observed_at, .. }
+                | Input::Alarm { observed_at, .. }
+                | Input::DataPoints { observed_at, .. } = &mut copy
+                {
+                    *observed_at = now;
+                }
+                clamped = copy;
+                &clamped
+            }
+            _ => input,
+        };
         match input {
             Input::Fleet { pipeline, target, observed_at, boxes } => {
                 let model = self.targets.entry((pipeline.clone(), target.clone())).or_default();
@@ -939,11 +959,13 @@ impl Checker {
                         format!("{pipeline} {target} baked {artifact} without a fresh OK {alarm}"),
                     );
                 }
+                // Strictly after the start: at the very instant a bake starts, the alarm may have
+                // been in ALARM until the reading that let the deployment start.
                 if let Some((_, key_region)) = reading
                     && self
                         .last_alarm
                         .get(&(alarm.clone(), key_region))
-                        .is_some_and(|at| *at >= started)
+                        .is_some_and(|at| *at > started)
                 {
                     self.violate(now, "I3 promotion requires baked evidence", format!("{pipeline} {target} baked {artifact} though {alarm} was in ALARM during the bake"));
                 }

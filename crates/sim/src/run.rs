@@ -135,6 +135,8 @@ struct SimTarget {
     boxes: BTreeMap<BoxId, SimBox>,
     next_box: u32,
     requests_per_minute: u64,
+    /// How far the clocks of this target's agents run ahead (or, negative, behind).
+    clock_skew: SignedDuration,
 }
 
 struct Sim {
@@ -204,6 +206,11 @@ pub(crate) fn play(world: World, options: &Options, script: Option<Script>) -> R
         };
         if script.is_some() {
             sim_target.requests_per_minute = 100;
+        } else if rng.range(0, 3) == 0 {
+            // A quarter of the targets' agents have clocks off: up to half an hour ahead, or
+            // a little behind (far behind, every report would be stale on arrival).
+            let seconds = rng.range(0, 1830) as i64 - 30;
+            sim_target.clock_skew = SignedDuration::from_secs(seconds);
         }
         for number in 0..*count {
             sim_target
@@ -927,7 +934,7 @@ impl Sim {
             self.send(SimEvent::ToController(Input::Fleet {
                 pipeline: key.0.clone(),
                 target: key.1.clone(),
-                observed_at: now,
+                observed_at: now + sim_target.clock_skew,
                 boxes,
             }));
         }
@@ -943,6 +950,7 @@ impl Sim {
                 serving.extend(b.running.as_ref());
             }
             let rate = sim_target.requests_per_minute;
+            let skew = sim_target.clock_skew;
             let mut readings = Vec::new();
             for artifact in serving {
                 if let Some(since) =
@@ -959,7 +967,7 @@ impl Sim {
                     artifact,
                     metric: "requests".into(),
                     count,
-                    observed_at: now,
+                    observed_at: now + skew,
                 };
                 self.send(SimEvent::ToController(input));
             }

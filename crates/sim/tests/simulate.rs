@@ -89,9 +89,6 @@ fn a_planted_unaudited_command_is_caught() {
 }
 
 #[test]
-fn a_planted_forgotten_command_is_caught() {
-    caught(
-        |engine| engine.plant_bug(PlantedBug::ForgetCommandsOnRestart),
-        "I11 write-ahead intent",
-    );
+fn a_planted_reissue_after_restart_is_caught() {
+    caught(|engine| engine.plant_bug(PlantedBug::ReissueOnRestart), "I11 write-ahead intent");
 }
