@@ -325,3 +325,66 @@ fn the_shipped_scenario_files_run_clean() {
     }
     assert!(ran > 0, "no scenario files in {directory}");
 }
+
+#[test]
+fn regions_of_a_wave_each_go_at_their_own_pace_in_their_own_window() {
+    // One wave of New York and Tokyo. At 14:00 UTC on a Tuesday New York's window is open and
+    // Tokyo's (23:00 local) is closed: New York works through both of its zones without waiting
+    // for Tokyo, which starts in its own morning. The next wave waits for both.
+    let regions = r#""regions": [
+        {"name": "r1", "time_zone": "America/New_York", "zones": 2, "boxes": 10},
+        {"name": "r2", "time_zone": "Asia/Tokyo", "zones": 2, "boxes": 10},
+        {"name": "r3", "time_zone": "Europe/Berlin", "zones": 1, "boxes": 10}]"#;
+    let scenario = format!(
+        r#"{{"start": "2026-11-24T13:55:00Z", "until": "3d", {regions},
+            "pipelines": [{{"name": "api", "waves": [["r1", "r2"], ["r3"]],
+                           "bake": {{"one_box": "10m", "zone": "10m", "wave": "30m"}},
+                           {BUSINESS_HOURS}}}],
+            "events": [{{"at": "5m", "event": "artifact", "pipeline": "api", "number": 1}}]}}"#
+    );
+    check(
+        &scenario,
+        &[
+            "2026-11-24 Tue 14:00:01 UTC api wave-1/one-box prod/r1/r1-az1: deploying api-1",
+            "2026-11-24 Tue 14:00:01 UTC api wave-1 prod/r2/r2-az1: api-1 blocked: TimeWindow",
+            "api wave-1/zone-2 prod/r1/r1-az2: deploying api-1",
+            "api wave-1/zone-2 prod/r1/r1-az2: api-1 baked",
+            "2026-11-25 Wed 00:00:00 UTC api wave-1/one-box prod/r2/r2-az1: deploying api-1",
+            "api wave-1/zone-2 prod/r2/r2-az2: api-1 baked",
+            "api wave-1: api-1 passed",
+            "api wave-2/one-box prod/r3/r3-az1: deploying api-1",
+        ],
+    );
+}
+
+#[test]
+fn an_alarm_while_a_later_zone_bakes_rolls_back_the_regions_earlier_zones_too() {
+    // Zone 1 of r1 baked api-1; the alarm fires while zone 2 bakes. Both zones run api-1, so
+    // both go back to api-0, not only the zone deploying now.
+    let scenario = format!(
+        r#"{{"start": "2026-11-24T14:00:00Z", "until": "6h", {ONE_REGION},
+            "pipelines": [{{"name": "api", "waves": [["r1"]],
+                           "bake": {{"one_box": "10m", "zone": "10m", "wave": "30m"}}}}],
+            "events": [
+              {{"at": "1m", "event": "artifact", "pipeline": "api", "number": 1}},
+              {{"at": "50m", "event": "alarm", "alarm": "api-high-severity", "region": "r1", "state": "ALARM"}}]}}"#
+    );
+    check(
+        &scenario,
+        &[
+            "api wave-1/zone-1 prod/r1/r1-az1: api-1 baked",
+            "api wave-1/zone-2 prod/r1/r1-az2: baking api-1",
+            "api prod/r1/r1-az1: rolling back to api-0: rollback alarm api-high-severity is in ALARM in r1",
+            "api prod/r1/r1-az2: rolling back to api-0: rollback alarm api-high-severity is in ALARM in r1",
+            "api wave-1: api-1 failed",
+        ],
+    );
+    let report = scenario::run(&scenario::parse(&scenario).unwrap()).unwrap();
+    let timeline = report.timeline.join("\n");
+    for zone in ["r1-az1", "r1-az2"] {
+        assert!(
+            timeline.contains(&format!("api prod/r1/{zone}: rolled back to api-0")),
+            "{zone} back on api-0:\n{timeline}"
+        );
+    }
+}
