@@ -955,8 +955,8 @@ fn settle_pending(target: &mut TargetState, now: Timestamp) -> (bool, bool) {
             None => None,
         };
         if let Some(failed) = failed {
-            if failed && pending.kind == CommandKind::Repair {
-                target.repair_backoff.insert(id.clone(), now + seconds(REPAIR_BACKOFF));
+            if failed && matches!(pending.kind, CommandKind::Repair | CommandKind::RollBack) {
+                target.backoff.insert(id.clone(), now + seconds(RETRY_BACKOFF));
             }
             state.pending = None;
         } else {
@@ -1022,7 +1022,7 @@ fn reconcile(pipeline: &mut Pipeline, context: &mut Context) {
 /// Wake-ups for repair back-offs and override expiries.
 fn next_wake(pipeline: &Pipeline, context: &mut Context) {
     for target in pipeline.targets.values() {
-        for until in target.repair_backoff.values() {
+        for until in target.backoff.values() {
             context.wake_at(*until);
         }
     }
@@ -2058,7 +2058,10 @@ fn advance_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
         let Some(rollback) = &state.rollback else { continue };
         let to = rollback.to.clone();
         let strategy = strategy_for(&pipeline.plan, target);
+        state.backoff.retain(|_, until| *until > now);
         let fleet = &mut state.fleet;
+        let backoff = &state.backoff;
+        let mut resting = false;
         let needing: Vec<BoxId> = fleet
             .boxes
             .iter()
@@ -2069,6 +2072,14 @@ fn advance_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
                 let heading = box_state.pending.as_ref().is_some_and(|p| p.artifact == to);
                 !done && !heading
             })
+            .filter(|(id, _)| match backoff.get(*id) {
+                // Its last rollback failed: it rests, and the rollback is not finished.
+                Some(until) if *until > now => {
+                    resting = true;
+                    false
+                }
+                _ => true,
+            })
             .map(|(id, _)| id.clone())
             .collect();
         let in_flight = fleet
@@ -2076,7 +2087,7 @@ fn advance_rollbacks(pipeline: &mut Pipeline, context: &mut Context) {
             .values()
             .filter(|b| b.pending.as_ref().is_some_and(|p| p.artifact == to))
             .count() as u32;
-        if needing.is_empty() && in_flight == 0 {
+        if needing.is_empty() && in_flight == 0 && !resting {
             context.notify(Event::RollbackFinished {
                 pipeline: name.clone(),
                 target: target.clone(),
@@ -2135,7 +2146,7 @@ fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context: &mut Conte
         if state.rollback.is_some() || deploying.contains(target) {
             continue;
         }
-        state.repair_backoff.retain(|_, until| *until > now);
+        state.backoff.retain(|_, until| *until > now);
         let empty: Vec<BoxId> = state
             .fleet
             .boxes
@@ -2143,7 +2154,7 @@ fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context: &mut Conte
             .filter(|(id, box_state)| {
                 box_state.observation.running.is_none()
                     && box_state.pending.is_none()
-                    && !state.repair_backoff.contains_key(*id)
+                    && !state.backoff.contains_key(*id)
             })
             .map(|(id, _)| id.clone())
             .collect();

@@ -18,9 +18,9 @@ pub const RESEND_INTERVAL: i64 = 60;
 /// idempotent by id, so a re-send never applies a command twice.
 pub const RESEND_UNOBSERVED: i64 = 300;
 
-/// Seconds before a box that failed a repair is tried again, so a broken box costs one command
-/// per ten minutes rather than one per tick.
-pub const REPAIR_BACKOFF: i64 = 600;
+/// Seconds before a box whose repair or rollback failed is commanded again, so a broken box
+/// costs one command per ten minutes rather than one per tick.
+pub const RETRY_BACKOFF: i64 = 600;
 
 /// Known-good artifacts remembered per target: enough to roll back past a long run of recalled
 /// artifacts, small enough that state stays a few kilobytes per target.

@@ -219,8 +219,9 @@ pub struct TargetState {
     /// Cumulative data points per metric and per artifact that served them (a target mid-way
     /// through a deployment serves two).
     pub data_points: BTreeMap<String, BTreeMap<Digest, DataPointReading>>,
-    /// Boxes whose repair failed, and when they may be tried again.
-    pub repair_backoff: BTreeMap<BoxId, Timestamp>,
+    /// Boxes whose repair or rollback failed, and when they may be commanded again.
+    #[serde(alias = "repair_backoff")]
+    pub backoff: BTreeMap<BoxId, Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
