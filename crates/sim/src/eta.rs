@@ -6,6 +6,11 @@
 //! alarm is OK, every test gate passes after [`TEST_TIME`], and traffic always meets the bake's
 //! data-point minimums. What remains is what the pipeline itself imposes: batches, bakes, time
 //! windows, holidays, manual approvals (given at once here) and the order of waves.
+//!
+//! Each wake-up is one round, as a controller would run it: what finished and what the engine
+//! needs fresh (the boxes of deployments in progress or free to start, the alarms of their
+//! regions) is reported, then the engine decides once (`Engine::step_many`). A lane held by a
+//! window gets nothing until the window opens; the engine wakes itself then.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,7 +59,7 @@ pub struct Eta {
     pub waits: Vec<Wait>,
     /// Every decision the engine made on the way, one line each.
     pub timeline: Vec<String>,
-    /// Engine steps the computation took.
+    /// Rounds the computation took: one `Engine::step_many` each.
     pub engine_steps: u64,
 }
 
