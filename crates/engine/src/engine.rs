@@ -138,6 +138,7 @@ impl Engine {
             recent_operator_commands: Default::default(),
             window_cache: BTreeMap::new(),
             wakes: BTreeSet::new(),
+            firing: Some(0),
             planted_bug: None,
         })
     }
@@ -149,6 +150,18 @@ impl Engine {
             .iter()
             .map(|region| (region.name.clone(), region.time_zone.clone()))
             .collect()
+    }
+
+    /// How many alarm readings are in ALARM: counted once, then kept as readings arrive.
+    fn firing(&mut self) -> usize {
+        let alarms = &self.alarms;
+        *self.firing.get_or_insert_with(|| {
+            alarms
+                .values()
+                .flat_map(|regions| regions.values())
+                .filter(|r| r.state == AlarmState::Alarm)
+                .count()
+        })
     }
 
     #[cfg(feature = "planted-bugs")]
@@ -182,6 +195,7 @@ impl Engine {
                 (None, _) => scope = None,
             }
         }
+        let any_firing = self.firing() > 0;
         let Engine {
             epoch,
             next_command,
@@ -204,33 +218,32 @@ impl Engine {
             actions: &mut actions,
             wake: None,
             bug: self.planted_bug,
-            any_firing: alarms
-                .values()
-                .any(|regions| regions.values().any(|r| r.state == AlarmState::Alarm)),
+            any_firing,
         };
         // Only the pipelines the inputs concern are decided; the others' wake-ups stand.
-        let mut decide = |name: &String, pipeline: &mut Pipeline, context: &mut Context| {
-            let wake = decide(pipeline, context);
-            if pipeline.wake != wake {
-                if let Some(old) = pipeline.wake {
-                    wakes.remove(&(old, name.clone()));
+        let mut decide_and_index =
+            |name: &String, pipeline: &mut Pipeline, context: &mut Context| {
+                let wake = decide(pipeline, context);
+                if pipeline.wake != wake {
+                    if let Some(old) = pipeline.wake {
+                        wakes.remove(&(old, name.clone()));
+                    }
+                    if let Some(new) = wake {
+                        wakes.insert((new, name.clone()));
+                    }
+                    pipeline.wake = wake;
                 }
-                if let Some(new) = wake {
-                    wakes.insert((new, name.clone()));
-                }
-                pipeline.wake = wake;
-            }
-        };
+            };
         match &scope {
             None => {
                 for (name, pipeline) in pipelines.iter_mut() {
-                    decide(name, pipeline, &mut context);
+                    decide_and_index(name, pipeline, &mut context);
                 }
             }
             Some(names) => {
                 for name in names {
                     if let Some(pipeline) = pipelines.get_mut(name) {
-                        decide(name, pipeline, &mut context);
+                        decide_and_index(name, pipeline, &mut context);
                     }
                 }
             }
@@ -369,14 +382,22 @@ impl Engine {
                 let observed_at = observed_at.min(now);
                 let slot = self.alarms.entry(alarm).or_default().entry(region.unwrap_or_default());
                 let reading = AlarmReading { state, observed_at };
-                match slot {
+                let replaced = match slot {
                     std::collections::btree_map::Entry::Vacant(vacant) => {
                         vacant.insert(reading);
+                        Some(None)
                     }
                     std::collections::btree_map::Entry::Occupied(mut occupied) => {
-                        if occupied.get().observed_at < observed_at {
-                            occupied.insert(reading);
-                        }
+                        (occupied.get().observed_at < observed_at)
+                            .then(|| Some(occupied.insert(reading).state))
+                    }
+                };
+                if let (Some(old), Some(count)) = (replaced, &mut self.firing) {
+                    let was = old == Some(AlarmState::Alarm);
+                    match (was, state == AlarmState::Alarm) {
+                        (false, true) => *count += 1,
+                        (true, false) => *count -= 1,
+                        _ => {}
                     }
                 }
                 None
@@ -1368,10 +1389,9 @@ fn window_verdict(
         return Ok((verdict.clone(), reason.clone()));
     }
     let regions = context.window_cache.entry(pipeline.to_string()).or_default();
-    let regions_compiled = match regions.contains_key(region) {
-        true => None,
-        false => regions.values().next().map(|other| other.compiled.clone()),
-    };
+    let regions_compiled = (!regions.contains_key(region))
+        .then(|| regions.values().next().map(|other| other.compiled.clone()))
+        .flatten();
     let entry = match regions.entry(region.to_string()) {
         std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
         std::collections::btree_map::Entry::Vacant(entry) => {

@@ -39,6 +39,10 @@ pub struct Engine {
     /// decides for every pipeline.
     #[serde(skip)]
     pub(crate) wakes: BTreeSet<(Timestamp, String)>,
+    /// How many readings in `alarms` are ALARM, so a step need not scan them all to know none
+    /// is. Counted afresh after a restart.
+    #[serde(skip)]
+    pub(crate) firing: Option<usize>,
     /// Only ever set through `plant_bug`, which exists only with the `planted-bugs` feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) planted_bug: Option<crate::PlantedBug>,
