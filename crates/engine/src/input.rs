@@ -46,14 +46,8 @@ pub enum Input {
     Tick,
 }
 
-/// CloudWatch's three alarm states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum AlarmState {
-    Ok,
-    Alarm,
-    InsufficientData,
-}
+/// CloudWatch's three alarm states: the one type the alarm engine computes and this engine reads.
+pub use gantry_model::AlarmState;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]

@@ -29,7 +29,6 @@ pub mod artifact;
 pub mod attestation;
 pub mod blocks;
 pub mod build;
-mod digest;
 pub mod dsse;
 pub mod keys;
 pub mod lockfiles;
@@ -42,7 +41,7 @@ pub mod webhook;
 
 use std::path::Path;
 
-pub use digest::{Digest, DigestError};
+pub use gantry_model::{Digest, DigestError};
 
 /// Everything that can go wrong in the supply chain, each saying what, where and what to do.
 #[derive(Debug, thiserror::Error)]
