@@ -5,6 +5,7 @@
 //! Nothing here does I/O or decides anything; loading and validating live in `gantry-spec`,
 //! deciding lives in `gantry-engine`.
 
+pub mod agent;
 mod alarm;
 mod digest;
 mod duration;

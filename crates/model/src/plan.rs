@@ -101,7 +101,9 @@ pub enum StepKind {
 }
 
 /// What one deployment acts on: the boxes of (environment, region, zone or cell).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Target {
     /// `prod`, or the pre-production environment's name.
     pub environment: String,
