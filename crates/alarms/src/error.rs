@@ -15,6 +15,8 @@ pub enum Error {
          samples must arrive in time order"
     )]
     OutOfOrder { series: String, time: i64, last: i64 },
+    #[error("series {series} appears twice in one batch; each series has one sample per scrape")]
+    DuplicateInBatch { series: String },
     #[error("counter {series} reported {value}; counters must be finite and not negative")]
     BadCounterValue { series: String, value: f64 },
     #[error("GET {url}: {reason}")]

@@ -7,8 +7,17 @@
 //! could silently change a value (bad escapes, duplicate series, bad numbers are errors with
 //! line and column) and bounded by [`ExpositionLimits`].
 //!
-//! `# TYPE` decides each sample's [`SeriesKind`]: counters, and the `_bucket`, `_count` and
-//! `_sum` series of histograms and summaries, are counters; everything else is a gauge.
+//! `# TYPE` decides each sample's [`SeriesKind`]: counters, and the `_bucket` and `_count`
+//! series of histograms and summaries, are counters; everything else is a gauge. A `_sum` is a
+//! gauge, since negative observations make it fall (OpenMetrics allows them), and a gauge
+//! histogram's `_bucket`, `_gcount` and `_gsum` are gauges, since its buckets may drop.
+//!
+//! Values no metric can have are refused, as the OpenMetrics reference parser refuses them,
+//! naming the series: a negative summary quantile, a quantile label outside [0, 1], histogram
+//! buckets that decrease as `le` grows, and a `_count` other than the `+Inf` bucket.
+//!
+//! Timestamps: the 0.0.4 text format writes integer milliseconds; an OpenMetrics exposition
+//! (one that ends with `# EOF`) writes seconds, integer or not.
 
 use std::collections::{HashMap, HashSet};
 
@@ -68,6 +77,7 @@ enum Family {
     Counter,
     Gauge,
     Histogram,
+    GaugeHistogram,
     Summary,
     Other,
 }
@@ -76,6 +86,7 @@ enum Family {
 pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, ExpositionError> {
     let mut families: HashMap<String, Family> = HashMap::new();
     let mut samples = Vec::new();
+    let open_metrics = is_open_metrics(text);
     // Where each sample was, to report duplicates after the loop without cloning keys.
     let mut positions: Vec<(usize, usize)> = Vec::new();
     for (index, line) in text.split('\n').enumerate() {
@@ -104,7 +115,8 @@ pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, Expos
                     let family = match kind {
                         "counter" => Family::Counter,
                         "gauge" => Family::Gauge,
-                        "histogram" | "gaugehistogram" => Family::Histogram,
+                        "histogram" => Family::Histogram,
+                        "gaugehistogram" => Family::GaugeHistogram,
                         "summary" => Family::Summary,
                         "untyped" | "unknown" | "info" | "stateset" => Family::Other,
                         other => {
@@ -124,9 +136,10 @@ pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, Expos
             continue;
         }
         let offset = line.chars().count() - trimmed.chars().count();
-        let mut sample = parse_sample(trimmed, limits).map_err(|(column, message)| {
-            ExpositionError { line: line_number, column: offset + column, message }
-        })?;
+        let mut sample =
+            parse_sample(trimmed, limits, open_metrics).map_err(|(column, message)| {
+                ExpositionError { line: line_number, column: offset + column, message }
+            })?;
         sample.kind = kind_of(&sample.name, &families);
         if samples.len() == limits.max_samples {
             return Err(fail(
@@ -154,7 +167,135 @@ pub fn parse(text: &str, limits: &ExpositionLimits) -> Result<Vec<Sample>, Expos
             });
         }
     }
+    check_values(&samples, &positions, &families)?;
     Ok(samples)
+}
+
+/// An OpenMetrics exposition ends with `# EOF` (optionally followed by nothing but blank lines).
+fn is_open_metrics(text: &str) -> bool {
+    text.lines().rev().map(|line| line.trim_end_matches('\r')).find(|line| !line.trim().is_empty())
+        == Some("# EOF")
+}
+
+/// One histogram bucket: its `le` bound, its value and the sample's index.
+type Bucket = (f64, f64, usize);
+
+/// Refuses values no histogram or summary can have, naming the series and its line.
+fn check_values(
+    samples: &[Sample],
+    positions: &[(usize, usize)],
+    families: &HashMap<String, Family>,
+) -> Result<(), ExpositionError> {
+    let refuse = |index: usize, message: String| {
+        let (line, column) = positions[index];
+        ExpositionError { line, column, message }
+    };
+    // Buckets of each histogram series (family and labels other than `le`): (le, value, index).
+    let mut buckets: HashMap<(&str, Labels), Vec<Bucket>> = HashMap::new();
+    let mut counts: HashMap<(&str, Labels), (f64, usize)> = HashMap::new();
+    for (index, sample) in samples.iter().enumerate() {
+        let series = || format_series(&sample.name, &sample.labels);
+        if families.get(sample.name.as_str()) == Some(&Family::Summary)
+            && let Some(quantile) = sample.labels.get("quantile")
+        {
+            match parse_value(quantile) {
+                Some(q) if (0.0..=1.0).contains(&q) => {}
+                _ => {
+                    return Err(refuse(
+                        index,
+                        format!(
+                            "summary {}: quantile `{quantile}` is not between 0 and 1",
+                            series()
+                        ),
+                    ));
+                }
+            }
+            if sample.value < 0.0 {
+                return Err(refuse(
+                    index,
+                    format!(
+                        "summary {}: a quantile of {} is impossible; quantiles of a summary are \
+                         never negative",
+                        series(),
+                        sample.value
+                    ),
+                ));
+            }
+        }
+        for (suffix, count_suffix) in
+            [("_bucket", None), ("_count", Some(false)), ("_gcount", Some(true))]
+        {
+            let Some(base) = sample.name.strip_suffix(suffix) else { continue };
+            let family = families.get(base).copied();
+            if !matches!(family, Some(Family::Histogram | Family::GaugeHistogram)) {
+                continue;
+            }
+            match count_suffix {
+                None => {
+                    let mut labels = sample.labels.clone();
+                    let Some(le) = labels.remove("le") else {
+                        return Err(refuse(
+                            index,
+                            format!("histogram bucket {} has no `le` label", series()),
+                        ));
+                    };
+                    let Some(bound) = parse_value(&le).filter(|bound| !bound.is_nan()) else {
+                        return Err(refuse(
+                            index,
+                            format!("histogram bucket {}: `le` is `{le}`, not a number", series()),
+                        ));
+                    };
+                    buckets.entry((base, labels)).or_default().push((bound, sample.value, index));
+                }
+                Some(gauge) => {
+                    if gauge == (family == Some(Family::GaugeHistogram)) {
+                        counts.insert((base, sample.labels.clone()), (sample.value, index));
+                    }
+                }
+            }
+        }
+    }
+    let mut keys: Vec<&(&str, Labels)> = buckets.keys().collect();
+    keys.sort_by_key(|key| buckets[*key][0].2);
+    for key in keys {
+        let mut series = buckets[key].clone();
+        series.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in series.windows(2) {
+            let ((low_le, low, _), (high_le, high, index)) = (pair[0], pair[1]);
+            if high < low {
+                return Err(refuse(
+                    index,
+                    format!(
+                        "histogram {}: bucket le={} holds {high}, fewer than bucket le={} with \
+                         {low}; buckets are cumulative and never decrease as `le` grows",
+                        format_series(key.0, &key.1),
+                        format_bound(high_le),
+                        format_bound(low_le),
+                    ),
+                ));
+            }
+        }
+        if let Some(&(infinite, value, _)) = series.last()
+            && infinite == f64::INFINITY
+            && let Some(&(count, count_index)) = counts.get(key)
+            && count != value
+            && !(count.is_nan() && value.is_nan())
+        {
+            return Err(refuse(
+                count_index,
+                format!(
+                    "histogram {}: the count is {count} but the +Inf bucket holds {value}; they \
+                     count the same observations and must agree",
+                    format_series(key.0, &key.1),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn format_bound(bound: f64) -> String {
+    if bound == f64::INFINITY { "+Inf".to_string() } else { bound.to_string() }
 }
 
 fn kind_of(name: &str, families: &HashMap<String, Family>) -> SeriesKind {
@@ -172,18 +313,23 @@ fn kind_of(name: &str, families: &HashMap<String, Family>) -> SeriesKind {
             return if suffix == "_total" { SeriesKind::Counter } else { SeriesKind::Gauge };
         }
     }
-    for suffix in ["_bucket", "_count", "_sum"] {
+    for suffix in ["_bucket", "_count"] {
         if let Some(base) = name.strip_suffix(suffix)
             && matches!(family_of(base), Some(Family::Histogram | Family::Summary))
         {
             return SeriesKind::Counter;
         }
     }
+    // `_sum` may fall (negative observations) and a gauge histogram's series may drop: gauges.
     SeriesKind::Gauge
 }
 
 /// Parses `name{labels} value [timestamp]`; errors carry a 1-based column within `line`.
-fn parse_sample(line: &str, limits: &ExpositionLimits) -> Result<Sample, (usize, String)> {
+fn parse_sample(
+    line: &str,
+    limits: &ExpositionLimits,
+    open_metrics: bool,
+) -> Result<Sample, (usize, String)> {
     let chars: Vec<char> = line.chars().collect();
     let mut position = 0;
     let is_name_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
@@ -322,12 +468,20 @@ fn parse_sample(line: &str, limits: &ExpositionLimits) -> Result<Sample, (usize,
         None => None,
         Some(text) => {
             let column = position + 1 + rest.rfind(text).unwrap_or(0);
-            // The 0.0.4 format writes integer milliseconds, OpenMetrics seconds with a fraction
-            // (an integer is read as milliseconds). The scraper stores samples at the scrape's
-            // time anyway; the timestamp is kept for other readers.
-            let millis = text.parse::<i64>().ok().or_else(|| {
-                text.parse::<f64>().ok().filter(|s| s.is_finite()).map(|s| (s * 1000.0) as i64)
-            });
+            // The 0.0.4 format writes integer milliseconds; OpenMetrics writes seconds, with or
+            // without a fraction. The scraper stores samples at the scrape's time anyway; the
+            // timestamp is kept for other readers.
+            let seconds = |text: &str| {
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite())
+                    .map(|s| (s * 1000.0).round() as i64)
+            };
+            let millis = if open_metrics {
+                seconds(text)
+            } else {
+                text.parse::<i64>().ok().or_else(|| seconds(text))
+            };
             match millis {
                 Some(millis) => Some(millis),
                 None => return Err((column, format!("expected a timestamp, found `{text}`"))),
@@ -440,10 +594,10 @@ gauge metric_without_timestamp_and_labels 12.47
 gauge something_weird{problem="division by zero"} inf @-3982045
 counter http_request_duration_seconds_bucket{le="0.05"} 24054
 counter http_request_duration_seconds_bucket{le="+Inf"} 144320
-counter http_request_duration_seconds_sum 53423
+gauge http_request_duration_seconds_sum 53423
 counter http_request_duration_seconds_count 144320
 gauge rpc_duration_seconds{quantile="0.99"} 76656
-counter rpc_duration_seconds_sum 17560473
+gauge rpc_duration_seconds_sum 17560473
 counter rpc_duration_seconds_count 2693"#,
         );
     }
@@ -462,6 +616,55 @@ counter rpc_duration_seconds_count 2693"#,
         check(
             "x NaN\ny -Inf\nz 0x10",
             "error: line 3, column 3: expected a number, `NaN`, `+Inf` or `-Inf`, found `0x10`",
+        );
+    }
+
+    #[test]
+    fn open_metrics_timestamps_are_seconds() {
+        check("a 1 1700000000\n# EOF\n", "gauge a 1 @1700000000000");
+        check("a 1 1700000000.25\n# EOF", "gauge a 1 @1700000000250");
+        // The 0.0.4 text format (no `# EOF`) writes integer milliseconds.
+        check("a 1 1700000000\n", "gauge a 1 @1700000000");
+    }
+
+    #[test]
+    fn sums_may_fall_and_gauge_histograms_are_gauges() {
+        check(
+            "# TYPE t histogram\nt_bucket{le=\"0\"} 3\nt_bucket{le=\"+Inf\"} 4\nt_sum -2.5\nt_count 4\n\
+             # TYPE s summary\ns_sum -7\ns_count 2\n\
+             # TYPE q gaugehistogram\nq_bucket{le=\"1\"} 2\nq_bucket{le=\"+Inf\"} 5\nq_gcount 5\nq_gsum 3\n# EOF\n",
+            "counter t_bucket{le=\"0\"} 3\ncounter t_bucket{le=\"+Inf\"} 4\ngauge t_sum -2.5\ncounter t_count 4\n\
+             gauge s_sum -7\ncounter s_count 2\n\
+             gauge q_bucket{le=\"1\"} 2\ngauge q_bucket{le=\"+Inf\"} 5\ngauge q_gcount 5\ngauge q_gsum 3",
+        );
+    }
+
+    #[test]
+    fn impossible_histogram_and_summary_values_are_refused() {
+        check(
+            "# TYPE rpc summary\nrpc{quantile=\"0.5\"} 1\nrpc{quantile=\"0.99\"} -1\n",
+            "error: line 3, column 1: summary rpc{quantile=\"0.99\"}: a quantile of -1 is impossible; quantiles of a summary are never negative",
+        );
+        check(
+            "# TYPE rpc summary\nrpc{quantile=\"1.5\"} 1\n",
+            "error: line 2, column 1: summary rpc{quantile=\"1.5\"}: quantile `1.5` is not between 0 and 1",
+        );
+        check(
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\",x=\"a\"} 9\nh_bucket{le=\"1\",x=\"a\"} 10\nh_count{x=\"a\"} 9\n",
+            "error: line 2, column 1: histogram h{x=\"a\"}: bucket le=+Inf holds 9, fewer than bucket le=1 with 10; buckets are cumulative and never decrease as `le` grows",
+        );
+        check(
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 9\nh_count 8\n",
+            "error: line 4, column 1: histogram h: the count is 8 but the +Inf bucket holds 9; they count the same observations and must agree",
+        );
+        check(
+            "# TYPE h histogram\nh_bucket{le=\"soon\"} 3\n",
+            "error: line 2, column 1: histogram bucket h_bucket{le=\"soon\"}: `le` is `soon`, not a number",
+        );
+        // A gauge histogram's count is `_gcount`; decreasing buckets are refused there too.
+        check(
+            "# TYPE g gaugehistogram\ng_bucket{le=\"1\"} 3\ng_bucket{le=\"+Inf\"} 4\ng_gcount 5\n",
+            "error: line 4, column 1: histogram g: the count is 5 but the +Inf bucket holds 4; they count the same observations and must agree",
         );
     }
 

@@ -3,22 +3,37 @@
 
 use crate::Error;
 use crate::exposition::{self, ExpositionLimits, Sample};
-use crate::series::{Labels, Store, TimestampMs};
+use crate::series::{BatchSample, Labels, Store, TimestampMs};
 
-/// Stores pushed or scraped samples at `now` with `labels` added (and winning). Stops at the
-/// first sample the store refuses and returns its error; samples before it stay stored, as a
-/// partial scrape in Prometheus would.
+/// Stores pushed or scraped samples at `now` with `labels` added (and winning), all or none:
+/// if the store refuses any sample, nothing of the batch is stored and the error says which
+/// sample. The caller then treats the scrape as failed (`up` 0), which gates read as missing
+/// data, so an alarm never sums half a scrape.
 pub fn ingest(
     store: &mut Store,
     samples: &[Sample],
     labels: &Labels,
     now: TimestampMs,
 ) -> Result<usize, Error> {
-    for sample in samples {
-        let mut series_labels = sample.labels.clone();
-        series_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        store.ingest(&sample.name, &series_labels, sample.kind, now, sample.value)?;
-    }
+    let labelled: Vec<Labels> = samples
+        .iter()
+        .map(|sample| {
+            let mut series_labels = sample.labels.clone();
+            series_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            series_labels
+        })
+        .collect();
+    let batch: Vec<BatchSample> = samples
+        .iter()
+        .zip(&labelled)
+        .map(|(sample, labels)| BatchSample {
+            name: &sample.name,
+            labels,
+            kind: sample.kind,
+            value: sample.value,
+        })
+        .collect();
+    store.ingest_all(now, &batch)?;
     Ok(samples.len())
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Times are milliseconds since the Unix epoch ([`TimestampMs`]); the store never reads a clock.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::Error;
 
@@ -35,6 +35,15 @@ pub const DEFAULT_RETENTION_MS: i64 = 26 * 3600 * 1000;
 pub enum SeriesKind {
     Gauge,
     Counter,
+}
+
+/// One sample of a batch for [`Store::ingest_all`].
+#[derive(Clone, Copy, Debug)]
+pub struct BatchSample<'a> {
+    pub name: &'a str,
+    pub labels: &'a Labels,
+    pub kind: SeriesKind,
+    pub value: f64,
 }
 
 /// Limits on what the store holds.
@@ -209,6 +218,66 @@ impl Store {
             || series.samples.len() > limits.max_samples_per_series
         {
             series.samples.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Adds every sample of one scrape or push at `time`, or none of them: each sample is
+    /// checked first (kind, order, counter values, the series limit), and the first refusal is
+    /// returned with the store unchanged. A sum across label sets never sees half a scrape.
+    pub fn ingest_all(
+        &mut self,
+        time: TimestampMs,
+        samples: &[BatchSample<'_>],
+    ) -> Result<(), Error> {
+        let mut new_series: Vec<(&str, &Labels)> = Vec::new();
+        let mut seen: HashSet<(&str, &Labels)> = HashSet::with_capacity(samples.len());
+        for sample in samples {
+            if !seen.insert((sample.name, sample.labels)) {
+                return Err(Error::DuplicateInBatch {
+                    series: format_series(sample.name, sample.labels),
+                });
+            }
+            let existing = self
+                .by_name
+                .get(sample.name)
+                .and_then(|family| family.index.get(sample.labels).map(|&i| &family.series[i]));
+            let series_name = || format_series(sample.name, sample.labels);
+            match existing {
+                Some(series) => {
+                    if series.kind != sample.kind {
+                        return Err(Error::KindChanged { series: series_name() });
+                    }
+                    if let Some(last) = series.last_seen
+                        && time <= last
+                    {
+                        return Err(Error::OutOfOrder { series: series_name(), time, last });
+                    }
+                }
+                None => new_series.push((sample.name, sample.labels)),
+            }
+            if sample.kind == SeriesKind::Counter
+                && !(sample.value.is_finite() && sample.value >= 0.0)
+            {
+                return Err(Error::BadCounterValue { series: series_name(), value: sample.value });
+            }
+        }
+        if self.series_count + new_series.len() > self.limits.max_series {
+            // Series that stopped arriving are past their retention: dropping them loses nothing
+            // an alarm could read, and may make room.
+            self.prune(time);
+            if self.series_count + new_series.len() > self.limits.max_series {
+                let fits = self.limits.max_series.saturating_sub(self.series_count);
+                let (name, labels) = new_series[fits];
+                return Err(Error::TooManySeries {
+                    limit: self.limits.max_series,
+                    series: format_series(name, labels),
+                });
+            }
+        }
+        for sample in samples {
+            self.ingest(sample.name, sample.labels, sample.kind, time, sample.value)
+                .expect("every sample was checked above");
         }
         Ok(())
     }

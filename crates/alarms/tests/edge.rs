@@ -94,6 +94,49 @@ fn scraping_stores_counters_as_increments_with_target_labels_and_up() {
     );
 }
 
+/// A scrape the store refuses one sample of (a negative counter among good samples) is stored
+/// not at all: the store holds what it held before, plus `up` 0 for the failed scrape, so a
+/// `Sum` across label sets never counts half a scrape and the period reads as missing data.
+#[test]
+fn a_scrape_with_one_bad_sample_leaves_the_store_unchanged() {
+    let round = Arc::new(AtomicU64::new(1));
+    let server = {
+        let round = round.clone();
+        TestServer::start(move |_| {
+            let bad = round.load(Ordering::SeqCst) == 2;
+            let errors = if bad { "-1" } else { "0" };
+            (
+                200,
+                format!(
+                    "# TYPE requests counter\nrequests_total{{code=\"200\"}} {}\n\
+                     requests_total{{code=\"500\"}} 7\n# TYPE errors counter\nerrors_total {errors}\n\
+                     requests_total{{code=\"404\"}} 2\n",
+                    100 * round.load(Ordering::SeqCst)
+                ),
+            )
+        })
+    };
+    let target = ScrapeTarget { url: server.url("/metrics"), labels: labels(&[("box", "b1")]) };
+    let scraper =
+        Scraper::new(Client::default(), vec![target], ExpositionLimits::default()).unwrap();
+    let mut store = Store::new(StoreLimits::default());
+    scraper.scrape_once(&mut store, 10_000);
+    let before = dump(&store);
+    round.store(2, Ordering::SeqCst);
+    let outcome = scraper.scrape_once(&mut store, 20_000).remove(0);
+    assert_eq!(outcome.samples, 0);
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some(
+            "counter errors_total{box=\"b1\"} reported -1; counters must be finite and not negative"
+        )
+    );
+    assert_eq!(dump(&store), format!("{before}\nup{{box=\"b1\"}} 20000 0"));
+    round.store(3, Ordering::SeqCst);
+    scraper.scrape_once(&mut store, 30_000);
+    assert!(dump(&store).contains("requests_total{box=\"b1\",code=\"200\"} 30000 200"));
+}
+
 #[test]
 fn targets_with_the_same_labels_are_refused() {
     let target =
