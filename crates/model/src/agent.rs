@@ -84,6 +84,10 @@ pub struct Register {
     /// The highest controller epoch the agent has ever seen (0 if none). A controller started
     /// from an old backup moves its own epoch past this before it issues anything.
     pub highest_epoch_seen: u64,
+    /// The highest command id the agent has ever received (0 if none). A controller restored
+    /// from an old backup issues only ids above every one an agent has seen.
+    #[serde(default)]
+    pub highest_command_id_seen: u64,
     /// The agent's version, for the boxes list; free text such as `gantry 0.1.0`.
     #[serde(default)]
     pub agent_version: String,
@@ -237,6 +241,9 @@ pub struct Report {
     pub observed_at: Timestamp,
     /// The highest controller epoch the agent has seen.
     pub highest_epoch_seen: u64,
+    /// The highest command id the agent has ever received.
+    #[serde(default)]
+    pub highest_command_id_seen: u64,
     /// One entry per pipeline that has ever installed on the box; pipelines not listed run
     /// nothing there.
     pub pipelines: Vec<PipelineObservation>,
@@ -296,6 +303,7 @@ mod tests {
                 box_id: BoxId("i-0a".into()),
                 target: target(),
                 highest_epoch_seen: 7,
+                highest_command_id_seen: 40,
                 agent_version: "gantry 0.1.0".into(),
             },
             serde_json::json!({
@@ -303,6 +311,7 @@ mod tests {
                 "box_id": "i-0a",
                 "target": {"environment": "prod", "region": "eu-west-1", "zone": "eu-west-1a"},
                 "highest_epoch_seen": 7,
+                "highest_command_id_seen": 40,
                 "agent_version": "gantry 0.1.0",
             }),
         );
@@ -339,6 +348,7 @@ mod tests {
             Report {
                 observed_at: at,
                 highest_epoch_seen: 3,
+                highest_command_id_seen: 12,
                 pipelines: vec![PipelineObservation {
                     pipeline: "checkout-api-code".into(),
                     running: Some(digest()),
@@ -356,6 +366,7 @@ mod tests {
             serde_json::json!({
                 "observed_at": "2026-12-01T10:00:00Z",
                 "highest_epoch_seen": 3,
+                "highest_command_id_seen": 12,
                 "pipelines": [{
                     "pipeline": "checkout-api-code",
                     "running": digest().to_string(),
