@@ -17,7 +17,7 @@ pub use alarm::AlarmState;
 pub use digest::{Digest, DigestError};
 pub use duration::{Duration, DurationError};
 pub use pipeline::{Bake, PipelineSpec, Source};
-pub use plan::{Plan, Stage, StageKind, Step, StepKind, Target};
+pub use plan::{OneBoxScope, Plan, Stage, StageKind, Step, StepKind, Target};
 pub use topology::Topology;
 
 /// An instant, to the nanosecond, in UTC: the one timestamp type of every crate.

@@ -85,6 +85,68 @@ pub struct Step {
     pub bake: Bake,
     /// Alarms that roll the step's targets back when they go to ALARM.
     pub rollback_alarms: Vec<String>,
+    /// For a one-box step: what its one box stands for, the scope whose requests it may take
+    /// at most `one_box_percent` of (see [`one_box_share`]). `None` measures against the
+    /// step's target alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_box_of: Option<OneBoxScope>,
+}
+
+/// What a one-box step's box stands for. The seed: the one box serves at most ten percent of
+/// the requests of the Region *or* Availability Zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneBoxScope {
+    /// Every box of the stage's targets in the step target's region.
+    Region,
+    /// The boxes of the step's target (one zone, cell or environment).
+    Zone,
+}
+
+/// Why a one-box step may not take its box.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OneBoxShareError {
+    #[error("the one-box share must be between 1 and 100 percent, not {percent}%")]
+    PercentOutOfRange { percent: u32 },
+    #[error("the {scope} has no boxes")]
+    NoBoxes { scope: &'static str },
+    #[error(
+        "one box of {boxes} in its {scope} would take {share:.1}% of its traffic, more than one_box_percent {percent}%"
+    )]
+    TooLarge { boxes: u32, scope: &'static str, share: f64, percent: u32 },
+}
+
+/// Whether `percent` is a valid one-box share (what validation checks before any box exists).
+pub fn check_one_box_percent(percent: u32) -> Result<(), OneBoxShareError> {
+    if (1..=100).contains(&percent) {
+        Ok(())
+    } else {
+        Err(OneBoxShareError::PercentOutOfRange { percent })
+    }
+}
+
+/// The one rule for a one-box step's share, shared by validation, the ETA and the engine: one
+/// box of the `boxes` in the scope it stands for takes `100 / boxes` percent of that scope's
+/// requests, which may be at most `percent`.
+pub fn one_box_share(boxes: u32, scope: OneBoxScope, percent: u32) -> Result<(), OneBoxShareError> {
+    check_one_box_percent(percent)?;
+    let scope = match scope {
+        OneBoxScope::Region => "region",
+        OneBoxScope::Zone => "zone",
+    };
+    if boxes == 0 {
+        return Err(OneBoxShareError::NoBoxes { scope });
+    }
+    if u64::from(boxes) * u64::from(percent) < 100 {
+        let share = 100.0 / f64::from(boxes);
+        return Err(OneBoxShareError::TooLarge { boxes, scope, share, percent });
+    }
+    Ok(())
+}
+
+/// The fewest boxes a one-box step's scope needs for a share of at most `percent`.
+pub fn fewest_boxes_for_one_box(percent: u32) -> u32 {
+    100u32.div_ceil(percent.clamp(1, 100))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

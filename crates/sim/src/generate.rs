@@ -260,6 +260,7 @@ fn pipeline_plan(
             targets: vec![gamma_target],
             bake: bake(rng, 0, 30),
             rollback_alarms: vec![format!("{service}-gamma-high-severity")],
+            one_box_of: None,
         }],
     });
     // Wave 1: the first region alone; wave 2: the rest.
@@ -279,6 +280,7 @@ fn pipeline_plan(
             targets: wave_regions.iter().map(|(region, _)| target(region, 1)).collect(),
             bake: bake(rng, 10, 60),
             rollback_alarms: vec![high_severity.clone(), format!("{service}-one-box")],
+            one_box_of: Some(gantry_model::OneBoxScope::Region),
         }];
         let zones = wave_regions.iter().map(|(_, zones)| *zones).max().unwrap_or(1);
         for zone in 1..=zones {
@@ -293,6 +295,7 @@ fn pipeline_plan(
                     .collect(),
                 bake: if last { bake(rng, 30, 180) } else { bake(rng, 0, 30) },
                 rollback_alarms: vec![high_severity.clone()],
+                one_box_of: None,
             });
         }
         stages.push(Stage {

@@ -216,6 +216,7 @@ fn plan(spec: &PipelineSpec, regions: &BTreeMap<String, RegionSpec>) -> Result<P
                 }],
                 bake: bake(spec.bake.zone, spec.bake.data_points),
                 rollback_alarms: vec![format!("{service}-gamma-high-severity")],
+                one_box_of: None,
             }],
         });
     }
@@ -241,6 +242,7 @@ fn plan(spec: &PipelineSpec, regions: &BTreeMap<String, RegionSpec>) -> Result<P
             targets: wave_regions.iter().map(|region| target(region, 1)).collect(),
             bake: bake(spec.bake.one_box, spec.bake.data_points),
             rollback_alarms: vec![high_severity.clone(), format!("{service}-one-box")],
+            one_box_of: Some(gantry_model::OneBoxScope::Region),
         }];
         for zone in 1..=zones {
             let last = zone == zones;
@@ -259,6 +261,7 @@ fn plan(spec: &PipelineSpec, regions: &BTreeMap<String, RegionSpec>) -> Result<P
                     .collect(),
                 bake: bake(duration, spec.bake.data_points),
                 rollback_alarms: vec![high_severity.clone()],
+                one_box_of: None,
             });
         }
         stages.push(Stage {

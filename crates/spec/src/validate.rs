@@ -227,11 +227,8 @@ fn check_deployment(
     out: &mut Diagnostics,
 ) {
     let field = |name: &str| at(&[path, &[name]].concat());
-    if !(1..=100).contains(&deployment.one_box_percent) {
-        out.push(Diagnostic::error(
-            field("one_box_percent"),
-            "the one-box share must be between 1 and 100 percent",
-        ));
+    if let Err(error) = gantry_model::plan::check_one_box_percent(deployment.one_box_percent) {
+        out.push(Diagnostic::error(field("one_box_percent"), error.to_string()));
     }
     let mut host_count = |name: &str, count: HostCount, minimum: u32| {
         if count.kind == HostCountKind::FleetPercent && count.value > 100 {
