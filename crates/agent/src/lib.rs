@@ -8,14 +8,18 @@
 //!   `permissions`.
 //! - [`hooks`]: one script in its own process group, its timeout, `runas`, CodeDeploy's
 //!   environment variables.
+//! - [`verify`]: the box's trust root and the supply chain's checks; [`deploy`]: verify, then
+//!   stage, then run — one deployment command.
 //!
 //! Architecture invariant: no hook runs and no file is installed from a revision the agent has
 //! not verified against its own trust root.
 
 pub mod appspec;
+pub mod deploy;
 pub mod hooks;
 pub mod install;
 pub mod lifecycle;
+pub mod verify;
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +40,9 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Package(String),
+    /// The artifact failed verification; nothing of it was unpacked, installed or run.
+    #[error("refused before anything ran: {0}")]
+    Refused(String),
     #[error("Install: {0}")]
     Install(String),
     #[error("{event} failed: {reason}")]

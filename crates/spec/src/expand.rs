@@ -10,7 +10,9 @@
 //!
 //! Steps of a wave: a one-box step (one box in the first zone of every region of the wave), then
 //! step k deploys the k-th zone (or cell) of every region that has one, so no step touches more
-//! than one zone or cell per region. Bakes: `bake.one_box` after the one-box step,
+//! than one zone or cell per region. In a cell-by-cell wave, a zone without cells is deployed as
+//! one unit in its turn (its target names the zone and no cell; `gantry plan` says so).
+//! Bakes: `bake.one_box` after the one-box step,
 //! `bake.first_zone` after step 1, `bake.later_zones` after later steps, and the wave's bake
 //! (its own, else `bake.wave`) after its last step.
 
@@ -19,7 +21,7 @@ use std::collections::BTreeSet;
 use gantry_model::pipeline::{Bake, Granularity, PipelineSpec, PreprodStage};
 use gantry_model::plan::NamedTestGate;
 use gantry_model::topology::Region;
-use gantry_model::{OneBoxScope, Plan, Stage, StageKind, Step, StepKind, Target, Topology};
+use gantry_model::{Plan, Stage, StageKind, Step, StepKind, Target, Topology};
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::located;
@@ -109,7 +111,6 @@ fn preprod_stage(
             targets: environment.regions.iter().map(whole).collect(),
             bake: spec.bake.one_box.clone(),
             rollback_alarms: with_one_box_alarms(&rollback_alarms, &spec.alarms.one_box_rollback),
-            one_box_of: Some(OneBoxScope::Region),
         });
     }
     steps.push(Step {
@@ -118,7 +119,6 @@ fn preprod_stage(
         targets: environment.regions.iter().map(whole).collect(),
         bake: stage.bake.clone().unwrap_or_default(),
         rollback_alarms,
-        one_box_of: None,
     });
     Some(Stage {
         name: kind.name().to_string(),
@@ -251,11 +251,18 @@ fn units<'t>(
     let zones = region.zones.iter().filter(|zone| !exclude_zones.contains(&zone.name));
     match granularity {
         Granularity::Zone => zones.map(|zone| Unit { zone: &zone.name, cell: None }).collect(),
+        // A zone without cells is one unit: skipping it would never deploy it.
         Granularity::Cell => zones
             .flat_map(|zone| {
-                zone.cells
-                    .iter()
-                    .map(move |cell| Unit { zone: &zone.name, cell: Some(cell.as_str()) })
+                let cells: Vec<Unit> = if zone.cells.is_empty() {
+                    vec![Unit { zone: &zone.name, cell: None }]
+                } else {
+                    zone.cells
+                        .iter()
+                        .map(|cell| Unit { zone: &zone.name, cell: Some(cell.as_str()) })
+                        .collect()
+                };
+                cells
             })
             .collect(),
     }
@@ -278,14 +285,20 @@ fn wave_steps(
         .collect();
     for (region, units) in &per_region {
         if units.is_empty() {
-            out.push(Diagnostic::error(
-                located(node, &["waves", &index.to_string(), "granularity"]),
-                format!(
-                    "wave {} deploys cell by cell, but region `{}` has no cells in the topology",
-                    index + 1,
-                    region.name
+            out.push(
+                Diagnostic::error(
+                    located(node, &["waves", &index.to_string()]),
+                    format!(
+                        "wave {} would deploy nothing in region `{}`: every zone of it is in \
+                     `exclude_zones`",
+                        index + 1,
+                        region.name
+                    ),
+                )
+                .with_hint(
+                    "exclude the region instead (`exclude_regions`), or keep one of its zones",
                 ),
-            ));
+            );
         }
     }
     let target = |region: &Region, unit: &Unit| Target {
@@ -303,9 +316,6 @@ fn wave_steps(
             .collect(),
         bake: spec.bake.one_box.clone(),
         rollback_alarms: with_one_box_alarms(&spec.alarms.rollback, &spec.alarms.one_box_rollback),
-        // The seed: at most ten percent of the requests of the Region or Availability Zone;
-        // a production one-box stands for its region.
-        one_box_of: Some(OneBoxScope::Region),
     }];
     let step_count = per_region.iter().map(|(_, units)| units.len()).max().unwrap_or(0);
     for k in 1..=step_count {
@@ -329,7 +339,6 @@ fn wave_steps(
                 .collect(),
             bake,
             rollback_alarms: spec.alarms.rollback.clone(),
-            one_box_of: None,
         });
     }
     steps

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use gantry_model::pipeline::{
     AlarmDefinition, AnomalyAlarm, HostCount, HostCountKind, JudgeAlarm, MetricAlarm, PipelineSpec,
 };
-use gantry_model::{Duration, Topology};
+use gantry_model::{Bake, Duration, Plan, Stage, StageKind, StepKind, Topology};
 
 use crate::de::closest;
-use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location, echo};
 use crate::located;
 use crate::node::Node;
 
@@ -22,7 +22,7 @@ pub fn topology(topology: &Topology, node: &Node) -> Diagnostics {
         out.push(Diagnostic::error(at(&["regions"]), "the topology lists no regions"));
     }
     let mut region_names = HashSet::new();
-    let mut zone_names = HashSet::new();
+    let mut zone_regions: BTreeMap<&str, &str> = BTreeMap::new();
     for (index, region) in topology.regions.iter().enumerate() {
         let index = index.to_string();
         if !region_names.insert(region.name.as_str()) {
@@ -44,11 +44,22 @@ pub fn topology(topology: &Topology, node: &Node) -> Diagnostics {
             ));
         }
         for (zone_index, zone) in region.zones.iter().enumerate() {
-            if !zone_names.insert(zone.name.as_str()) {
-                out.push(Diagnostic::error(
-                    at(&["regions", &index, "zones", &zone_index.to_string(), "name"]),
-                    format!("availability zone `{}` is listed twice", zone.name),
-                ));
+            if let Some(first) = zone_regions.insert(&zone.name, &region.name) {
+                let message = if first == region.name {
+                    format!("availability zone `{}` is listed twice in region `{first}`", zone.name)
+                } else {
+                    format!(
+                        "availability zone `{}` is listed in region `{first}` and in region `{}`",
+                        zone.name, region.name
+                    )
+                };
+                out.push(
+                    Diagnostic::error(
+                        at(&["regions", &index, "zones", &zone_index.to_string(), "name"]),
+                        message,
+                    )
+                    .with_hint("zone names are unique across the topology"),
+                );
             }
         }
     }
@@ -79,7 +90,7 @@ pub fn topology(topology: &Topology, node: &Node) -> Diagnostics {
 }
 
 pub fn unknown_region(location: Location, name: &str, known: &[&str]) -> Diagnostic {
-    let diagnostic = Diagnostic::error(location, format!("unknown region `{name}`"));
+    let diagnostic = Diagnostic::error(location, format!("unknown region `{}`", echo(name)));
     match closest(name, known) {
         Some(near) => diagnostic
             .with_hint(format!("did you mean `{near}`? Regions come from the topology file")),
@@ -88,7 +99,9 @@ pub fn unknown_region(location: Location, name: &str, known: &[&str]) -> Diagnos
 }
 
 pub fn check_time_zone(name: &str) -> Result<(), String> {
-    jiff::tz::TimeZone::get(name).map(|_| ()).map_err(|_| format!("unknown time zone `{name}`"))
+    jiff::tz::TimeZone::get(name)
+        .map(|_| ())
+        .map_err(|_| format!("unknown time zone `{}`", echo(name)))
 }
 
 /// Checks a pipeline definition against its topology.
@@ -141,7 +154,7 @@ pub fn pipeline(spec: &PipelineSpec, topology: &Topology, node: &Node) -> Diagno
         if !known_zones.contains(&zone.as_str()) {
             let diagnostic = Diagnostic::error(
                 at(&["exclude_zones", &index.to_string()]),
-                format!("unknown availability zone `{zone}`"),
+                format!("unknown availability zone `{}`", echo(zone)),
             );
             out.push(match closest(zone, &known_zones) {
                 Some(near) => diagnostic
@@ -194,13 +207,17 @@ pub fn pipeline(spec: &PipelineSpec, topology: &Topology, node: &Node) -> Diagno
     } else if !urgent.approvers.is_empty()
         && urgent.required_approvals as usize > urgent.approvers.len()
     {
-        out.push(Diagnostic::error(
-            at(&["urgent", "required_approvals"]),
-            format!(
-                "{} approvals required but only {} approvers listed",
-                urgent.required_approvals,
-                urgent.approvers.len()
+        out.push(against(
+            Diagnostic::error(
+                at(&["urgent", "required_approvals"]),
+                format!(
+                    "{} approvals required but only {} approvers listed",
+                    urgent.required_approvals,
+                    urgent.approvers.len()
+                ),
             ),
+            "approvers",
+            at(&["urgent", "approvers"]),
         ));
     }
     if urgent.minimum_bake_percent > 100 {
@@ -210,6 +227,18 @@ pub fn pipeline(spec: &PipelineSpec, topology: &Topology, node: &Node) -> Diagno
         ));
     }
     out
+}
+
+/// A conflict between two fields names both places: when `other` (the field the checked one
+/// disagrees with) was written in another file of the `extends` chain, say where, since the
+/// file that introduced the conflict may be either.
+fn against(diagnostic: Diagnostic, other_field: &str, other: Location) -> Diagnostic {
+    let is_default = other.file() == std::path::Path::new(crate::defaults::DEFAULTS_FILE);
+    if is_default || other.file() == diagnostic.location.file() {
+        return diagnostic;
+    }
+    let message = format!("{} (`{other_field}` is written at {other})", diagnostic.message);
+    Diagnostic { message, ..diagnostic }
 }
 
 fn is_name(text: &str) -> bool {
@@ -227,8 +256,11 @@ fn check_deployment(
     out: &mut Diagnostics,
 ) {
     let field = |name: &str| at(&[path, &[name]].concat());
-    if let Err(error) = gantry_model::plan::check_one_box_percent(deployment.one_box_percent) {
-        out.push(Diagnostic::error(field("one_box_percent"), error.to_string()));
+    if !(1..=100).contains(&deployment.one_box_percent) {
+        out.push(Diagnostic::error(
+            field("one_box_percent"),
+            "the one-box share must be between 1 and 100 percent",
+        ));
     }
     let mut host_count = |name: &str, count: HostCount, minimum: u32| {
         if count.kind == HostCountKind::FleetPercent && count.value > 100 {
@@ -289,6 +321,18 @@ fn check_waves(
                 format!("wave {} sets both `{first}` and `{second}`; a wave has one selector", index + 1),
             )),
         }
+        if wave.regions.as_ref().is_some_and(Vec::is_empty) {
+            out.push(
+                Diagnostic::error(
+                    at(&["waves", &wave_path, "regions"]),
+                    format!(
+                        "wave {} lists no regions, so its steps would deploy nothing",
+                        index + 1
+                    ),
+                )
+                .with_hint("name at least one region, or remove the wave"),
+            );
+        }
         for (name, value) in [
             ("lowest_traffic", wave.lowest_traffic),
             ("highest_traffic", wave.highest_traffic),
@@ -312,10 +356,16 @@ fn check_waves(
             let location = at(&["waves", &wave_path, "regions", &region_index.to_string()]);
             if !known_regions.contains(&region.as_str()) {
                 out.push(unknown_region(location, region, known_regions));
-            } else if spec.exclude_regions.contains(region) {
-                out.push(Diagnostic::error(
-                    location,
-                    format!("region `{region}` is in `exclude_regions`"),
+            } else if let Some(excluded) =
+                spec.exclude_regions.iter().position(|excluded| excluded == region)
+            {
+                out.push(against(
+                    Diagnostic::error(
+                        location,
+                        format!("region `{region}` is in `exclude_regions`"),
+                    ),
+                    "exclude_regions",
+                    at(&["exclude_regions", &excluded.to_string()]),
                 ));
             } else if let Some(previous) = claimed.insert(region, index) {
                 let message = if previous == index {
@@ -410,7 +460,7 @@ fn check_alarms(spec: &PipelineSpec, at: &dyn Fn(&[&str]) -> Location, out: &mut
 }
 
 fn unknown_alarm(location: Location, name: &str, defined: &[&str]) -> Diagnostic {
-    let diagnostic = Diagnostic::error(location, format!("unknown alarm `{name}`"));
+    let diagnostic = Diagnostic::error(location, format!("unknown alarm `{}`", echo(name)));
     match closest(name, defined) {
         Some(near) => diagnostic.with_hint(format!("did you mean `{near}`?")),
         None => diagnostic.with_hint("define it under `alarms.definitions` (here or in a parent)"),
@@ -470,12 +520,16 @@ fn check_metric_alarm(
     if let Some(m) = metric.datapoints_to_alarm
         && (m == 0 || m > metric.evaluation_periods)
     {
-        out.push(Diagnostic::error(
-            field("datapoints_to_alarm"),
-            format!(
-                "datapoints_to_alarm ({m}) must be between 1 and evaluation_periods ({})",
-                metric.evaluation_periods
+        out.push(against(
+            Diagnostic::error(
+                field("datapoints_to_alarm"),
+                format!(
+                    "datapoints_to_alarm ({m}) must be between 1 and evaluation_periods ({})",
+                    metric.evaluation_periods
+                ),
             ),
+            "evaluation_periods",
+            field("evaluation_periods"),
         ));
     }
     if !metric.threshold.is_finite() {
@@ -550,9 +604,13 @@ fn check_time_windows(
     if let (Some(before), Some(after)) = (windows.not_before, windows.not_after)
         && before >= after
     {
-        out.push(Diagnostic::error(
-            at(&["time_windows", "not_after"]),
-            format!("not_after ({after}) is not later than not_before ({before})"),
+        out.push(against(
+            Diagnostic::error(
+                at(&["time_windows", "not_after"]),
+                format!("not_after ({after}) is not later than not_before ({before})"),
+            ),
+            "not_before",
+            at(&["time_windows", "not_before"]),
         ));
     }
 }
@@ -580,7 +638,184 @@ pub fn holidays(spec: &PipelineSpec, node: &Node, out: &mut Diagnostics) -> Vec<
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
     let fields = text.split_whitespace().count();
     if fields != 5 {
-        return Err(format!("cron `{text}` has {fields} fields; allow-windows use five"));
+        return Err(format!("cron `{}` has {fields} fields; allow-windows use five", echo(text)));
     }
-    text.parse::<croner::Cron>().map_err(|error| format!("invalid cron `{text}`: {error}"))
+    const FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+    text.parse::<croner::Cron>().map_err(|error| {
+        // Find the field at fault by parsing each one beside wildcards.
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let wrong = (0..FIELDS.len()).find(|&index| {
+            let probe: Vec<&str> =
+                (0..FIELDS.len()).map(|i| if i == index { words[i] } else { "*" }).collect();
+            probe.join(" ").parse::<croner::Cron>().is_err()
+        });
+        match wrong {
+            Some(index) => format!(
+                "invalid cron `{}`: field {} ({}) `{}` is not valid: {error}",
+                echo(text),
+                index + 1,
+                FIELDS[index],
+                echo(words[index])
+            ),
+            None => format!("invalid cron `{}`: {error}", echo(text)),
+        }
+    })
+}
+
+/// Checks of the expanded plan: every production step's bake (after inheritance) has a
+/// duration above zero and at least one data-point requirement, and every setting fits the
+/// fleets the topology gives. Each problem is located where the setting was written.
+pub fn plan(
+    spec: &PipelineSpec,
+    plan: &Plan,
+    topology: &Topology,
+    node: &Node,
+    out: &mut Diagnostics,
+) {
+    check_production_bakes(spec, plan, node, out);
+    check_fleet_sizes(spec, plan, topology, node, out);
+}
+
+/// Where the bake of production step `step` (of wave `wave`) comes from, as a field path.
+fn bake_source(spec: &PipelineSpec, wave: usize, stage: &Stage, step: usize) -> Vec<String> {
+    let own = |field: &str| vec!["bake".to_string(), field.to_string()];
+    match stage.steps[step].kind {
+        StepKind::OneBox => own("one_box"),
+        _ if step + 1 == stage.steps.len() => match spec.waves[wave].bake {
+            Some(_) => vec!["waves".to_string(), wave.to_string(), "bake".to_string()],
+            None => own("wave"),
+        },
+        _ if step == 1 => own("first_zone"),
+        _ => own("later_zones"),
+    }
+}
+
+fn check_production_bakes(spec: &PipelineSpec, plan: &Plan, node: &Node, out: &mut Diagnostics) {
+    // One error per place a bake is written, naming every step that uses it.
+    let mut by_source: BTreeMap<Vec<String>, (Vec<&str>, &Bake)> = BTreeMap::new();
+    for (wave, stage) in plan.production_stages().enumerate() {
+        for (index, step) in stage.steps.iter().enumerate() {
+            if step.bake.duration > Duration::ZERO && !step.bake.data_points.is_empty() {
+                continue;
+            }
+            let source = bake_source(spec, wave, stage, index);
+            by_source.entry(source).or_insert_with(|| (Vec::new(), &step.bake)).0.push(&step.name);
+        }
+    }
+    for (source, (steps, bake)) in by_source {
+        let path: Vec<&str> = source.iter().map(String::as_str).collect();
+        let steps = quoted_list(&steps);
+        if bake.duration == Duration::ZERO {
+            out.push(
+                Diagnostic::error(
+                    located(node, &[&path[..], &["duration"]].concat()),
+                    format!("production step {steps} bakes for 0s; every production bake needs a duration above zero"),
+                )
+                .with_hint("the organisation's policy sets the hours, e.g. `duration: 1h`"),
+            );
+        }
+        if bake.data_points.is_empty() {
+            out.push(
+                Diagnostic::error(
+                    located(node, &[&path[..], &["data_points"]].concat()),
+                    format!("production step {steps} bakes without a data-point requirement; every production bake needs at least one"),
+                )
+                .with_hint("e.g. `data_points: {requests: 100}`: the bake waits for that many requests in the target's scope"),
+            );
+        }
+    }
+}
+
+/// `step`, or `a`, `b` and 3 more: a short list of names for a message.
+fn quoted_list(names: &[&str]) -> String {
+    /// Names quoted in one message before the rest are counted: enough to find the pattern.
+    const NAMED: usize = 3;
+    let shown: Vec<String> = names.iter().take(NAMED).map(|name| format!("`{name}`")).collect();
+    match names.len() {
+        n if n > NAMED => format!("{} and {} more", shown.join(", "), n - NAMED),
+        _ => shown.join(", "),
+    }
+}
+
+/// The healthy boxes CodeDeploy keeps of a target of `boxes` boxes: a percentage rounds up.
+fn capacity_floor(rule: HostCount, boxes: u32) -> u32 {
+    match rule.kind {
+        HostCountKind::HostCount => rule.value,
+        HostCountKind::FleetPercent => {
+            (u64::from(rule.value) * u64::from(boxes)).div_ceil(100).min(u64::from(u32::MAX)) as u32
+        }
+    }
+}
+
+fn check_fleet_sizes(
+    spec: &PipelineSpec,
+    plan: &Plan,
+    topology: &Topology,
+    node: &Node,
+    out: &mut Diagnostics,
+) {
+    let mut reported: BTreeSet<(String, &str)> = BTreeSet::new();
+    for stage in &plan.stages {
+        let deployment_path: Vec<&str> = match stage.kind {
+            StageKind::Preprod { environment }
+                if spec
+                    .preprod
+                    .in_order()
+                    .any(|(kind, stage)| kind == environment && stage.deployment.is_some()) =>
+            {
+                vec!["preprod", environment.name(), "deployment"]
+            }
+            _ => vec!["deployment"],
+        };
+        let at = |field: &str| located(node, &[&deployment_path[..], &[field]].concat());
+        let deployment = &stage.deployment;
+        let floor = deployment.minimum_healthy_hosts;
+        if floor.kind == HostCountKind::FleetPercent
+            && floor.value >= 100
+            && reported.insert((deployment_path.join("."), "minimum_healthy_hosts"))
+        {
+            out.push(Diagnostic::error(
+                at("minimum_healthy_hosts"),
+                format!(
+                    "stage `{}`: a floor of {}% of the fleet keeps every box in service, so no box of any fleet size can ever be replaced",
+                    stage.name, floor.value
+                ),
+            ).with_hint("keep fewer healthy, e.g. `{type: FLEET_PERCENT, value: 66}`"));
+        }
+        for step in &stage.steps {
+            for target in &step.targets {
+                let Some(boxes) = topology.boxes_per_target(target) else { continue };
+                if step.kind == StepKind::OneBox
+                    && !deployment.one_box_fits(boxes)
+                    && reported.insert((step.name.clone(), "one_box_percent"))
+                {
+                    let share = 100.0 / f64::from(boxes.max(1));
+                    out.push(Diagnostic::error(
+                        at("one_box_percent"),
+                        format!(
+                            "step `{}`, target {target}: one box of {boxes} takes {share:.1}% of the target's traffic, above `one_box_percent: {}`",
+                            step.name, deployment.one_box_percent
+                        ),
+                    ).with_hint(format!(
+                        "a {}% share needs at least {} boxes per target; raise `one_box_percent` to {} or give the target more boxes in the topology",
+                        deployment.one_box_percent,
+                        deployment.smallest_fleet_for_one_box().unwrap_or(0),
+                        100u32.div_ceil(boxes.max(1)),
+                    )));
+                }
+                if capacity_floor(floor, boxes) >= boxes
+                    && reported.insert((step.name.clone(), "minimum_healthy_hosts"))
+                {
+                    out.push(Diagnostic::error(
+                        at("minimum_healthy_hosts"),
+                        format!(
+                            "step `{}`, target {target}: `minimum_healthy_hosts` keeps {} of its {boxes} boxes healthy, so no box can be replaced",
+                            step.name,
+                            capacity_floor(floor, boxes)
+                        ),
+                    ).with_hint("lower the floor, or give the target more boxes in the topology"));
+                }
+            }
+        }
+    }
 }

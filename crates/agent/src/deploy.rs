@@ -1,0 +1,75 @@
+//! Carrying out one deployment command: verify, then stage, then run the lifecycle — in that
+//! order, so nothing of an artifact is unpacked, installed or run before it has passed every
+//! check against the box's own trust root.
+
+use std::time::Duration;
+
+use gantry_model::Digest;
+
+use crate::Error;
+use crate::hooks::HookEnvironment;
+use crate::lifecycle::{self, Deployment, EventRecord, PipelineDirectory, Report, Traffic};
+use crate::verify::{Artifact, TrustRoot};
+
+/// What to deploy, as the controller commanded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployRequest {
+    /// The command's id: CodeDeploy's `DEPLOYMENT_ID` for the hooks.
+    pub deployment_id: String,
+    pub pipeline: String,
+    pub digest: Digest,
+    /// The target's name and stable id: `DEPLOYMENT_GROUP_NAME` and `DEPLOYMENT_GROUP_ID`.
+    pub target_name: String,
+    pub target_id: String,
+    /// The pipeline's `hook_timeout`, for the whole lifecycle.
+    pub hook_timeout: Duration,
+}
+
+/// Files kept beside a staged bundle so a kept revision can be verified again without a
+/// download.
+const ATTESTATION_FILE: &str = "attestation.json";
+const MANIFEST_FILE: &str = "manifest.json";
+const PACKAGE_FILE: &str = "package.tar.zst";
+
+/// The artifact of a revision this box keeps, if it has it: a rollback to it needs no download.
+pub fn kept_artifact(directory: &PipelineDirectory, digest: &Digest) -> Option<Artifact> {
+    let revision = directory.revision(digest);
+    Some(Artifact {
+        package: std::fs::read(revision.join(PACKAGE_FILE)).ok()?,
+        attestation: std::fs::read(revision.join(ATTESTATION_FILE)).ok()?,
+        manifest: std::fs::read(revision.join(MANIFEST_FILE)).ok()?,
+    })
+}
+
+/// Verifies `artifact`, stages it and runs its lifecycle.
+pub fn deploy(
+    agent_root: &std::path::Path,
+    trust: &TrustRoot,
+    request: &DeployRequest,
+    artifact: &Artifact,
+    traffic: Option<&mut dyn Traffic>,
+    observe: &mut dyn FnMut(&EventRecord),
+) -> Result<Report, Error> {
+    let service = trust.verify(&request.digest, &request.pipeline, artifact)?;
+    let directory = PipelineDirectory::open(agent_root, &request.pipeline)?;
+    directory.stage(&request.digest, &artifact.package)?;
+    let revision = directory.revision(&request.digest);
+    for (name, bytes) in
+        [(ATTESTATION_FILE, &artifact.attestation), (MANIFEST_FILE, &artifact.manifest)]
+    {
+        crate::write_atomically(&revision.join(name), bytes)?;
+    }
+    let deployment = Deployment {
+        environment: HookEnvironment {
+            application_name: service,
+            deployment_id: request.deployment_id.clone(),
+            deployment_group_name: request.target_name.clone(),
+            deployment_group_id: request.target_id.clone(),
+        },
+        pipeline: request.pipeline.clone(),
+        digest: request.digest,
+        lifecycle_timeout: request.hook_timeout,
+        ignore_application_stop_failures: false,
+    };
+    lifecycle::run(&directory, &deployment, traffic, observe)
+}

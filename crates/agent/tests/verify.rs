@@ -1,0 +1,241 @@
+//! Verification before anything runs: real artifacts built and signed by the supply chain from a
+//! git repository; a tampered one, one signed by an untrusted key, one from a disallowed builder
+//! and one with a blocked commit are each refused before any hook runs or file is installed (a
+//! hook would create a marker file; the files section would install one), and a good one runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration as StdDuration;
+
+use gantry_agent::deploy::{self, DeployRequest};
+use gantry_agent::verify::{Artifact, TrustRoot};
+use gantry_agent::{Digest, Error};
+use gantry_model::pipeline::Build;
+use gantry_model::{Duration, Source};
+use gantry_supply::attestation::DEFAULT_BUILDER_ID;
+use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget};
+use gantry_supply::build::{BuildRequest, Builder, Sandbox};
+use gantry_supply::keys::{KeyDirectory, TrustedKeys};
+use gantry_supply::review::{Keyring, ReviewBook};
+use gantry_supply::store::Store;
+use jiff::Timestamp;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World { dir };
+        KeyDirectory::new(world.path().join("keys")).generate(Timestamp::now()).unwrap();
+        KeyDirectory::new(world.path().join("other-keys")).generate(Timestamp::now()).unwrap();
+        let repo = world.repo();
+        git(&repo, &["init", "--quiet", "--initial-branch=main", "."]);
+        let d = world.destination();
+        let marker = world.marker();
+        let files = [
+            (
+                "appspec.yml".to_string(),
+                format!(
+                    "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: {}\nhooks:\n  BeforeInstall:\n    - location: scripts/mark.sh\n",
+                    d.display()
+                ),
+            ),
+            ("scripts/mark.sh".to_string(), format!("#!/bin/sh\ntouch {}\n", marker.display())),
+            ("app/index.html".to_string(), "hello\n".to_string()),
+        ];
+        for (path, content) in files {
+            let path = repo.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        git(&repo, &["add", "--all"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=bob",
+                "-c",
+                "user.email=bob@example.com",
+                "commit",
+                "--quiet",
+                "-m",
+                "sample",
+            ],
+        );
+        world
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn repo(&self) -> PathBuf {
+        self.path().join("repo")
+    }
+    fn destination(&self) -> PathBuf {
+        self.path().join("www")
+    }
+    fn marker(&self) -> PathBuf {
+        self.path().join("a-hook-ran")
+    }
+    fn commit(&self) -> String {
+        git(&self.repo(), &["rev-parse", "HEAD"])
+    }
+
+    /// Builds the repository's head, signed with the key in `keys`, as `builder_id`.
+    fn build(&self, keys: &str, builder_id: &str, store: &str) -> (Digest, Artifact) {
+        let store = Store::new(self.path().join(store));
+        let key = KeyDirectory::new(self.path().join(keys)).active_key().unwrap();
+        let reviews = ReviewBook::in_memory(Keyring::default());
+        let builder = Builder {
+            store: &store,
+            key: &key,
+            reviews: &reviews,
+            work_dir: self.path().join("work"),
+            cache_dir: self.path().join("cache"),
+            builder_id: builder_id.into(),
+            host: "test-builder".into(),
+            sandbox: Sandbox::detect(),
+            hidden: vec![self.path().join("keys"), self.path().join("other-keys")],
+        };
+        let request = BuildRequest {
+            service: "sample".into(),
+            pipeline: "sample-code".into(),
+            source: Source { repository: self.repo().display().to_string(), branch: "main".into() },
+            build: Build {
+                command: "true".into(),
+                outputs: vec!["appspec.yml".into(), "scripts".into(), "app".into()],
+                network: false,
+                timeout: Duration::from_seconds(60),
+            },
+            commit: None,
+            since: None,
+            env: BTreeMap::new(),
+        };
+        let artifact = builder.build(&request).unwrap().artifact;
+        let digest = artifact.digest;
+        let files = Artifact {
+            package: store.read_package(&digest).unwrap(),
+            attestation: store.read_attestation(&digest).unwrap(),
+            manifest: artifact.manifest_bytes.clone(),
+        };
+        (digest, files)
+    }
+
+    /// The box trusts the key in `keys/` and the default builder; reviews are the supply
+    /// chain's own tests' concern.
+    fn trust(&self, blocks: BlockList) -> TrustRoot {
+        let trusted =
+            TrustedKeys::read(&KeyDirectory::new(self.path().join("keys")).trusted_keys_path())
+                .unwrap();
+        TrustRoot::new(trusted, vec![DEFAULT_BUILDER_ID.into()], blocks).with_review_required(false)
+    }
+
+    fn deploy(&self, trust: &TrustRoot, digest: Digest, artifact: &Artifact) -> Result<(), Error> {
+        let request = DeployRequest {
+            deployment_id: "c1".into(),
+            pipeline: "sample-code".into(),
+            digest,
+            target_name: "prod/eu-west-1/eu-west-1a".into(),
+            target_id: "prod-eu-west-1-eu-west-1a".into(),
+            hook_timeout: StdDuration::from_secs(60),
+        };
+        deploy::deploy(&self.path().join("agent"), trust, &request, artifact, None, &mut |_| {})
+            .map(|_| ())
+    }
+
+    fn nothing_ran(&self) {
+        assert!(!self.marker().exists(), "a hook ran");
+        assert!(!self.destination().exists(), "a file was installed");
+        let pipelines = self.path().join("agent/pipelines/sample-code/revisions");
+        let staged = std::fs::read_dir(&pipelines).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(staged, 0, "nothing was unpacked");
+    }
+}
+
+/// Deploys and expects a refusal naming `check`, with nothing run, installed or unpacked.
+fn check_refused(
+    world: &World,
+    trust: &TrustRoot,
+    digest: Digest,
+    artifact: &Artifact,
+    check: &str,
+) {
+    let error = world.deploy(trust, digest, artifact).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::Refused(_)), "{message}");
+    assert!(message.contains(check), "expected {check:?} in {message}");
+    eprintln!("refused: {message}");
+    world.nothing_ran();
+}
+
+#[test]
+fn only_a_verified_artifact_runs() {
+    let world = World::new();
+    let (digest, artifact) = world.build("keys", DEFAULT_BUILDER_ID, "store");
+
+    // Tampered: one byte of the package flipped after signing.
+    let mut tampered = artifact.clone();
+    let last = tampered.package.len() - 1;
+    tampered.package[last] ^= 0x01;
+    check_refused(
+        &world,
+        &world.trust(BlockList::default()),
+        digest,
+        &tampered,
+        "digest check failed",
+    );
+
+    // A valid artifact, signed by a key this box does not trust.
+    let (other_digest, other) = world.build("other-keys", DEFAULT_BUILDER_ID, "other-store");
+    check_refused(
+        &world,
+        &world.trust(BlockList::default()),
+        other_digest,
+        &other,
+        "signer check failed",
+    );
+
+    // Built by a builder the box's policy does not allow.
+    let (rogue_digest, rogue) =
+        world.build("keys", "https://example.com/laptop-builder", "rogue-store");
+    check_refused(
+        &world,
+        &world.trust(BlockList::default()),
+        rogue_digest,
+        &rogue,
+        "laptop-builder",
+    );
+
+    // A blocked commit.
+    let mut blocks = BlockList::default();
+    blocks
+        .add(
+            BlockTarget::Commit { commit: world.commit() },
+            BlockScope::Organisation,
+            "leaks customer data",
+            "security",
+            Timestamp::now(),
+        )
+        .unwrap();
+    check_refused(&world, &world.trust(blocks), digest, &artifact, "leaks customer data");
+
+    // The good artifact runs: its hook leaves the marker and its file is installed.
+    world.deploy(&world.trust(BlockList::default()), digest, &artifact).unwrap();
+    assert!(world.marker().exists());
+    assert_eq!(std::fs::read_to_string(world.destination().join("index.html")).unwrap(), "hello\n");
+}
