@@ -326,7 +326,133 @@ fn check_signature(
     .map_err(|_| bad())
 }
 
+/// Verifies the audit log of the data directory `data` against `checkpoints` (default: the
+/// data directory's sibling), reading beside a running server.
+pub fn verify_data_dir(
+    data: &Path,
+    checkpoints: Option<&Path>,
+    public_key: Option<&str>,
+) -> Result<Result<Verified, Tampered>, Error> {
+    let connection = crate::SqliteStore::open_read_only(&data.join("gantry.db"))?;
+    let default = default_checkpoints(data);
+    verify(&connection, checkpoints.unwrap_or(&default), public_key)
+}
+
 /// The checkpoint file a data directory uses unless told otherwise.
 pub fn default_checkpoints(data: &Path) -> PathBuf {
     crate::data_dir::DataDir::default_checkpoints(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use gantry_store::{AuditRecord, Round, Store};
+
+    use super::*;
+    use crate::SqliteStore;
+
+    /// What an attacker with write access to the database does, with the append-only triggers
+    /// dropped first.
+    #[derive(Clone, Copy, Debug)]
+    enum Tamper {
+        Nothing,
+        Edit,
+        Delete,
+        Swap,
+        Truncate,
+        RecomputeChain,
+        ForgeCheckpoint,
+    }
+
+    fn tamper(connection: &Connection, checkpoints: &Path, how: Tamper) {
+        connection
+            .execute_batch(
+                "DROP TRIGGER audit_is_append_only_update; DROP TRIGGER audit_is_append_only_delete;",
+            )
+            .unwrap();
+        match how {
+            Tamper::Nothing => {}
+            Tamper::Edit => {
+                connection.execute("UPDATE audit SET bytes = x'7b7d' WHERE seq = 3", []).unwrap();
+            }
+            Tamper::Delete => {
+                connection.execute("DELETE FROM audit WHERE seq = 3", []).unwrap();
+            }
+            Tamper::Swap => {
+                connection
+                    .execute_batch(
+                        "UPDATE audit SET seq = -2 WHERE seq = 2;
+                         UPDATE audit SET seq = 2 WHERE seq = 3;
+                         UPDATE audit SET seq = 3 WHERE seq = -2;",
+                    )
+                    .unwrap();
+            }
+            Tamper::Truncate => {
+                connection.execute("DELETE FROM audit WHERE seq >= 4", []).unwrap();
+            }
+            Tamper::RecomputeChain => {
+                connection.execute("UPDATE audit SET bytes = x'7b7d' WHERE seq = 2", []).unwrap();
+                let mut previous = GENESIS;
+                for seq in 1..=5u64 {
+                    let (at, bytes): (String, Vec<u8>) = connection
+                        .query_row(
+                            "SELECT at, bytes FROM audit WHERE seq = ?1",
+                            [seq as i64],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .unwrap();
+                    let hash = chain_hash(&previous, seq, &at, &bytes);
+                    connection
+                        .execute(
+                            "UPDATE audit SET hash = ?2 WHERE seq = ?1",
+                            rusqlite::params![seq as i64, hash.as_slice()],
+                        )
+                        .unwrap();
+                    previous = hash;
+                }
+            }
+            Tamper::ForgeCheckpoint => {
+                // A checkpoint signed by a key of the attacker's, over a head they made up.
+                let forger = AuditKey { signing: ed25519_dalek::SigningKey::from_bytes(&[9; 32]) };
+                append_checkpoint(checkpoints, &forger.sign(5, &[1; 32], "now".into())).unwrap();
+            }
+        }
+    }
+
+    fn check(how: Tamper, expected: Result<u64, Tampered>) {
+        let temp = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&temp.path().join("gantry.db")).unwrap();
+        let at = "2026-12-01T10:00:00Z".parse().unwrap();
+        let audit = (1..=5)
+            .map(|n| AuditRecord { at, bytes: format!("{{\"decision\":{n}}}").into_bytes() })
+            .collect();
+        store.commit(Round { schema_version: 1, audit, ..Round::default() }).unwrap();
+        let checkpoints = temp.path().join("checkpoints");
+        let key = AuditKey { signing: ed25519_dalek::SigningKey::from_bytes(&[3; 32]) };
+        let (seq, hash) = store.audit_head().unwrap();
+        append_checkpoint(&checkpoints, &key.sign(seq, &hash, "then".into())).unwrap();
+
+        tamper(store.connection(), &checkpoints, how);
+        let got = verify(store.connection(), &checkpoints, Some(&key.public_base64()))
+            .unwrap()
+            .map(|verified| verified.records);
+        assert_eq!(got, expected, "{how:?}");
+    }
+
+    #[test]
+    fn verify_catches_every_kind_of_tampering() {
+        check(Tamper::Nothing, Ok(5));
+        check(Tamper::Edit, Err(Tampered::HashMismatch { seq: 3 }));
+        check(Tamper::Delete, Err(Tampered::Gap { previous: 2, next: 4 }));
+        check(Tamper::Swap, Err(Tampered::HashMismatch { seq: 2 }));
+        check(Tamper::Truncate, Err(Tampered::Truncated { line: 1, seq: 5, last: 3 }));
+        check(Tamper::RecomputeChain, Err(Tampered::CheckpointMismatch { line: 1, seq: 5 }));
+        check(
+            Tamper::ForgeCheckpoint,
+            Err(Tampered::BadSignature { line: 2, expected: key_of(3) }),
+        );
+    }
+
+    fn key_of(seed: u8) -> String {
+        AuditKey { signing: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]) }.public_base64()
+    }
 }

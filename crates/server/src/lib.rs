@@ -22,7 +22,7 @@
 //! object it names (deny by default).
 
 pub mod agents;
-// pub mod api;
+pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod data_dir;

@@ -251,3 +251,87 @@ pub fn plain_http_allowed(address: &SocketAddr) -> bool {
 pub fn bootstrap_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("bootstrap-admin.token")
 }
+
+/// Serves the API on `listener` until `shutdown` resolves, checkpointing the audit chain every
+/// [`audit::CHECKPOINT_INTERVAL`] and once more on the way out.
+pub async fn serve(
+    controller: Arc<Controller>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let address =
+        listener.local_addr().map_err(|source| Error::Io { path: "listener".into(), source })?;
+    let checkpointer = {
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(audit::CHECKPOINT_INTERVAL);
+            loop {
+                interval.tick().await;
+                let controller = controller.clone();
+                let result =
+                    tokio::task::spawn_blocking(move || controller.checkpoint(Timestamp::now()))
+                        .await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "audit checkpoint failed"),
+                    Err(error) => tracing::error!(%error, "audit checkpoint task failed"),
+                }
+            }
+        })
+    };
+    tracing::info!(%address, epoch = controller.epoch(), "serving");
+    let served = axum::serve(listener, crate::api::router(controller.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    checkpointer.abort();
+    let final_checkpoint = {
+        let controller = controller.clone();
+        tokio::task::spawn_blocking(move || controller.checkpoint(Timestamp::now())).await
+    };
+    served.map_err(|source| Error::Io { path: address.to_string().into(), source })?;
+    match final_checkpoint {
+        Ok(result) => result,
+        Err(error) => {
+            Err(Error::Corrupt { what: "the final checkpoint".into(), reason: error.to_string() })
+        }
+    }
+}
+
+/// Replaces the database of `data_dir` with the backup `from`; the server must be stopped (this
+/// takes the data directory's lock). The checkpoint file of the replaced history is moved aside,
+/// kept as evidence (its heads are past the backup's chain); the next start checkpoints the
+/// restored chain afresh, and begins an epoch past every one stored and reported.
+pub fn restore(data_dir: &Path, from: &Path, checkpoints: &Path) -> Result<Option<PathBuf>, Error> {
+    let dir = DataDir::open(data_dir)?;
+    let backup = SqliteStore::open_read_only(from)?;
+    let staged = dir.root().join("gantry.db.restoring");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    if staged.exists() {
+        std::fs::remove_file(&staged).map_err(io(&staged))?;
+    }
+    crate::sqlite::backup(&backup, &staged)?;
+    drop(backup);
+    let database = dir.database();
+    // The old database's write-ahead log must not be replayed into the restored one.
+    for suffix in ["-wal", "-shm"] {
+        let mut name = database.clone().into_os_string();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    std::fs::rename(&staged, &database).map_err(io(&database))?;
+    std::fs::File::open(dir.root()).and_then(|d| d.sync_all()).map_err(io(dir.root()))?;
+    if !checkpoints.exists() {
+        return Ok(None);
+    }
+    let mut aside = checkpoints.as_os_str().to_os_string();
+    aside.push(format!(".before-restore-{}", Timestamp::now().as_second()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(checkpoints, &aside).map_err(io(checkpoints))?;
+    Ok(Some(aside))
+}

@@ -85,6 +85,38 @@ impl SqliteStore {
         Ok(SqliteStore { connection })
     }
 
+    /// Opens the database for reading only, beside a running server (WAL lets readers in):
+    /// for `gantry audit verify` and backups. Refuses a schema this gantry does not know.
+    pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
+        if !path.exists() {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here"),
+            });
+        }
+        let connection =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        let found: u32 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(Error::Corrupt {
+                what: path.display().to_string(),
+                reason: format!(
+                    "it has schema version {found}, older than this gantry's {SCHEMA_VERSION}; \
+                     start `gantry server` on it once to migrate it"
+                ),
+            });
+        }
+        Ok(connection)
+    }
+
     /// The connection, for the audit verifier and tests reading raw rows.
     pub fn connection(&self) -> &Connection {
         &self.connection
@@ -140,12 +172,7 @@ impl SqliteStore {
 
     /// Writes a consistent copy of the whole database to `to` (which must not exist).
     pub fn backup_to(&self, to: &Path) -> Result<(), Error> {
-        let to = to.to_str().ok_or_else(|| Error::Corrupt {
-            what: to.display().to_string(),
-            reason: "a backup path must be valid UTF-8".into(),
-        })?;
-        self.connection.execute("VACUUM INTO ?1", [to])?;
-        Ok(())
+        backup(&self.connection, to)
     }
 
     /// Stores a token's hash and principal (JSON); fails if the id or hash exists.
@@ -223,6 +250,23 @@ impl SqliteStore {
             command_id: self.meta(META_COMMAND_ID)?.unwrap_or(0),
         })
     }
+}
+
+/// Writes a consistent copy of the database behind `connection` to `to` (which must not
+/// exist), with `VACUUM INTO`: safe while a server writes, unlike copying the files.
+pub fn backup(connection: &Connection, to: &Path) -> Result<(), Error> {
+    if to.exists() {
+        return Err(Error::Io {
+            path: to.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite"),
+        });
+    }
+    let text = to.to_str().ok_or_else(|| Error::Corrupt {
+        what: to.display().to_string(),
+        reason: "a backup path must be valid UTF-8".into(),
+    })?;
+    connection.execute("VACUUM INTO ?1", [text])?;
+    Ok(())
 }
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), Error> {

@@ -1,0 +1,380 @@
+//! The API in process: the role matrix over every route of the served OpenAPI document, the
+//! agent exchange, and malformed requests refused with the field at fault.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gantry_server::server::{self, Config, Controller};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Whom a request speaks for in the matrix.
+const CALLERS: &[&str] = &[
+    "anonymous",
+    "viewer",
+    "developer",
+    "approver",
+    "senior_approver",
+    "operator",
+    "admin",
+    "agent-own-box",
+    "agent-other-box",
+];
+
+/// The role matrix: for every operation of the OpenAPI document, the callers allowed through
+/// authorization. Everyone else is refused (`401` without a token, `403` with one).
+const MATRIX: &[(&str, &[&str])] = &[
+    (
+        "health",
+        &[
+            "anonymous",
+            "viewer",
+            "developer",
+            "approver",
+            "senior_approver",
+            "operator",
+            "admin",
+            "agent-own-box",
+            "agent-other-box",
+        ],
+    ),
+    (
+        "openapi",
+        &[
+            "anonymous",
+            "viewer",
+            "developer",
+            "approver",
+            "senior_approver",
+            "operator",
+            "admin",
+            "agent-own-box",
+            "agent-other-box",
+        ],
+    ),
+    (
+        "metrics",
+        &[
+            "anonymous",
+            "viewer",
+            "developer",
+            "approver",
+            "senior_approver",
+            "operator",
+            "admin",
+            "agent-own-box",
+            "agent-other-box",
+        ],
+    ),
+    ("agent_register", &["agent-own-box"]),
+    ("agent_commands", &["agent-own-box"]),
+    ("agent_acknowledge", &["agent-own-box"]),
+    ("agent_report", &["agent-own-box"]),
+    ("list_boxes", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    ("get_box", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    ("list_audit", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    ("list_tokens", &["admin"]),
+    ("issue_token", &["admin"]),
+    ("revoke_token", &["admin"]),
+];
+
+struct Api {
+    _temp: tempfile::TempDir,
+    controller: Arc<Controller>,
+    tokens: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let temp = tempfile::tempdir().unwrap();
+        let config = Config::new(temp.path().join("data"), "127.0.0.1:0".parse().unwrap());
+        let (controller, opened) = server::open(&config, gantry_model::Timestamp::now()).unwrap();
+        let bootstrap = std::fs::read_to_string(opened.bootstrap_token.unwrap()).unwrap();
+        let mut api = Api { _temp: temp, controller, tokens: Default::default() };
+        api.tokens.insert("admin", bootstrap.trim().to_string());
+        for role in ["viewer", "developer", "approver", "senior_approver", "operator"] {
+            let body = json!({"kind": "person", "name": role, "person": format!("{role}@example.com"),
+                              "grants": [{"role": role}]});
+            let token = api.issue(body).await;
+            api.tokens.insert(role, token);
+        }
+        for (caller, box_id) in [("agent-own-box", "box-1"), ("agent-other-box", "box-2")] {
+            let token = api.issue(json!({"kind": "agent", "box_id": box_id})).await;
+            api.tokens.insert(caller, token);
+        }
+        api
+    }
+
+    async fn issue(&self, body: Value) -> String {
+        let (status, answer) = self.call("admin", "POST", "/api/v1/tokens", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer["token"].as_str().unwrap().to_string()
+    }
+
+    async fn call(
+        &self,
+        caller: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.raw(caller, method, path, body.map(|b| ("application/json", b.to_string()))).await
+    }
+
+    async fn raw(
+        &self,
+        caller: &str,
+        method: &str,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = self.tokens.get(caller) {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some((content_type, text)) => {
+                request.header("content-type", content_type).body(Body::from(text)).unwrap()
+            }
+            None => request.body(Body::empty()).unwrap(),
+        };
+        let response =
+            gantry_server::api::router(self.controller.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{box}", "box-1").replace("{box_id}", "box-1").replace("{token_id}", "t-none")
+}
+
+#[tokio::test]
+async fn every_route_of_the_document_against_every_caller() {
+    let api = Api::start().await;
+    let (status, document) = api.call("anonymous", "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut seen = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            seen.push(id.to_string());
+            let allowed = MATRIX
+                .iter()
+                .find(|(op, _)| *op == id)
+                .unwrap_or_else(|| panic!("{id} is served but missing from the role matrix"))
+                .1;
+            let method = method.to_uppercase();
+            let body = (method != "GET" && method != "DELETE").then(|| json!({}));
+            for caller in CALLERS {
+                let (status, answer) =
+                    api.call(caller, &method, &concrete(path), body.clone()).await;
+                if allowed.contains(caller) {
+                    assert!(
+                        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                        "{caller} should pass {method} {path}, got {status}: {answer}"
+                    );
+                } else {
+                    let expected = if *caller == "anonymous" {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::FORBIDDEN
+                    };
+                    assert_eq!(status, expected, "{caller} on {method} {path}: {answer}");
+                    assert_eq!(answer["field"], "header.authorization", "{answer}");
+                }
+            }
+        }
+    }
+    let mut listed: Vec<String> = MATRIX.iter().map(|(op, _)| op.to_string()).collect();
+    listed.sort();
+    seen.sort();
+    assert_eq!(seen, listed, "the matrix lists exactly the document's operations");
+
+    // Every refusal with a token was audited.
+    let (_, audit) = api.call("viewer", "GET", "/api/v1/audit?limit=1000", None).await;
+    let denied = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["record"]["kind"] == "request_denied")
+        .count();
+    assert!(denied > 50, "denied requests are audited ({denied})");
+}
+
+/// `(method, path, content type and body, expected status, expected field)`.
+type Malformed =
+    (&'static str, &'static str, Option<(&'static str, &'static str)>, u16, &'static str);
+
+#[tokio::test]
+async fn malformed_requests_name_the_field_at_fault() {
+    let api = Api::start().await;
+    let register = json!({"protocol_version": 1, "box_id": "box-1", "highest_epoch_seen": 0,
+                          "target": {"environment": "prod", "region": "eu-west-1"}});
+    let (status, answer) = api
+        .call("agent-own-box", "POST", "/api/v1/agent/boxes/box-1/register", Some(register))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let cases: &[Malformed] = &[
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/register",
+            Some((
+                "application/json",
+                r#"{"protocol_version": 1, "box_id": "box-1", "highest_epoch_seen": -1, "target": {"environment": "prod", "region": "r"}}"#,
+            )),
+            422,
+            "highest_epoch_seen",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/register",
+            Some((
+                "application/json",
+                r#"{"protocol_version": 2, "box_id": "box-1", "highest_epoch_seen": 0, "target": {"environment": "prod", "region": "r"}}"#,
+            )),
+            422,
+            "protocol_version",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/register",
+            Some((
+                "application/json",
+                r#"{"protocol_version": 1, "box_id": "box-9", "highest_epoch_seen": 0, "target": {"environment": "prod", "region": "r"}}"#,
+            )),
+            422,
+            "box_id",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/register",
+            Some(("text/plain", "hello")),
+            415,
+            "header.content-type",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/report",
+            Some((
+                "application/json",
+                r#"{"observed_at": "2026-12-01T10:00:00Z", "highest_epoch_seen": 1, "pipelines": [{"pipeline": "p", "running": null, "health": "great"}]}"#,
+            )),
+            422,
+            "pipelines[0].health",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/report",
+            Some((
+                "application/json",
+                r#"{"observed_at": "yesterday", "highest_epoch_seen": 1, "pipelines": []}"#,
+            )),
+            422,
+            "observed_at",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/report",
+            Some((
+                "application/json",
+                r#"{"observed_at": "2026-12-01T10:00:00Z", "highest_epoch_seen": 1, "pipelines": [{"pipeline": "p", "running": null, "health": "healthy"}, {"pipeline": "p", "running": null, "health": "healthy"}]}"#,
+            )),
+            422,
+            "pipelines[1].pipeline",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/report",
+            Some(("application/json", "{not json")),
+            422,
+            "body",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/boxes/box-1/acknowledge",
+            Some(("application/json", r#"{"command": "c1", "epoch": 1}"#)),
+            422,
+            "command",
+        ),
+        ("GET", "/api/v1/agent/boxes/box-1/commands?wait=forever", None, 400, "query.wait"),
+        ("GET", "/api/v1/agent/boxes/box-1/commands?wait=1h", None, 400, "query.wait"),
+        ("GET", "/api/v1/audit?limit=5000", None, 400, "query.limit"),
+        ("GET", "/api/v1/audit?after=-3", None, 400, "query.after"),
+        ("GET", "/api/v1/boxes/box-7", None, 404, "path.box_id"),
+        ("DELETE", "/api/v1/tokens/t-none", None, 404, "path.token_id"),
+        (
+            "POST",
+            "/api/v1/tokens",
+            Some((
+                "application/json",
+                r#"{"kind": "person", "name": "x", "person": "x", "grants": [{"role": "root"}]}"#,
+            )),
+            422,
+            "grants[0].role",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens",
+            Some(("application/json", r#"{"kind": "agent", "box_id": " "}"#)),
+            422,
+            "box_id",
+        ),
+    ];
+    for (method, path, body, status, field) in cases {
+        let caller = if path.starts_with("/api/v1/agent") {
+            "agent-own-box"
+        } else if path.starts_with("/api/v1/tokens") {
+            "admin"
+        } else {
+            "viewer"
+        };
+        let body = body.map(|(content_type, text)| (content_type, text.to_string()));
+        let (got, answer) = api.raw(caller, method, path, body).await;
+        assert_eq!(
+            (got.as_u16(), answer["field"].as_str()),
+            (*status, Some(*field)),
+            "{method} {path}: {answer}"
+        );
+    }
+
+    // A body over the limit is refused before it is read whole.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(gantry_server::api::MAX_BODY_BYTES + 1));
+    let (got, answer) = api
+        .raw(
+            "agent-own-box",
+            "POST",
+            "/api/v1/agent/boxes/box-1/report",
+            Some(("application/json", huge)),
+        )
+        .await;
+    assert_eq!(
+        (got, answer["field"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body")),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_tokens_stop_working_at_once() {
+    let mut api = Api::start().await;
+    let (status, answer) = api
+        .call("admin", "POST", "/api/v1/tokens", Some(json!({"kind": "person", "name": "eve", "person": "eve", "grants": [{"role": "viewer"}]})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.tokens.insert("eve", answer["token"].as_str().unwrap().into());
+    assert_eq!(api.call("eve", "GET", "/api/v1/boxes", None).await.0, StatusCode::OK);
+    let path = format!("/api/v1/tokens/{}", answer["id"].as_str().unwrap());
+    assert_eq!(api.call("admin", "DELETE", &path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(api.call("eve", "GET", "/api/v1/boxes", None).await.0, StatusCode::UNAUTHORIZED);
+    let (_, tokens) = api.call("admin", "GET", "/api/v1/tokens", None).await;
+    assert!(tokens.to_string().contains("revoked_at"), "{tokens}");
+    assert!(!tokens.to_string().contains("gantry_"), "no secret is ever listed: {tokens}");
+}
