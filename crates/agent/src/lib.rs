@@ -10,15 +10,21 @@
 //!   environment variables.
 //! - [`verify`]: the box's trust root and the supply chain's checks; [`deploy`]: verify, then
 //!   stage, then run — one deployment command.
+//! - [`agent`]: the loop — register, long-poll, [`agent::decide`] what each command means, carry
+//!   it out, report the whole box — over the narrow [`controller::Controller`] trait, with its
+//!   durable [`state`] (highest epoch, what runs, every command's outcome) written atomically.
 //!
 //! Architecture invariant: no hook runs and no file is installed from a revision the agent has
 //! not verified against its own trust root.
 
+pub mod agent;
 pub mod appspec;
+pub mod controller;
 pub mod deploy;
 pub mod hooks;
 pub mod install;
 pub mod lifecycle;
+pub mod state;
 pub mod verify;
 
 use std::io::Write;
