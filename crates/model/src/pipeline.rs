@@ -380,7 +380,9 @@ pub struct Bake {
     pub data_points: BTreeMap<String, u64>,
 }
 
-/// Bake per step kind.
+/// Bake per step kind. Every production step bakes for a time above zero *and* until it has
+/// seen at least one data-point requirement (`gantry-spec` refuses a plan where any does not);
+/// the defaults satisfy that rule, and the organisation's policy sets the hours.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BakePolicy {
@@ -388,29 +390,43 @@ pub struct BakePolicy {
     #[serde(default = "default_one_box_bake")]
     pub one_box: Bake,
     /// After a wave's first zone (or cell) step.
-    #[serde(default)]
+    #[serde(default = "default_zone_bake")]
     pub first_zone: Bake,
     /// After each later zone step but the wave's last.
-    #[serde(default)]
+    #[serde(default = "default_zone_bake")]
     pub later_zones: Bake,
     /// After a wave's last step, unless the wave sets its own.
     #[serde(default = "default_wave_bake")]
     pub wave: Bake,
 }
 
-fn default_one_box_bake() -> Bake {
-    Bake { duration: Duration::from_hours(1), data_points: BTreeMap::new() }
+/// The metric the default bakes count: the request count every service emits, read in the
+/// scope of the target being baked (the seed's "wait for at least 100 requests").
+pub const DEFAULT_BAKE_METRIC: &str = "requests";
+
+fn requests(count: u64) -> BTreeMap<String, u64> {
+    BTreeMap::from([(DEFAULT_BAKE_METRIC.to_string(), count)])
 }
+
+/// The seed: "at least one hour after each one-box stage", with a hundred requests seen.
+fn default_one_box_bake() -> Bake {
+    Bake { duration: Duration::from_hours(1), data_points: requests(100) }
+}
+/// A zone (or cell) step: an hour and a hundred requests, as for the one box.
+fn default_zone_bake() -> Bake {
+    Bake { duration: Duration::from_hours(1), data_points: requests(100) }
+}
+/// The seed's "two to four hours" after a wave, with a thousand requests seen.
 fn default_wave_bake() -> Bake {
-    Bake { duration: Duration::from_hours(4), data_points: BTreeMap::new() }
+    Bake { duration: Duration::from_hours(4), data_points: requests(1000) }
 }
 
 impl Default for BakePolicy {
     fn default() -> Self {
         BakePolicy {
             one_box: default_one_box_bake(),
-            first_zone: Bake::default(),
-            later_zones: Bake::default(),
+            first_zone: default_zone_bake(),
+            later_zones: default_zone_bake(),
             wave: default_wave_bake(),
         }
     }

@@ -5,6 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::plan::Target;
+
 /// The whole topology file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,12 @@ pub struct Region {
     pub time_zone: String,
     /// Availability zones, in the order they are deployed.
     pub zones: Vec<Zone>,
+    /// Boxes behind each production target of this region (a zone, or a cell of a zone that has
+    /// cells), unless the zone says otherwise. Leave it out where it is not known; settings
+    /// that depend on it (the one-box share) are then checked against the smallest fleet that
+    /// can satisfy them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boxes: Option<u32>,
 }
 
 /// One availability zone of a region.
@@ -40,6 +48,9 @@ pub struct Zone {
     /// Cells (internal shards) in this zone, if the service is cellular.
     #[serde(default)]
     pub cells: Vec<String>,
+    /// Boxes behind each target in this zone: the zone itself, or each of its cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boxes: Option<u32>,
 }
 
 /// A pre-production environment.
@@ -50,6 +61,9 @@ pub struct Environment {
     pub name: String,
     /// The production regions this environment runs in (gamma usually in several).
     pub regions: Vec<String>,
+    /// Boxes behind each of this environment's targets (one per region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boxes: Option<u32>,
 }
 
 impl Topology {
@@ -59,6 +73,22 @@ impl Topology {
 
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|environment| environment.name == name)
+    }
+
+    /// The boxes behind `target`, if the topology says: the zone's count, else its region's
+    /// (production), or the environment's (pre-production). A consumer that needs a number
+    /// where the topology gives none (the ETA's ideal fleet) picks its own, enough for the
+    /// one-box share ([`fewest_boxes_for_one_box`](crate::plan::fewest_boxes_for_one_box)).
+    pub fn boxes_per_target(&self, target: &Target) -> Option<u32> {
+        let Some(environment) = self.environment(&target.environment) else {
+            let region = self.region(&target.region)?;
+            let zone = target
+                .zone
+                .as_deref()
+                .and_then(|name| region.zones.iter().find(|zone| zone.name == name));
+            return zone.and_then(|zone| zone.boxes).or(region.boxes);
+        };
+        environment.boxes
     }
 
     /// Total number of availability zones across all regions.

@@ -22,8 +22,12 @@ pub fn read_dates(path: &Path) -> Result<Vec<Date>, String> {
 }
 
 pub fn parse_dates(text: &str) -> Result<Vec<Date>, String> {
-    let calendar: icalendar::Calendar =
-        text.parse().map_err(|error: String| format!("not valid iCalendar: {}", error.trim()))?;
+    check_lines(text)?;
+    // The parser's own errors describe its internals, not the file: `check_lines` has found
+    // what a person can fix, so what is left is said plainly.
+    let calendar: icalendar::Calendar = text.parse().map_err(|_: String| {
+        "not valid iCalendar (RFC 5545); check it with a calendar application".to_string()
+    })?;
     let mut dates = Vec::new();
     for component in &calendar.components {
         let CalendarComponent::Event(event) = component else { continue };
@@ -63,6 +67,79 @@ pub fn parse_dates(text: &str) -> Result<Vec<Date>, String> {
     Ok(dates)
 }
 
+/// The structure RFC 5545 requires of every content line, checked before the parser runs so
+/// an error names a line of the file: `NAME[;PARAM=...]:VALUE` (folded lines continue with a
+/// space or tab), inside one `BEGIN:VCALENDAR` ... `END:VCALENDAR`, components nested properly.
+fn check_lines(text: &str) -> Result<(), String> {
+    /// Components nested deeper than this are not a holiday calendar (VCALENDAR > VEVENT >
+    /// VALARM is three); the limit bounds the stack of open components.
+    const MAX_NESTING: usize = 8;
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut seen_calendar = false;
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let at = |message: String| format!("line {number}: {message}");
+        if line.starts_with([' ', '\t']) {
+            if number == 1 {
+                return Err(at("a continuation line with nothing to continue".to_string()));
+            }
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((head, value)) = line.split_once(':') else {
+            return Err(at(format!(
+                "`{}` is not a content line `NAME:VALUE`",
+                crate::diagnostic::echo(line)
+            )));
+        };
+        let name = head.split(';').next().unwrap_or_default();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(at(format!(
+                "`{}` is not a property name (letters, digits and `-`)",
+                crate::diagnostic::echo(name)
+            )));
+        }
+        if seen_calendar && open.is_empty() {
+            return Err(at("content after `END:VCALENDAR`".to_string()));
+        }
+        let component = value.trim().to_ascii_uppercase();
+        match name.to_ascii_uppercase().as_str() {
+            "BEGIN" => {
+                if open.is_empty() && component != "VCALENDAR" {
+                    return Err(at(format!("`BEGIN:{component}` outside `BEGIN:VCALENDAR`")));
+                }
+                if open.len() == MAX_NESTING {
+                    return Err(at(format!("components nested deeper than {MAX_NESTING}")));
+                }
+                seen_calendar = true;
+                open.push((component, number));
+            }
+            "END" => match open.pop() {
+                Some((begun, _)) if begun == component => {}
+                Some((begun, line)) => {
+                    return Err(at(format!(
+                        "`END:{component}` closes `BEGIN:{begun}` of line {line}"
+                    )));
+                }
+                None => return Err(at(format!("`END:{component}` without a `BEGIN`"))),
+            },
+            _ if open.is_empty() => {
+                return Err(at("a property outside `BEGIN:VCALENDAR`".to_string()));
+            }
+            _ => {}
+        }
+    }
+    match open.last() {
+        Some((component, line)) => {
+            Err(format!("line {line}: `BEGIN:{component}` is never closed with `END:{component}`"))
+        }
+        None if !seen_calendar => Err("no `BEGIN:VCALENDAR`: not an iCalendar file".to_string()),
+        None => Ok(()),
+    }
+}
+
 fn to_date(value: &DatePerhapsTime) -> Option<Date> {
     let text = match value {
         DatePerhapsTime::Date(date) => date.to_string(),
@@ -99,6 +176,32 @@ mod tests {
              BEGIN:VEVENT\r\nUID:2\r\nSUMMARY:New Year\r\nDTSTART;VALUE=DATE:20270101\r\nEND:VEVENT\r\n",
             Ok(&["2026-12-25", "2026-12-26", "2027-01-01"]),
         );
+    }
+
+    #[test]
+    fn malformed_calendars_name_the_line() {
+        let cases = [
+            (
+                "BEGIN:VEVENT\r\nUID:1\r\nDTSTART;VALUE=DATE:20261225\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+                "line 1: `BEGIN:VEVENT` outside `BEGIN:VCALENDAR`",
+            ),
+            (
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART 20261225\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+                "line 3: `DTSTART 20261225` is not a content line `NAME:VALUE`",
+            ),
+            (
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:1\r\nEND:VCALENDAR\r\n",
+                "line 4: `END:VCALENDAR` closes `BEGIN:VEVENT` of line 2",
+            ),
+            (
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:1\r\n",
+                "line 2: `BEGIN:VEVENT` is never closed with `END:VEVENT`",
+            ),
+            ("", "no `BEGIN:VCALENDAR`: not an iCalendar file"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_dates(text), Err(expected.to_string()), "{text:?}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location, echo};
 use crate::node::{Entry, Node, Value};
 
 /// Deserializes `node` into `T`, reporting every unknown field and the first other error.
@@ -67,7 +67,7 @@ impl de::Error for Error {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Error {
-        let mut error = Error::custom(format_args!("unknown value `{variant}`"));
+        let mut error = Error::custom(format_args!("unknown value `{}`", echo(variant)));
         error.hint = Some(match closest(variant, expected) {
             Some(near) => format!("did you mean `{near}`? Expected one of {}", list(expected)),
             None => format!("expected one of {}", list(expected)),
@@ -84,8 +84,17 @@ fn list(names: &[&str]) -> String {
     names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
 }
 
+/// Words longer than this get no "did you mean": every name Gantry suggests (fields, regions,
+/// zones, alarms) is far shorter, a typo of one is at most a few characters longer, and the
+/// edit distance costs the product of the lengths, so a 1 MiB key would take seconds per
+/// candidate.
+pub const MAX_SUGGESTION_CHARS: usize = 256;
+
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if word.len() > MAX_SUGGESTION_CHARS {
+        return None;
+    }
     if let Some(extended) =
         candidates.iter().find(|candidate| word.len() >= 3 && candidate.starts_with(word))
     {
@@ -122,7 +131,7 @@ struct NodeDeserializer<'a> {
 impl<'a> NodeDeserializer<'a> {
     fn wrong_type(&self, expected: &str) -> Error {
         let found = match &self.node.value {
-            Value::String(text) => format!("the string `{text}`"),
+            Value::String(text) => format!("the string `{}`", echo(text)),
             Value::Integer(number) => format!("the integer {number}"),
             Value::Float(number) => format!("the number {number}"),
             Value::Bool(flag) => format!("`{flag}`"),
@@ -130,6 +139,30 @@ impl<'a> NodeDeserializer<'a> {
         };
         <Error as de::Error>::custom(format_args!("expected {expected}, found {found}"))
             .at(&self.node.location)
+    }
+
+    /// An integer in `low..=high`, with a message in the file's terms (not Rust's `u32`).
+    fn whole_number<'de, V: Visitor<'de>>(
+        &self,
+        low: i64,
+        high: i64,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let expected = if low == 0 {
+            format!("a whole number from 0 to {high}")
+        } else {
+            format!("a whole number from {low} to {high}")
+        };
+        match self.node.value {
+            Value::Integer(number) if (low..=high).contains(&number) => {
+                self.located(visitor.visit_i64(number))
+            }
+            Value::Integer(number) => Err(<Error as de::Error>::custom(format_args!(
+                "expected {expected}, found {number}"
+            ))
+            .at(&self.node.location)),
+            _ => Err(self.wrong_type("a whole number")),
+        }
     }
 
     fn located<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
@@ -244,7 +277,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
                 known.push(entry);
                 continue;
             }
-            let message = format!("unknown field `{}`", entry.key);
+            let message = format!("unknown field `{}`", echo(&entry.key));
             let hint = match closest(&entry.key, fields) {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!("expected one of {}", list(fields)),
@@ -297,19 +330,19 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         self.deserialize_i64(visitor)
     }
     fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_i64(visitor)
+        self.whole_number(i32::MIN.into(), i32::MAX.into(), visitor)
     }
     fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_i64(visitor)
+        self.whole_number(0, u8::MAX.into(), visitor)
     }
     fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_i64(visitor)
+        self.whole_number(0, u16::MAX.into(), visitor)
     }
     fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_i64(visitor)
+        self.whole_number(0, u32::MAX.into(), visitor)
     }
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_i64(visitor)
+        self.whole_number(0, i64::MAX, visitor)
     }
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         self.deserialize_f64(visitor)

@@ -42,6 +42,23 @@ impl fmt::Display for Location {
     }
 }
 
+/// The most characters of a user's text a message repeats. A message names the value so the
+/// reader can find it; past a line's width, more of it only buries the message (a 1 MiB value
+/// would be echoed whole).
+pub const MAX_ECHO_CHARS: usize = 80;
+
+/// `text` as a message repeats it: cut to [`MAX_ECHO_CHARS`] characters, saying how much more
+/// there was.
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => {
+            let more = text[end..].chars().count();
+            format!("{}… ({more} more characters)", &text[..end])
+        }
+    }
+}
+
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use gantry_model::pipeline::{Bake, Granularity, PipelineSpec, PreprodStage};
 use gantry_model::plan::NamedTestGate;
 use gantry_model::topology::Region;
-use gantry_model::{Plan, Stage, StageKind, Step, StepKind, Target, Topology};
+use gantry_model::{OneBoxScope, Plan, Stage, StageKind, Step, StepKind, Target, Topology};
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::located;
@@ -111,6 +111,7 @@ fn preprod_stage(
             targets: environment.regions.iter().map(whole).collect(),
             bake: spec.bake.one_box.clone(),
             rollback_alarms: with_one_box_alarms(&rollback_alarms, &spec.alarms.one_box_rollback),
+            one_box_of: Some(OneBoxScope::Region),
         });
     }
     steps.push(Step {
@@ -119,6 +120,7 @@ fn preprod_stage(
         targets: environment.regions.iter().map(whole).collect(),
         bake: stage.bake.clone().unwrap_or_default(),
         rollback_alarms,
+        one_box_of: None,
     });
     Some(Stage {
         name: kind.name().to_string(),
@@ -316,6 +318,9 @@ fn wave_steps(
             .collect(),
         bake: spec.bake.one_box.clone(),
         rollback_alarms: with_one_box_alarms(&spec.alarms.rollback, &spec.alarms.one_box_rollback),
+        // The seed: at most ten percent of the requests of the Region or Availability Zone;
+        // a production one-box stands for its region.
+        one_box_of: Some(OneBoxScope::Region),
     }];
     let step_count = per_region.iter().map(|(_, units)| units.len()).max().unwrap_or(0);
     for k in 1..=step_count {
@@ -339,6 +344,7 @@ fn wave_steps(
                 .collect(),
             bake,
             rollback_alarms: spec.alarms.rollback.clone(),
+            one_box_of: None,
         });
     }
     steps

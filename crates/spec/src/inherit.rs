@@ -8,7 +8,10 @@
 //! - **`key-: [...]`** removes the listed items from the inherited list `key`; each listed item
 //!   must be there, so a typo is an error rather than a silent no-op.
 //! - **`key: null`** removes the inherited `key`, whatever its type (e.g. `zeta: null` drops an
-//!   inherited zeta stage; the field then takes its default).
+//!   inherited zeta stage; the field then takes its default). The `null` stays in the merged
+//!   tree as a tombstone until every parent has been applied — the model's defaults and, for a
+//!   stage's `deployment` or a wave's `bake`, the pipeline's own (see `defaults`) — so it
+//!   removes theirs too; [`strip_tombstones`] then drops it.
 //!
 //! `abstract: true` marks a file of defaults and is the one key that is not inherited.
 //! `extends` paths are relative to the file that writes them. A cycle, a missing parent or a
@@ -128,8 +131,10 @@ pub fn merge(parent: Node, child: Node) -> Result<Node, Diagnostic> {
                 entries.push(edited);
             }
             None if matches!(entry.value.value, Value::Null) => {
-                if let Some(index) = existing {
-                    entries.remove(index);
+                // A tombstone: it removes the inherited value here and in parents applied later.
+                match existing {
+                    Some(index) => entries[index] = entry,
+                    None => entries.push(entry),
                 }
             }
             None => match existing {
@@ -146,6 +151,19 @@ pub fn merge(parent: Node, child: Node) -> Result<Node, Diagnostic> {
         }
     }
     Ok(Node { value: Value::Mapping(entries), location: child.location })
+}
+
+/// Drops the `key: null` tombstones left by [`merge`] once every parent has been applied, so
+/// the fields they name take their defaults.
+pub fn strip_tombstones(node: &mut Node) {
+    match &mut node.value {
+        Value::Mapping(entries) => {
+            entries.retain(|entry| !matches!(entry.value.value, Value::Null));
+            entries.iter_mut().for_each(|entry| strip_tombstones(&mut entry.value));
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(strip_tombstones),
+        _ => {}
+    }
 }
 
 /// Resolves `key+` and `key-` in a tree that has no parent to edit: both act on an empty list.
@@ -193,6 +211,8 @@ fn edit_list(
             format!("`{}` takes a list, found {}", edit.key, edit.value.kind()),
         ));
     };
+    // A list removed with `null` by a parent is an empty list to edit.
+    let inherited = inherited.filter(|entry| !matches!(entry.value.value, Value::Null));
     let (mut list, list_location, key_location) = match inherited {
         Some(Entry {
             value: Node { value: Value::Sequence(list), location },

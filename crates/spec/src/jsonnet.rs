@@ -173,6 +173,7 @@ impl<'p> Loader<'p> {
         canonical: PathBuf,
         text: Rc<[u8]>,
     ) -> Result<Thunk<'p>, JsonnetError> {
+        check_nesting(path, &text)?;
         let (span_context, _) = program.span_manager_mut().insert_source_context(text.len());
         self.sources
             .insert(span_context, SourceFile { path: path.to_path_buf(), text: text.clone() });
@@ -445,6 +446,69 @@ fn stack_item_span(item: &EvalStackTraceItem) -> Option<SpanId> {
     }
 }
 
+/// Deepest nesting of brackets, braces and parentheses in one source file. Pipeline definitions
+/// and their libraries nest a handful of levels; past this the evaluator's own stack (500 frames)
+/// would overflow, and the error would read like runaway recursion with no place to look.
+const MAX_SOURCE_NESTING: usize = 100;
+
+/// Refuses a source that nests deeper than [`MAX_SOURCE_NESTING`], at the bracket that does.
+/// Strings, text blocks and comments are skipped, so brackets in them do not count.
+fn check_nesting(path: &Path, text: &[u8]) -> Result<(), JsonnetError> {
+    let mut depth = 0usize;
+    let mut index = 0;
+    let at = |offset: usize, message: String| {
+        let before = &text[..offset];
+        let line_start = before.iter().rposition(|&byte| byte == b'\n').map_or(0, |i| i + 1);
+        JsonnetError {
+            file: path.to_path_buf(),
+            line: before.iter().filter(|&&byte| byte == b'\n').count() + 1,
+            column: String::from_utf8_lossy(&before[line_start..]).chars().count() + 1,
+            message,
+        }
+    };
+    let skip_to = |from: usize, end: &[u8]| {
+        text[from..]
+            .windows(end.len())
+            .position(|window| window == end)
+            .map_or(text.len(), |i| from + i + end.len())
+    };
+    while index < text.len() {
+        match text[index] {
+            b'[' | b'{' | b'(' => {
+                depth += 1;
+                if depth > MAX_SOURCE_NESTING {
+                    return Err(at(
+                        index,
+                        format!(
+                            "arrays, objects and parentheses nest deeper than {MAX_SOURCE_NESTING} \
+                             levels here; a pipeline definition nests a handful"
+                        ),
+                    ));
+                }
+                index += 1;
+            }
+            b']' | b'}' | b')' => {
+                depth = depth.saturating_sub(1);
+                index += 1;
+            }
+            b'#' => index = skip_to(index, b"\n"),
+            b'/' if text.get(index + 1) == Some(&b'/') => index = skip_to(index, b"\n"),
+            b'/' if text.get(index + 1) == Some(&b'*') => index = skip_to(index + 2, b"*/"),
+            b'|' if text[index..].starts_with(b"|||") => index = skip_to(index + 3, b"|||"),
+            quote @ (b'"' | b'\'') => {
+                let verbatim = index > 0 && text[index - 1] == b'@';
+                index += 1;
+                while index < text.len() && text[index] != quote {
+                    index += if text[index] == b'\\' && !verbatim { 2 } else { 1 };
+                }
+                index += 1;
+            }
+            _ => index += 1,
+        }
+    }
+    Ok(())
+}
+
 /// Converts a deeply evaluated value, appending to `field_path` the path of the value that
 /// cannot be converted. The error completes the sentence "field `x.y` ...".
 fn to_json(
@@ -711,9 +775,12 @@ fn type_name(value_type: EvalErrorValueType) -> &'static str {
 fn eval_error_message(kind: EvalErrorKind) -> (Option<SpanId>, String) {
     use EvalErrorKind as Kind;
     match kind {
-        Kind::StackOverflow => {
-            (None, "too many nested calls (stack overflow); look for unbounded recursion".into())
-        }
+        Kind::StackOverflow => (
+            None,
+            "more than 500 nested calls: a function (or a field) keeps calling itself; the \
+             position is the innermost call"
+                .into(),
+        ),
         Kind::InfiniteRecursion => (None, "infinite recursion: a value depends on itself".into()),
         Kind::InvalidIndexedType { span, got_type } => {
             (Some(span), format!("cannot index a {}", type_name(got_type)))

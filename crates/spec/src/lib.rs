@@ -9,6 +9,7 @@
 
 mod calendar;
 pub mod de;
+pub mod defaults;
 pub mod diagnostic;
 pub mod expand;
 pub mod inherit;
@@ -99,6 +100,7 @@ fn finish(
         return Ok(Definition::Abstract { file: path.to_path_buf() });
     }
     resolve_paths(&mut merged);
+    let merged = defaults::apply(merged)?;
     let spec: PipelineSpec = de::from_node(&merged)?;
     let topology = match topology {
         Some(topology) => topology.clone(),
@@ -109,6 +111,10 @@ fn finish(
     let Some(plan) = expand::plan(&spec, &topology, holidays, &merged, &mut diagnostics) else {
         return Err(diagnostics);
     };
+    validate::plan(&spec, &plan, &topology, &merged, &mut diagnostics);
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
     Ok(Definition::Pipeline(Box::new(Loaded { files, spec, topology, plan })))
 }
 
@@ -162,9 +168,29 @@ pub fn read_node(path: &Path) -> Result<Node, Diagnostic> {
     if matches!(extension, "jsonnet" | "libsonnet") {
         return read_jsonnet(path);
     }
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|error| Diagnostic::error(whole, format!("cannot read: {error}")))?;
+    let text = utf8(bytes, path)?;
     yaml::parse(&text, path)
+}
+
+/// The text of a file, or an error at the line and column of its first byte that is not UTF-8.
+fn utf8(bytes: Vec<u8>, path: &Path) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|error| {
+        let bytes = error.as_bytes();
+        let valid = &bytes[..error.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&byte| byte == b'\n').map_or(0, |i| i + 1);
+        let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        let bad = &bytes[valid.len()..];
+        let shown =
+            &bad[..bad.len().min(error.utf8_error().error_len().unwrap_or(bad.len()).min(4))];
+        Diagnostic::error(
+            Location::Text { file: std::sync::Arc::from(path), line, column },
+            format!("the file is not UTF-8 text: invalid byte sequence {shown:02x?}"),
+        )
+        .with_hint("save the file as UTF-8")
+    })
 }
 
 fn read_jsonnet(path: &Path) -> Result<Node, Diagnostic> {

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use gantry_model::pipeline::{
     AlarmDefinition, AnomalyAlarm, HostCount, HostCountKind, JudgeAlarm, MetricAlarm, PipelineSpec,
 };
-use gantry_model::{Bake, Duration, Plan, Stage, StageKind, StepKind, Topology};
+use gantry_model::plan::{fewest_boxes_for_one_box, one_box_share};
+use gantry_model::{Bake, Duration, OneBoxScope, Plan, Stage, StageKind, StepKind, Topology};
 
 use crate::de::closest;
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, echo};
@@ -256,11 +257,8 @@ fn check_deployment(
     out: &mut Diagnostics,
 ) {
     let field = |name: &str| at(&[path, &[name]].concat());
-    if !(1..=100).contains(&deployment.one_box_percent) {
-        out.push(Diagnostic::error(
-            field("one_box_percent"),
-            "the one-box share must be between 1 and 100 percent",
-        ));
+    if let Err(error) = gantry_model::plan::check_one_box_percent(deployment.one_box_percent) {
+        out.push(Diagnostic::error(field("one_box_percent"), error.to_string()));
     }
     let mut host_count = |name: &str, count: HostCount, minimum: u32| {
         if count.kind == HostCountKind::FleetPercent && count.value > 100 {
@@ -747,6 +745,39 @@ fn capacity_floor(rule: HostCount, boxes: u32) -> u32 {
     }
 }
 
+/// The boxes a one-box step's box stands for, by the topology, and that scope: the region's
+/// boxes across the stage's targets in it, or the target's own. `None` when the topology does
+/// not give every count needed.
+fn one_box_scope(
+    stage: &Stage,
+    step: &gantry_model::Step,
+    target: &gantry_model::Target,
+    topology: &Topology,
+) -> Option<(u32, OneBoxScope)> {
+    match step.one_box_of {
+        Some(OneBoxScope::Region) => {
+            let mut targets: Vec<&gantry_model::Target> = stage
+                .steps
+                .iter()
+                .flat_map(|step| &step.targets)
+                .filter(|other| {
+                    other.region == target.region && other.zone.is_some() == target.zone.is_some()
+                })
+                .collect();
+            targets.sort();
+            targets.dedup();
+            let mut boxes = 0u32;
+            for target in targets {
+                boxes = boxes.saturating_add(topology.boxes_per_target(target)?);
+            }
+            Some((boxes, OneBoxScope::Region))
+        }
+        Some(OneBoxScope::Zone) | None => {
+            Some((topology.boxes_per_target(target)?, OneBoxScope::Zone))
+        }
+    }
+}
+
 fn check_fleet_sizes(
     spec: &PipelineSpec,
     plan: &Plan,
@@ -786,22 +817,30 @@ fn check_fleet_sizes(
             for target in &step.targets {
                 let Some(boxes) = topology.boxes_per_target(target) else { continue };
                 if step.kind == StepKind::OneBox
-                    && !deployment.one_box_fits(boxes)
+                    && let Some((scope_boxes, scope)) = one_box_scope(stage, step, target, topology)
+                    && let Err(error) =
+                        one_box_share(scope_boxes, scope, deployment.one_box_percent)
                     && reported.insert((step.name.clone(), "one_box_percent"))
                 {
-                    let share = 100.0 / f64::from(boxes.max(1));
-                    out.push(Diagnostic::error(
-                        at("one_box_percent"),
-                        format!(
-                            "step `{}`, target {target}: one box of {boxes} takes {share:.1}% of the target's traffic, above `one_box_percent: {}`",
-                            step.name, deployment.one_box_percent
-                        ),
-                    ).with_hint(format!(
-                        "a {}% share needs at least {} boxes per target; raise `one_box_percent` to {} or give the target more boxes in the topology",
-                        deployment.one_box_percent,
-                        deployment.smallest_fleet_for_one_box().unwrap_or(0),
-                        100u32.div_ceil(boxes.max(1)),
-                    )));
+                    let scope_name = match scope {
+                        OneBoxScope::Region => "region",
+                        OneBoxScope::Zone => "target",
+                    };
+                    out.push(
+                        Diagnostic::error(
+                            at("one_box_percent"),
+                            format!(
+                                "step `{}`, target {target}: {error} (`one_box_percent: {}`, {scope_boxes} boxes in the {scope_name} by the topology)",
+                                step.name, deployment.one_box_percent
+                            ),
+                        )
+                        .with_hint(format!(
+                            "a {}% share needs at least {} boxes in the {scope_name}; raise `one_box_percent` to {} or give the {scope_name} more boxes in the topology",
+                            deployment.one_box_percent,
+                            fewest_boxes_for_one_box(deployment.one_box_percent),
+                            100u32.div_ceil(scope_boxes.max(1)),
+                        )),
+                    );
                 }
                 if capacity_floor(floor, boxes) >= boxes
                     && reported.insert((step.name.clone(), "minimum_healthy_hosts"))

@@ -44,7 +44,15 @@ pub fn parse(text: &str, file: &Path) -> Result<Node, Diagnostic> {
             _ => return Err(reader.error(span, "unexpected YAML content")),
         }
     }
-    Ok(root.unwrap_or_else(|| Node::new(Value::Null, Location::whole_file(&file))))
+    match root {
+        Some(root) if !matches!(root.value, Value::Null) => Ok(root),
+        // Every document Gantry reads (a pipeline, a topology, a policy) is a mapping.
+        _ => Err(Diagnostic::error(
+            Location::whole_file(&file),
+            "the file is empty (or holds only comments or `null`); expected a mapping of fields",
+        )
+        .with_hint("a pipeline definition starts with fields such as `pipeline:` and `extends:`")),
+    }
 }
 
 struct Reader<'input> {
@@ -294,6 +302,9 @@ mod tests {
             "error t.yaml:2:1: error: a definition file holds one YAML document; found a second `---`",
         );
         check("? [1]\n: 2\n", "error t.yaml:1:3: error: mapping keys must be plain strings");
-        check("", "?");
+        check(
+            "# nothing yet\n",
+            "error t.yaml: error: the file is empty (or holds only comments or `null`); expected a mapping of fields\n  hint: a pipeline definition starts with fields such as `pipeline:` and `extends:`",
+        );
     }
 }

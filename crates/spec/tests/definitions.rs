@@ -47,25 +47,29 @@ time_windows:
 ";
 
 struct Case {
-    files: Vec<(&'static str, String)>,
+    files: Vec<(&'static str, Vec<u8>)>,
     main: &'static str,
 }
 
 fn case(pipeline: &str) -> Case {
     Case {
         files: vec![
-            ("topology.yaml", TOPOLOGY.to_string()),
-            ("org.yaml", ORG.to_string()),
-            ("pipeline.yaml", pipeline.to_string()),
+            ("topology.yaml", TOPOLOGY.into()),
+            ("org.yaml", ORG.into()),
+            ("pipeline.yaml", pipeline.into()),
         ],
         main: "pipeline.yaml",
     }
 }
 
 impl Case {
-    fn with(mut self, name: &'static str, text: &str) -> Case {
+    fn with(self, name: &'static str, text: &str) -> Case {
+        self.with_bytes(name, text.as_bytes())
+    }
+
+    fn with_bytes(mut self, name: &'static str, bytes: &[u8]) -> Case {
         self.files.retain(|(existing, _)| *existing != name);
-        self.files.push((name, text.to_string()));
+        self.files.push((name, bytes.to_vec()));
         self
     }
 
@@ -133,7 +137,7 @@ fn wrong_types_say_what_was_expected() {
     );
     check(
         case(&format!("{MINIMAL}limits: {{max_artifacts_in_production: many}}\n")),
-        "$DIR/pipeline.yaml:4:39: error: expected an integer, found the string `many`",
+        "$DIR/pipeline.yaml:4:39: error: expected a whole number, found the string `many`",
     );
 }
 
@@ -210,7 +214,7 @@ fn cron_time_zone_and_window_errors() {
             "{MINIMAL}time_windows:\n  allow: [{{cron: '* 25 * * MON', time_zone: Mars/Olympus}}, {{cron: '0 9 * *'}}]\n  not_before: '15:00'\n  not_after: '09:00'\n"
         )),
         "\
-$DIR/pipeline.yaml:5:18: error: invalid cron `* 25 * * MON`: Component error: Number out of bounds.
+$DIR/pipeline.yaml:5:18: error: invalid cron `* 25 * * MON`: field 2 (hour) `25` is not valid: Component error: Number out of bounds.
   hint: five fields: minute hour day-of-month month day-of-week, e.g. `* 9-14 * * MON-THU`
 $DIR/pipeline.yaml:5:45: error: unknown time zone `Mars/Olympus`
   hint: use an IANA name such as `America/New_York`, or leave it out to use each region's zone
@@ -300,7 +304,8 @@ fn topology_errors_are_reported_against_the_topology() {
 $DIR/topology.yaml:2:38: error: unknown time zone `Nowhere/City`
   hint: use an IANA name such as `Europe/Dublin`
 $DIR/topology.yaml:3:12: error: region `a` is listed twice
-$DIR/topology.yaml:3:58: error: availability zone `z` is listed twice",
+$DIR/topology.yaml:3:58: error: availability zone `z` is listed twice in region `a`
+  hint: zone names are unique across the topology",
     );
 }
 
@@ -396,18 +401,37 @@ wave-1/zone-1 [prod/small-1/s1a] bake 30m
 wave-1/zone-2 [prod/small-1/s1b] bake 12h
 wave-2/one-box [prod/big-1/b1a/b1a-c1] bake 1h
 wave-2/cell-1 [prod/big-1/b1a/b1a-c1] bake 30m
-wave-2/cell-2 [prod/big-1/b1a/b1a-c2] bake 0s
+wave-2/cell-2 [prod/big-1/b1a/b1a-c2] bake 1h
 wave-2/cell-3 [prod/big-1/b1b/b1b-c1] bake 4h
 wave-3/one-box [prod/mid-1/m1a] bake 1h
 wave-3/zone-1 [prod/mid-1/m1a] bake 30m
 wave-3/zone-2 [prod/mid-1/m1b] bake 4h
 "
     );
-    check(
-        case(&format!(
-            "{MINIMAL}waves:\n  - {{lowest_traffic: 1, granularity: cell}}\n  - {{rest: true}}\n"
-        )),
-        "$DIR/pipeline.yaml:5:38: error: wave 1 deploys cell by cell, but region `small-1` has no cells in the topology",
+}
+
+#[test]
+fn a_cell_wave_deploys_a_zone_without_cells_as_one_unit() {
+    // mid-1's zone m1a has no cells, m1b has one; small-1 has none at all.
+    let loaded = load(case(&format!(
+        "{MINIMAL}waves:\n  - {{regions: [mid-1, small-1], granularity: cell}}\n  - {{rest: true}}\n"
+    )));
+    let wave = &loaded.plan.stages[2];
+    let steps: Vec<String> = wave
+        .steps
+        .iter()
+        .map(|step| {
+            let targets: Vec<String> = step.targets.iter().map(ToString::to_string).collect();
+            format!("{} [{}]", step.name, targets.join(" "))
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "wave-1/one-box [prod/mid-1/m1a prod/small-1/s1a]",
+            "wave-1/cell-1 [prod/mid-1/m1a prod/small-1/s1a]",
+            "wave-1/cell-2 [prod/mid-1/m1b/m1b-c1 prod/small-1/s1b]",
+        ]
     );
 }
 
@@ -596,5 +620,225 @@ $DIR/pipeline.yaml:6:116: error: unknown value `up`
         "\
 $DIR/pipeline.yaml:6:32: error: unknown value `drop`
   hint: expected one of `requests_to_zero`, `above_baseline`",
+    );
+}
+
+/// Plans that used to pass `validate` and were silently wrong.
+#[test]
+fn a_wave_with_no_regions_is_refused() {
+    check(
+        case(&format!("{MINIMAL}waves:\n  - {{regions: []}}\n  - {{rest: true}}\n")),
+        "\
+$DIR/pipeline.yaml:5:15: error: wave 1 lists no regions, so its steps would deploy nothing
+  hint: name at least one region, or remove the wave",
+    );
+}
+
+#[test]
+fn every_production_bake_needs_a_duration_and_data_points() {
+    // A zero production bake, and data points removed with `null`.
+    check(
+        case(&format!("{MINIMAL}bake: {{one_box: {{duration: 0s}}, wave: {{data_points: null}}}}\n")),
+        "\
+$DIR/pipeline.yaml:4:28: error: production step `wave-1/one-box`, `wave-2/one-box`, `wave-3/one-box` bakes for 0s; every production bake needs a duration above zero
+  hint: the organisation's policy sets the hours, e.g. `duration: 1h`
+$DIR/pipeline.yaml:4:39: error: production step `wave-1/zone-2`, `wave-2/zone-2`, `wave-3/zone-2` bakes without a data-point requirement; every production bake needs at least one
+  hint: e.g. `data_points: {requests: 100}`: the bake waits for that many requests in the target's scope",
+    );
+    // A wave's own bake is blamed where the wave writes it.
+    check(
+        case(&format!(
+            "{MINIMAL}waves:\n  - {{lowest_traffic: 1, bake: {{duration: 0s}}}}\n  - {{rest: true}}\n"
+        )),
+        "\
+$DIR/pipeline.yaml:5:42: error: production step `wave-1/zone-2` bakes for 0s; every production bake needs a duration above zero
+  hint: the organisation's policy sets the hours, e.g. `duration: 1h`",
+    );
+    // Pre-production stages may bake for nothing.
+    check(case(&format!("{MINIMAL}preprod:\n  alpha: {{bake: {{duration: 0s}}}}\n")), "ok");
+}
+
+#[test]
+fn the_model_defaults_satisfy_the_bake_rule() {
+    let org_without_bakes = ORG.replace(
+        "bake:\n  one_box: {duration: 1h, data_points: {requests: 100}}\n  wave: {duration: 4h}\n",
+        "",
+    );
+    assert!(!org_without_bakes.contains("bake:"));
+    let loaded = load(case(MINIMAL).with("org.yaml", &org_without_bakes));
+    for step in loaded.plan.production_stages().flat_map(|stage| &stage.steps) {
+        assert!(step.bake.duration > gantry_model::Duration::ZERO, "{}", step.name);
+        assert!(!step.bake.data_points.is_empty(), "{}", step.name);
+    }
+}
+
+/// Five boxes in each of small-1's two zones, set in the topology: ten in the region.
+fn with_boxes(topology: &str) -> String {
+    topology.replace("time_zone: Europe/Dublin,", "time_zone: Europe/Dublin, boxes: 5,")
+}
+
+#[test]
+fn a_setting_the_fleet_cannot_satisfy_names_step_target_setting_and_boxes() {
+    check(
+        case(&format!("{MINIMAL}deployment: {{one_box_percent: 8}}\n"))
+            .with("topology.yaml", &with_boxes(TOPOLOGY)),
+        "\
+$DIR/pipeline.yaml:4:31: error: step `wave-1/one-box`, target prod/small-1/s1a: one box of 10 in its region would take 10.0% of its traffic, more than one_box_percent 8% (`one_box_percent: 8`, 10 boxes in the region by the topology)
+  hint: a 8% share needs at least 13 boxes in the region; raise `one_box_percent` to 10 or give the region more boxes in the topology",
+    );
+    check(
+        case(&format!("{MINIMAL}deployment: {{one_box_percent: 10}}\n"))
+            .with("topology.yaml", &with_boxes(TOPOLOGY)),
+        "ok",
+    );
+    check(
+        case(&format!(
+            "{MINIMAL}deployment: {{minimum_healthy_hosts: {{type: FLEET_PERCENT, value: 100}}}}\n"
+        )),
+        "\
+$DIR/pipeline.yaml:4:37: error: stage `alpha`: a floor of 100% of the fleet keeps every box in service, so no box of any fleet size can ever be replaced
+  hint: keep fewer healthy, e.g. `{type: FLEET_PERCENT, value: 66}`",
+    );
+    check(
+        case(&format!(
+            "{MINIMAL}deployment: {{minimum_healthy_hosts: {{type: HOST_COUNT, value: 5}}}}\n"
+        ))
+        .with("topology.yaml", &with_boxes(TOPOLOGY)),
+        "\
+$DIR/pipeline.yaml:4:37: error: step `wave-1/one-box`, target prod/small-1/s1a: `minimum_healthy_hosts` keeps 5 of its 5 boxes healthy, so no box can be replaced
+  hint: lower the floor, or give the target more boxes in the topology
+$DIR/pipeline.yaml:4:37: error: step `wave-1/zone-1`, target prod/small-1/s1a: `minimum_healthy_hosts` keeps 5 of its 5 boxes healthy, so no box can be replaced
+  hint: lower the floor, or give the target more boxes in the topology
+$DIR/pipeline.yaml:4:37: error: step `wave-1/zone-2`, target prod/small-1/s1b: `minimum_healthy_hosts` keeps 5 of its 5 boxes healthy, so no box can be replaced
+  hint: lower the floor, or give the target more boxes in the topology",
+    );
+}
+
+#[test]
+fn a_stage_override_of_one_deployment_field_keeps_the_pipeline_s_others() {
+    let loaded = load(case(&format!(
+        "{MINIMAL}deployment: {{hook_timeout: 25m, one_box_percent: 5}}\npreprod:\n  gamma: {{deployment: {{batch_size: {{type: HOST_COUNT, value: 1}}}}}}\n"
+    )));
+    let gamma = &loaded.spec.preprod.gamma.as_ref().unwrap().deployment.as_ref().unwrap();
+    assert_eq!(gamma.batch_size, gantry_model::pipeline::HostCount::hosts(1));
+    assert_eq!(gamma.hook_timeout, gantry_model::Duration::from_minutes(25));
+    assert_eq!(gamma.one_box_percent, 5);
+}
+
+#[test]
+fn long_keys_and_values_are_bounded_in_messages() {
+    use gantry_spec::de::MAX_SUGGESTION_CHARS;
+    use gantry_spec::diagnostic::MAX_ECHO_CHARS;
+    // A word within the suggestion bound is compared; one past it is not searched at all.
+    let candidate = "b".repeat(MAX_SUGGESTION_CHARS);
+    let typo = format!("{}x", "b".repeat(MAX_SUGGESTION_CHARS - 1));
+    assert_eq!(gantry_spec::de::closest(&typo, &[&candidate]), Some(candidate.as_str()));
+    let long_candidate = "b".repeat(MAX_SUGGESTION_CHARS + 1);
+    let long_typo = format!("{}x", "b".repeat(MAX_SUGGESTION_CHARS));
+    assert_eq!(gantry_spec::de::closest(&long_typo, &[&long_candidate]), None);
+    // A 1 MiB key is refused with no suggestion and its name cut short.
+    let key = "k".repeat(1024 * 1024);
+    // (YAML's implicit keys stop at 1024 characters; an explicit `? key` has no such limit.)
+    let (got, _) = case(&format!("{MINIMAL}? {key}\n: 1\n")).run();
+    let expected = format!(
+        "$DIR/pipeline.yaml:4:3: error: unknown field `{}… ({} more characters)`",
+        "k".repeat(MAX_ECHO_CHARS),
+        key.len() - MAX_ECHO_CHARS
+    );
+    assert!(got.starts_with(&expected), "{}", &got[..got.len().min(300)]);
+    assert!(got.contains("hint: expected one of"));
+    assert!(got.len() < 1000);
+    // A huge value is echoed cut to MAX_ECHO_CHARS characters, saying how much was left out.
+    let value = "x".repeat(1024 * 1024);
+    let (got, _) = case(&format!("{MINIMAL}waves: {value}\n")).run();
+    let echoed = format!(
+        "`{}… ({} more characters)`",
+        "x".repeat(MAX_ECHO_CHARS),
+        value.len() - MAX_ECHO_CHARS
+    );
+    assert_eq!(
+        got,
+        format!("$DIR/pipeline.yaml:4:8: error: expected a list, found the string {echoed}")
+    );
+    assert!(got.len() < 300);
+}
+
+#[test]
+fn a_conflict_a_child_introduces_names_both_lines() {
+    let parent = ORG.replace(
+        "evaluation_periods: 5, datapoints_to_alarm: 3",
+        "evaluation_periods: 5, datapoints_to_alarm: 4",
+    );
+    check(
+        case(&format!(
+            "{MINIMAL}alarms:\n  definitions:\n    Latency: {{metric: {{evaluation_periods: 2}}}}\n"
+        ))
+        .with("org.yaml", &parent),
+        "$DIR/org.yaml:20:113: error: datapoints_to_alarm (4) must be between 1 and evaluation_periods (2) (`evaluation_periods` is written at $DIR/pipeline.yaml:6:44)",
+    );
+    check(
+        case(&format!("{MINIMAL}time_windows: {{not_before: '16:00'}}\n"))
+            .with("org.yaml", &format!("{ORG}  not_after: '15:00'\n")),
+        "$DIR/org.yaml:26:14: error: not_after (15:00:00) is not later than not_before (16:00:00) (`not_before` is written at $DIR/pipeline.yaml:4:28)",
+    );
+}
+
+#[test]
+fn malformed_files_say_where_and_what_in_their_own_terms() {
+    check(
+        case("extends: org.yaml\npipeline: svc-code\nservice: sv\u{e9}\n").with_bytes(
+            "pipeline.yaml",
+            b"extends: org.yaml\npipeline: svc-code\nservice: sv\xe9\n",
+        ),
+        "\
+$DIR/pipeline.yaml:3:12: error: the file is not UTF-8 text: invalid byte sequence [e9]
+  hint: save the file as UTF-8",
+    );
+    check(
+        case("# nothing here yet\n"),
+        "\
+$DIR/pipeline.yaml: error: the file is empty (or holds only comments or `null`); expected a mapping of fields
+  hint: a pipeline definition starts with fields such as `pipeline:` and `extends:`",
+    );
+    check(
+        case(&format!("{MINIMAL}limits: {{max_artifacts_in_production: -5}}\n")),
+        "$DIR/pipeline.yaml:4:39: error: expected a whole number from 0 to 4294967295, found -5",
+    );
+    check(
+        case(&format!("{MINIMAL}time_windows: {{allow: [{{cron: '* 9-14 * 13 MON'}}]}}\n")),
+        "\
+$DIR/pipeline.yaml:4:31: error: invalid cron `* 9-14 * 13 MON`: field 4 (month) `13` is not valid: Component error: Number out of bounds.
+  hint: five fields: minute hour day-of-month month day-of-week, e.g. `* 9-14 * * MON-THU`",
+    );
+    check(
+        case(&format!("{MINIMAL}time_windows: {{holidays: {{calendars: [h.ics]}}}}\n")).with(
+            "h.ics",
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE 20261225\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        ),
+        "$DIR/pipeline.yaml:4:39: error: holiday calendar `$DIR/h.ics`: line 4: `DTSTART;VALUE=DATE 20261225` is not a content line `NAME:VALUE`",
+    );
+    check(
+        case(MINIMAL).with(
+            "topology.yaml",
+            &TOPOLOGY.replace("zones: [{name: m1a}", "zones: [{name: s1a}"),
+        ),
+        "\
+$DIR/topology.yaml:3:70: error: availability zone `s1a` is listed in region `small-1` and in region `mid-1`
+  hint: zone names are unique across the topology",
+    );
+}
+
+#[test]
+fn jsonnet_recursion_and_deep_nesting_are_told_apart_and_located() {
+    let deep = format!("{{ a: {}1{} }}\n", "[".repeat(600), "]".repeat(600));
+    check(
+        case("").with("pipeline.jsonnet", &deep).main("pipeline.jsonnet"),
+        "$DIR/pipeline.jsonnet:1:105: error: Jsonnet: arrays, objects and parentheses nest deeper than 100 levels here; a pipeline definition nests a handful",
+    );
+    check(
+        case("")
+            .with("pipeline.jsonnet", "local f(n) = f(n + 1) + 1;\n{ pipeline: f(0) }\n")
+            .main("pipeline.jsonnet"),
+        "$DIR/pipeline.jsonnet:1:14: error: Jsonnet: more than 500 nested calls: a function (or a field) keeps calling itself; the position is the innermost call",
     );
 }
