@@ -57,6 +57,10 @@ pub struct TrustConfig {
     /// The content block list (`blocks.json`); none when absent.
     #[serde(default)]
     pub block_list: Option<PathBuf>,
+    /// Configured trusted bases (commit ids, or `root`): an artifact's commit range must start
+    /// at one of them (see `gantry_supply::verify::Policy::trusted_bases`).
+    #[serde(default)]
+    pub trusted_bases: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -71,6 +75,7 @@ pub struct TrustRoot {
     require_hermetic: bool,
     review_required: bool,
     blocks: BlockList,
+    trusted_bases: Vec<String>,
 }
 
 impl TrustRoot {
@@ -83,7 +88,14 @@ impl TrustRoot {
             require_hermetic: true,
             review_required: true,
             blocks,
+            trusted_bases: Vec::new(),
         }
+    }
+
+    /// The trusted bases commit ranges may start at.
+    pub fn with_trusted_bases(mut self, bases: Vec<String>) -> TrustRoot {
+        self.trusted_bases = bases;
+        self
     }
 
     /// Whether commits need reviews (on by default).
@@ -136,6 +148,7 @@ impl TrustRoot {
             require_hermetic: config.require_hermetic,
             review_required: config.review_required,
             blocks,
+            trusted_bases: config.trusted_bases,
         })
     }
 
@@ -163,6 +176,7 @@ impl TrustRoot {
             require_hermetic: self.require_hermetic,
             pipeline: Some(pipeline.to_string()),
             review_required: self.review_required,
+            trusted_bases: self.trusted_bases.clone(),
             ..Policy::default()
         };
         // Approvals travel inside the signed manifest; the box keeps no review book of its own.

@@ -13,9 +13,10 @@ use gantry_agent::verify::{Artifact, TrustRoot};
 use gantry_agent::{Digest, Error};
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
-use gantry_supply::attestation::DEFAULT_BUILDER_ID;
 use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget};
-use gantry_supply::build::{BuildRequest, Builder, Sandbox};
+use gantry_supply::build::{
+    BuildRequest, Builder, BuilderRole, Sandbox, TRUSTED_BASE_ROOT, builder_id,
+};
 use gantry_supply::keys::{KeyDirectory, TrustedKeys};
 use gantry_supply::review::{Keyring, ReviewBook};
 use gantry_supply::store::Store;
@@ -96,8 +97,8 @@ impl World {
         git(&self.repo(), &["rev-parse", "HEAD"])
     }
 
-    /// Builds the repository's head, signed with the key in `keys`, as `builder_id`.
-    fn build(&self, keys: &str, builder_id: &str, store: &str) -> (Digest, Artifact) {
+    /// Builds the repository's head, signed with the key in `keys`, as `role`.
+    fn build(&self, keys: &str, role: BuilderRole, store: &str) -> (Digest, Artifact) {
         let store = Store::new(self.path().join(store));
         let key = KeyDirectory::new(self.path().join(keys)).active_key().unwrap();
         let reviews = ReviewBook::in_memory(Keyring::default());
@@ -105,9 +106,10 @@ impl World {
             store: &store,
             key: &key,
             reviews: &reviews,
+            blocks: &BlockList::default(),
             work_dir: self.path().join("work"),
             cache_dir: self.path().join("cache"),
-            builder_id: builder_id.into(),
+            role,
             host: "test-builder".into(),
             sandbox: Sandbox::detect(),
             hidden: vec![self.path().join("keys"), self.path().join("other-keys")],
@@ -122,9 +124,12 @@ impl World {
                 network: false,
                 timeout: Duration::from_seconds(60),
             },
+            review_required: false,
             commit: None,
             since: None,
+            trusted_base: Some(TRUSTED_BASE_ROOT.into()),
             env: BTreeMap::new(),
+            read_only_paths: Vec::new(),
         };
         let artifact = builder.build(&request).unwrap().artifact;
         let digest = artifact.digest;
@@ -142,7 +147,10 @@ impl World {
         let trusted =
             TrustedKeys::read(&KeyDirectory::new(self.path().join("keys")).trusted_keys_path())
                 .unwrap();
-        TrustRoot::new(trusted, vec![DEFAULT_BUILDER_ID.into()], blocks).with_review_required(false)
+        let service = builder_id(BuilderRole::Service, Sandbox::detect());
+        TrustRoot::new(trusted, vec![service.into()], blocks)
+            .with_review_required(false)
+            .with_trusted_bases(vec![TRUSTED_BASE_ROOT.into()])
     }
 
     fn deploy(&self, trust: &TrustRoot, digest: Digest, artifact: &Artifact) -> Result<(), Error> {
@@ -186,7 +194,7 @@ fn check_refused(
 #[test]
 fn only_a_verified_artifact_runs() {
     let world = World::new();
-    let (digest, artifact) = world.build("keys", DEFAULT_BUILDER_ID, "store");
+    let (digest, artifact) = world.build("keys", BuilderRole::Service, "store");
 
     // Tampered: one byte of the package flipped after signing.
     let mut tampered = artifact.clone();
@@ -201,7 +209,7 @@ fn only_a_verified_artifact_runs() {
     );
 
     // A valid artifact, signed by a key this box does not trust.
-    let (other_digest, other) = world.build("other-keys", DEFAULT_BUILDER_ID, "other-store");
+    let (other_digest, other) = world.build("other-keys", BuilderRole::Service, "other-store");
     check_refused(
         &world,
         &world.trust(BlockList::default()),
@@ -210,15 +218,14 @@ fn only_a_verified_artifact_runs() {
         "signer check failed",
     );
 
-    // Built by a builder the box's policy does not allow.
-    let (rogue_digest, rogue) =
-        world.build("keys", "https://example.com/laptop-builder", "rogue-store");
+    // Built by hand on a laptop: the local builder, which the box's policy does not allow.
+    let (rogue_digest, rogue) = world.build("keys", BuilderRole::Local, "rogue-store");
     check_refused(
         &world,
         &world.trust(BlockList::default()),
         rogue_digest,
         &rogue,
-        "laptop-builder",
+        "builders/local",
     );
 
     // A blocked commit.

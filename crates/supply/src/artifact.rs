@@ -7,6 +7,7 @@
 //! artifact with its authors and reviewers, the build command, the builder and the dependencies
 //! from the lock files; its own digest is signed into the provenance.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Component, Path};
 
@@ -70,9 +71,13 @@ pub struct SourceRecord {
     pub repository: String,
     pub branch: String,
     pub commit: String,
-    /// The commit the previous artifact was built from, if any: `commits` are the ones after it.
+    /// The base commit: `commits` are those reachable from `commit` and not from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
+    /// The digest of the base artifact (the pipeline's newest deployable artifact built from an
+    /// ancestor); `None` when the base is the pipeline's configured trusted base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_artifact: Option<Digest>,
 }
 
 /// A commit with its reviewers.
@@ -91,6 +96,25 @@ pub struct BuildRecord {
     pub outputs: Vec<String>,
     pub network: bool,
     pub timeout: Duration,
+    /// The sandbox's whole environment: the fixed variables and the pipeline's.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// The extra host paths the build could read, each with the digest of its tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_paths: Vec<PathDigest>,
+    /// The `--since` commit that widened the range, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The pipeline's configured trusted base, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_base: Option<String>,
+}
+
+/// A host path with the digest of its content (see [`crate::build::digest_tree`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathDigest {
+    pub path: String,
+    pub digest: Digest,
 }
 
 impl From<&gantry_model::pipeline::Build> for BuildRecord {
@@ -100,6 +124,10 @@ impl From<&gantry_model::pipeline::Build> for BuildRecord {
             outputs: build.outputs.clone(),
             network: build.network,
             timeout: build.timeout,
+            environment: BTreeMap::new(),
+            read_only_paths: Vec::new(),
+            since: None,
+            trusted_base: None,
         }
     }
 }
@@ -115,6 +143,9 @@ pub struct BuilderRecord {
     pub version: String,
     /// How the build was isolated, e.g. `unshare --net --pid --mount`.
     pub sandbox: String,
+    /// The toolchain the build ran with (see [`crate::build::toolchain`]).
+    #[serde(default)]
+    pub toolchain: Vec<PathDigest>,
 }
 
 /// The package: its digest, size and files.

@@ -30,8 +30,9 @@ pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 /// The build type: a shell command run in a network-less sandbox over a clean checkout.
 pub const BUILD_TYPE: &str = "https://gantry.dev/build-types/hermetic-command/v1";
-/// The builder identity Gantry's own builder claims unless configured otherwise.
-pub const DEFAULT_BUILDER_ID: &str = "https://gantry.dev/builders/hermetic/v1";
+/// The builder identity verification trusts by default: the build service in the bubblewrap
+/// allow-list sandbox (see [`crate::build::builder_id`]).
+pub const DEFAULT_BUILDER_ID: &str = crate::build::SERVICE_BUBBLEWRAP_BUILDER_ID;
 
 /// An in-toto Statement v1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,6 +143,18 @@ fn checksum_digest(checksum: &str) -> Option<(String, String)> {
     Some((algorithm.into(), hex::encode(bytes)))
 }
 
+/// A host path and its content digest as a resource descriptor, annotated with its role.
+fn path_descriptor(path: &crate::artifact::PathDigest, role: &str) -> ResourceDescriptor {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("role".into(), role.into());
+    ResourceDescriptor {
+        uri: Some(format!("file://{}", path.path)),
+        digest: BTreeMap::from([("sha256".to_string(), path.digest.hex())]),
+        annotations: Some(annotations),
+        ..ResourceDescriptor::default()
+    }
+}
+
 /// The provenance statement for a built artifact.
 pub fn statement(manifest: &Manifest, manifest_digest: Digest, invocation_id: &str) -> Statement {
     let source = &manifest.source;
@@ -158,6 +171,10 @@ pub fn statement(manifest: &Manifest, manifest_digest: Digest, invocation_id: &s
             "outputs": manifest.build.outputs,
             "network": manifest.build.network,
             "timeout": manifest.build.timeout.to_string(),
+            "environment": manifest.build.environment,
+            "readOnlyPaths": manifest.build.read_only_paths.iter().map(|p| &p.path).collect::<Vec<_>>(),
+            "since": manifest.build.since,
+            "trustedBase": manifest.build.trusted_base,
         },
     });
     let commits: Vec<serde_json::Value> = manifest
@@ -175,6 +192,7 @@ pub fn statement(manifest: &Manifest, manifest_digest: Digest, invocation_id: &s
         "sandbox": manifest.builder.sandbox,
         "host": manifest.builder.host,
         "baseline": source.baseline,
+        "baseArtifact": source.base_artifact,
         "commits": commits,
     });
     let mut resolved_dependencies = vec![ResourceDescriptor {
@@ -182,6 +200,9 @@ pub fn statement(manifest: &Manifest, manifest_digest: Digest, invocation_id: &s
         digest: BTreeMap::from([("gitCommit".to_string(), source.commit.clone())]),
         ..ResourceDescriptor::default()
     }];
+    for path in &manifest.build.read_only_paths {
+        resolved_dependencies.push(path_descriptor(path, "readOnlyPath"));
+    }
     for dependency in &manifest.dependencies {
         let mut annotations = serde_json::Map::new();
         annotations.insert("lockFile".into(), dependency.lock_file.clone().into());
@@ -210,7 +231,12 @@ pub fn statement(manifest: &Manifest, manifest_digest: Digest, invocation_id: &s
             run_details: RunDetails {
                 builder: Builder {
                     id: manifest.builder.id.clone(),
-                    builder_dependencies: Vec::new(),
+                    builder_dependencies: manifest
+                        .builder
+                        .toolchain
+                        .iter()
+                        .map(|path| path_descriptor(path, "toolchain"))
+                        .collect(),
                     version: BTreeMap::from([(
                         "gantry".to_string(),
                         manifest.builder.version.clone(),
@@ -258,6 +284,7 @@ pub(crate) mod tests {
                 branch: "main".into(),
                 commit: "1111111111111111111111111111111111111111".into(),
                 baseline: Some("0000000000000000000000000000000000000001".into()),
+                base_artifact: None,
             },
             commits: vec![CommitRecord {
                 commit: Commit {
@@ -276,12 +303,26 @@ pub(crate) mod tests {
                 outputs: vec!["out".into()],
                 network: false,
                 timeout: gantry_model::Duration::from_minutes(30),
+                environment: BTreeMap::from([
+                    ("PATH".to_string(), crate::sandbox::SANDBOX_PATH.to_string()),
+                    (
+                        "GANTRY_COMMIT".to_string(),
+                        "1111111111111111111111111111111111111111".into(),
+                    ),
+                ]),
+                read_only_paths: Vec::new(),
+                since: None,
+                trusted_base: Some("0000000000000000000000000000000000000001".into()),
             },
             builder: BuilderRecord {
                 id: DEFAULT_BUILDER_ID.into(),
                 host: "builder-1".into(),
                 version: "0.1.0".into(),
                 sandbox: "unshare --net --pid --mount".into(),
+                toolchain: vec![crate::artifact::PathDigest {
+                    path: "/usr/bin/bwrap".into(),
+                    digest: Digest::of(b"bwrap"),
+                }],
             },
             dependencies: vec![Dependency {
                 ecosystem: Ecosystem::Cargo,

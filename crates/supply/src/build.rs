@@ -1,343 +1,181 @@
 //! Hermetic builds: the exact commit, checked out clean, built without network.
 //!
-//! A build exports the commit's tree (`git archive`) into a fresh directory, lists the pinned
-//! dependencies from its lock files, then runs the pipeline's build command with `sh -c` in a
-//! [`Sandbox`]: always a new network namespace that holds only a loopback interface that is down,
-//! so every connection fails, and a new PID namespace, so the time limit kills the whole process
-//! tree. With bubblewrap (preferred when installed) the whole filesystem is read-only except the
-//! build's own directory, and `/tmp` is private; with plain `unshare` only the namespaces apply.
-//! The environment is cleared and rebuilt from a short fixed list. Standard output and error are
-//! captured, up to a limit, and stored beside the artifact. A failure says whether the build
-//! tried the network.
+//! A build computes its commit range (every commit reachable from the built commit and not from
+//! the pipeline's base: its newest deployable artifact built from an ancestor, else the
+//! configured trusted base), exports the commit's tree (`git archive`) into a fresh directory,
+//! lists the pinned dependencies from its lock files, then runs the pipeline's build command with
+//! `sh -c` in a [`Sandbox`] (see [`crate::sandbox`]). The environment is cleared and rebuilt from
+//! a short fixed list plus the pipeline's variables, and all of it is recorded.
 //!
 //! [`Builder::build`] then packs the declared outputs, writes the manifest with every commit's
 //! authors and reviewers, signs the provenance with the active build key, and stores the
-//! artifact.
+//! artifact. Its `builder.id` is earned: derived from who ran it and the sandbox it got
+//! ([`builder_id`]), never named by the caller.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::{self, BuildRecord, BuilderRecord, CommitRecord, Manifest, SourceRecord};
+use crate::artifact::{
+    self, BuildRecord, BuilderRecord, CommitRecord, Manifest, PathDigest, SourceRecord,
+};
+use crate::blocks::{BlockList, Context, blockers};
 use crate::keys::KeyPair;
 use crate::review::ReviewBook;
-use crate::source::{Commit, Repository};
+use crate::source::{Commit, MAX_COMMITS_PER_ARTIFACT, Repository, normalize_repository};
 use crate::store::{Store, StoredArtifact};
 use crate::{Digest, Error, attestation, lockfiles};
 
-/// The most build output kept in the log: enough for any compiler error, bounded so a runaway
-/// build cannot fill the store's disk.
-pub const MAX_BUILD_LOG_BYTES: usize = 16 * 1024 * 1024;
-/// How much of the log's end a failure message quotes.
-pub const FAILURE_LOG_TAIL_BYTES: usize = 2048;
-/// How often a running build is checked against its time limit.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// `PATH` inside the sandbox: the system's tool directories, nothing from the caller's.
-pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::sandbox::running_as_root;
+pub use crate::sandbox::{
+    BUILD_GID, BUILD_UID, BuildFailure, MAX_BUILD_LOG_BYTES, RunOutput, SANDBOX_PATH, Sandbox,
+    SandboxRun, network_evidence, run_sandboxed,
+};
 
-/// How a build is isolated from the machine it runs on.
+/// The most files and directories an extra read-only path may hold: each is hashed into the
+/// provenance on every build, so a whole filesystem is refused rather than read.
+pub const MAX_READ_ONLY_ENTRIES: usize = 100_000;
+
+/// Host paths an extra read-only path may neither lie in nor contain: homes (keys, agent
+/// sockets, credentials), runtime sockets, shared scratch space and kernel interfaces.
+pub const FORBIDDEN_READ_ONLY_ROOTS: [&str; 9] =
+    ["/home", "/root", "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/proc", "/sys"];
+
+/// Checks one extra read-only path a pipeline asks for and returns it canonical: absolute,
+/// existing, not covering or inside a home, a socket directory, `forbidden` (the Gantry home and
+/// its keys), and holding no socket.
+pub fn check_read_only_path(path: &Path, forbidden: &[PathBuf]) -> Result<PathBuf, Error> {
+    if !path.is_absolute() {
+        return Err(Error::invalid(path, "an extra read-only path must be absolute"));
+    }
+    let canonical = std::fs::canonicalize(path).map_err(|source| Error::io(path, source))?;
+    let forbidden_roots = FORBIDDEN_READ_ONLY_ROOTS.iter().map(PathBuf::from);
+    for root in forbidden_roots.chain(forbidden.iter().cloned()) {
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        if canonical.starts_with(&root) || root.starts_with(&canonical) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "a build may not read {}: it is or holds {}, where homes, keys or sockets \
+                     live; copy what the build needs elsewhere (e.g. under /opt)",
+                    canonical.display(),
+                    root.display()
+                ),
+            ));
+        }
+    }
+    Ok(canonical)
+}
+
+/// The digest of a directory tree (or one file): every entry's relative path, kind, mode and
+/// content (or link target), in order. Refuses sockets and trees past
+/// [`MAX_READ_ONLY_ENTRIES`].
+pub fn digest_tree(root: &Path) -> Result<Digest, Error> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    // One line per entry; the digest of the whole listing names the tree.
+    let mut listing: Vec<u8> = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(path) = pending.pop() {
+        seen += 1;
+        if seen > MAX_READ_ONLY_ENTRIES {
+            return Err(Error::invalid(
+                root,
+                format!("holds more than {MAX_READ_ONLY_ENTRIES} entries; name a smaller path"),
+            ));
+        }
+        let metadata = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let relative = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let kind = metadata.file_type();
+        let mode = metadata.permissions().mode() & 0o7777;
+        if kind.is_socket() || kind.is_fifo() || kind.is_block_device() || kind.is_char_device() {
+            return Err(Error::invalid(
+                &path,
+                "is a socket or device; a build may not reach host sockets or devices",
+            ));
+        }
+        listing.extend_from_slice(format!("{relative}\0{mode:o}\0").as_bytes());
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| Error::io(&path, e))?;
+            listing.extend_from_slice(format!("link\0{}\n", target.display()).as_bytes());
+        } else if kind.is_dir() {
+            listing.extend_from_slice(b"dir\n");
+            let mut children = std::fs::read_dir(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::io(&path, e))?;
+            // Popped from the end: reverse order keeps the walk sorted.
+            children.sort();
+            children.reverse();
+            pending.extend(children);
+        } else {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let digest = Digest::of_reader(file).map_err(|e| Error::io(&path, e))?;
+            listing.extend_from_slice(format!("file\0{}\n", digest.hex()).as_bytes());
+        }
+    }
+    Ok(Digest::of(&listing))
+}
+
+/// What the toolchain is, for `builderDependencies`: the sandbox program and the shell by
+/// content, and the system's installed packages by the digest of dpkg's status file.
+pub fn toolchain(sandbox: Sandbox) -> Vec<PathDigest> {
+    let program = match sandbox {
+        Sandbox::Bubblewrap => "bwrap",
+        Sandbox::Unshare => "unshare",
+    };
+    let found = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from(format!("/usr/bin/{program}")));
+    let mut paths = vec![found, PathBuf::from("/bin/sh"), PathBuf::from("/var/lib/dpkg/status")];
+    paths.extend(TOOLCHAIN_SETPRIV.iter().map(PathBuf::from));
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let file = std::fs::File::open(&path).ok()?;
+            let digest = Digest::of_reader(file).ok()?;
+            Some(PathDigest { path: path.display().to_string(), digest })
+        })
+        .collect()
+}
+
+/// `setpriv` drops privileges before every build; recorded with the toolchain.
+const TOOLCHAIN_SETPRIV: [&str; 1] = ["/usr/bin/setpriv"];
+
+/// Who runs a build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Sandbox {
-    /// bubblewrap (`bwrap`): new network, PID, IPC and UTS namespaces; the root filesystem
-    /// mounted read-only, the build directory writable, private `/tmp`, `/dev` and `/proc`.
-    Bubblewrap,
-    /// util-linux `unshare`: new network, PID and mount namespaces; the filesystem stays
-    /// writable, so a build may leave files outside its directory.
-    Unshare,
+pub enum BuilderRole {
+    /// The controller's build service: the only builder production policy trusts by default,
+    /// and only with the bubblewrap allow-list sandbox.
+    Service,
+    /// `gantry build` run by hand: whoever runs it holds the build key and could have changed
+    /// anything, so its artifacts say so.
+    Local,
 }
 
-impl Sandbox {
-    /// bubblewrap when `bwrap` is on `PATH`, else `unshare`.
-    pub fn detect() -> Sandbox {
-        let found = std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join("bwrap").is_file())
-        });
-        if found { Sandbox::Bubblewrap } else { Sandbox::Unshare }
+/// The builder id of the trusted build service in the bubblewrap allow-list sandbox.
+pub const SERVICE_BUBBLEWRAP_BUILDER_ID: &str = "https://gantry.dev/builders/service/bubblewrap/v1";
+/// The build service when only `unshare` was available: no allow-list of host paths, so a
+/// weaker isolation that policy must opt into.
+pub const SERVICE_UNSHARE_BUILDER_ID: &str = "https://gantry.dev/builders/service/unshare/v1";
+/// A hand-run `gantry build`, whatever its sandbox.
+pub const LOCAL_BUILDER_ID: &str = "https://gantry.dev/builders/local/v1";
+
+/// The builder id a build earns: derived from who ran it and the isolation it actually got.
+pub fn builder_id(role: BuilderRole, sandbox: Sandbox) -> &'static str {
+    match (role, sandbox) {
+        (BuilderRole::Service, Sandbox::Bubblewrap) => SERVICE_BUBBLEWRAP_BUILDER_ID,
+        (BuilderRole::Service, Sandbox::Unshare) => SERVICE_UNSHARE_BUILDER_ID,
+        (BuilderRole::Local, _) => LOCAL_BUILDER_ID,
     }
-
-    /// The sandbox as the manifest and provenance record it.
-    pub fn describe(self, network: bool) -> String {
-        let base = match self {
-            Sandbox::Bubblewrap => {
-                "bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp (build directory writable)"
-            }
-            Sandbox::Unshare => "unshare --pid --mount --fork --kill-child --mount-proc",
-        };
-        let network = if network { "network allowed by the pipeline" } else { "no network" };
-        format!("{base}; {network}; environment cleared")
-    }
-
-    /// The sandbox command that runs `script` with `sh -c`, with each of `hidden` replaced by an
-    /// empty tmpfs.
-    fn command(self, run: &SandboxRun) -> Command {
-        let SandboxRun { workspace, dir, command: script, network, hidden, .. } = *run;
-        match self {
-            Sandbox::Bubblewrap => {
-                let mut command = Command::new("bwrap");
-                command.args(["--unshare-all", "--die-with-parent", "--new-session"]);
-                if network {
-                    command.arg("--share-net");
-                }
-                command.args([
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "--proc",
-                    "/proc",
-                    "--tmpfs",
-                    "/tmp",
-                ]);
-                for path in hidden {
-                    command.arg("--tmpfs").arg(path);
-                }
-                command.arg("--bind").arg(workspace).arg(workspace);
-                command.arg("--chdir").arg(dir);
-                command.args(["--", "sh", "-c", script]);
-                command
-            }
-            Sandbox::Unshare => {
-                let mut command = Command::new("unshare");
-                if !network {
-                    command.arg("--net");
-                }
-                command.args(["--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]);
-                if !running_as_root() {
-                    command.arg("--map-root-user");
-                }
-                // Inside the new mount namespace: cover each hidden directory with an empty
-                // tmpfs, then run the build. Paths and script travel as arguments, unquoted.
-                command.args(["--", "sh", "-c", UNSHARE_PRELUDE, "gantry-sandbox", script]);
-                command.args(hidden);
-                command
-            }
-        }
-    }
-
-    fn program(self) -> &'static str {
-        match self {
-            Sandbox::Bubblewrap => "bwrap",
-            Sandbox::Unshare => "unshare",
-        }
-    }
-}
-
-/// Run by `sh -c` in the unshare sandbox with the build script as `$1` and the directories to
-/// hide after it. If a directory cannot be hidden the build does not run.
-const UNSHARE_PRELUDE: &str = r#"script="$1"; shift; for hidden in "$@"; do if [ -d "$hidden" ]; then mount -t tmpfs -o size=1m,mode=0700 gantry-hidden "$hidden" || { echo "gantry-sandbox: cannot hide $hidden" >&2; exit 125; }; fi; done; exec sh -c "$script""#;
-
-/// Messages that programs print when a connection fails for lack of network. A failed build
-/// whose log holds one of them is reported as having tried the network.
-const NETWORK_FAILURE_SIGNS: [&str; 12] = [
-    "network is unreachable",
-    "could not resolve host",
-    "temporary failure in name resolution",
-    "name or service not known",
-    "no address associated with hostname",
-    "failed to establish a new connection",
-    "enetunreach",
-    "eai_again",
-    "getaddrinfo",
-    "unable to access",
-    "could not connect to",
-    "failed to connect to",
-];
-
-/// Why a build command failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum BuildFailure {
-    /// The command tried to reach the network, which builds may not do.
-    NetworkDenied { evidence: String, log_tail: String },
-    /// The command exited non-zero (compilation or unit tests failed).
-    Exited { code: Option<i32>, log_tail: String },
-    /// The command ran past its time limit and was killed with everything it started.
-    TimedOut { limit_seconds: u64, log_tail: String },
-    /// The sandbox could not be set up.
-    SandboxUnavailable { reason: String },
-}
-
-impl fmt::Display for BuildFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildFailure::NetworkDenied { evidence, log_tail } => write!(
-                f,
-                "the build tried to reach the network, and builds run without network access \
-                 ({evidence:?}); fetch or vendor dependencies into the repository (e.g. \
-                 `cargo vendor`, `npm ci --offline` from a committed cache) and build offline\n{log_tail}"
-            ),
-            BuildFailure::Exited { code, log_tail } => {
-                let code = code.map_or("a signal".to_string(), |c| format!("status {c}"));
-                write!(f, "the build command exited with {code}\n{log_tail}")
-            }
-            BuildFailure::TimedOut { limit_seconds, log_tail } => write!(
-                f,
-                "the build ran longer than its {} limit and was stopped; raise `build.timeout` \
-                 or make the build faster\n{log_tail}",
-                gantry_model::Duration::from_seconds(*limit_seconds)
-            ),
-            BuildFailure::SandboxUnavailable { reason } => write!(
-                f,
-                "could not start the build sandbox: {reason}; builds need bubblewrap or `unshare` \
-                 (util-linux) and permission to create namespaces (root, or unprivileged user \
-                 namespaces)"
-            ),
-        }
-    }
-}
-
-/// What a command run in the sandbox did.
-#[derive(Clone, Debug)]
-pub struct RunOutput {
-    pub log: Vec<u8>,
-    /// Bytes the build wrote past [`MAX_BUILD_LOG_BYTES`], dropped.
-    pub log_dropped: u64,
-    pub elapsed: Duration,
-}
-
-/// One command to run in a sandbox.
-#[derive(Clone, Debug)]
-pub struct SandboxRun<'a> {
-    pub sandbox: Sandbox,
-    /// The only directory the command may write to (bubblewrap); it holds `dir`.
-    pub workspace: &'a Path,
-    /// Where the command starts.
-    pub dir: &'a Path,
-    /// Run with `sh -c`.
-    pub command: &'a str,
-    /// The command's whole environment.
-    pub env: &'a BTreeMap<String, String>,
-    pub timeout: Duration,
-    /// Keep the network (a pipeline that declared `network: true`).
-    pub network: bool,
-    /// A file to copy the output into as it comes (to follow a running build, and to read a
-    /// failed one's whole log).
-    pub log_file: Option<&'a Path>,
-    /// Directories the command may not see (the build keys): each is covered by an empty tmpfs.
-    pub hidden: &'a [PathBuf],
-}
-
-/// Runs a command in its sandbox, killed with everything it started after its time limit.
-pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>, Error> {
-    let SandboxRun { sandbox: kind, dir, env, timeout, network, log_file, .. } = *run;
-    let log_copy = match log_file {
-        Some(path) => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
-            }
-            Some(std::fs::File::create(path).map_err(|source| Error::io(path, source))?)
-        }
-        None => None,
-    };
-    let mut sandbox = kind.command(run);
-    let (reader, writer) = std::io::pipe().map_err(|source| Error::io(dir, source))?;
-    let writer_for_errors = writer.try_clone().map_err(|source| Error::io(dir, source))?;
-    sandbox
-        .current_dir(dir)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer_for_errors);
-    let started = Instant::now();
-    let mut child = match sandbox.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            return Ok(Err(BuildFailure::SandboxUnavailable {
-                reason: format!("{}: {error}", kind.program()),
-            }));
-        }
-    };
-    drop(sandbox);
-    let collector = std::thread::spawn(move || collect_log(reader, log_copy));
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|source| Error::io(dir, source))? {
-            break Some(status);
-        }
-        if started.elapsed() >= timeout {
-            // unshare's child is PID 1 of the namespace and dies with unshare (--kill-child);
-            // when it dies the kernel kills every process left in the namespace.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    };
-    let (log, log_dropped) = collector.join().expect("log collector does not panic");
-    let elapsed = started.elapsed();
-    let tail = log_tail(&log);
-    let Some(status) = status else {
-        return Ok(Err(BuildFailure::TimedOut {
-            limit_seconds: timeout.as_secs(),
-            log_tail: tail,
-        }));
-    };
-    if status.success() {
-        return Ok(Ok(RunOutput { log, log_dropped, elapsed }));
-    }
-    let text = String::from_utf8_lossy(&log);
-    if ["unshare: ", "bwrap: ", "gantry-sandbox: "].iter().any(|prefix| text.starts_with(prefix)) {
-        return Ok(Err(BuildFailure::SandboxUnavailable {
-            reason: text.lines().next().unwrap_or("").to_string(),
-        }));
-    }
-    if !network && let Some(evidence) = network_evidence(&text) {
-        return Ok(Err(BuildFailure::NetworkDenied { evidence, log_tail: tail }));
-    }
-    Ok(Err(BuildFailure::Exited { code: status.code(), log_tail: tail }))
-}
-
-fn collect_log(mut reader: std::io::PipeReader, mut copy: Option<std::fs::File>) -> (Vec<u8>, u64) {
-    let mut log = Vec::new();
-    let mut dropped = 0u64;
-    let mut buffer = [0u8; 64 * 1024];
-    while let Ok(read) = reader.read(&mut buffer) {
-        if read == 0 {
-            break;
-        }
-        let room = MAX_BUILD_LOG_BYTES.saturating_sub(log.len()).min(read);
-        log.extend_from_slice(&buffer[..room]);
-        if let Some(file) = &mut copy {
-            // A full disk must not stop the build: the log in memory is the one stored.
-            let _ = std::io::Write::write_all(file, &buffer[..room]);
-        }
-        dropped += (read - room) as u64;
-    }
-    (log, dropped)
-}
-
-fn log_tail(log: &[u8]) -> String {
-    let start = log.len().saturating_sub(FAILURE_LOG_TAIL_BYTES);
-    String::from_utf8_lossy(&log[start..]).trim_end().to_string()
-}
-
-/// The first log line that shows a failed network connection.
-pub fn network_evidence(log: &str) -> Option<String> {
-    log.lines()
-        .find(|line| {
-            let lower = line.to_lowercase();
-            NETWORK_FAILURE_SIGNS.iter().any(|sign| lower.contains(sign))
-        })
-        .map(|line| line.trim().chars().take(300).collect())
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("Uid:"))?;
-            line.split_whitespace().nth(2).map(|effective| effective == "0")
-        })
-        .unwrap_or(false)
 }
 
 /// What to build.
@@ -347,13 +185,52 @@ pub struct BuildRequest {
     pub pipeline: String,
     pub source: gantry_model::Source,
     pub build: gantry_model::pipeline::Build,
+    /// The pipeline's `code_review: required`: an artifact with unreviewed commits is not
+    /// deployable, so it cannot be the base of the next one.
+    pub review_required: bool,
     /// The commit to build; the mainline head when `None`.
     pub commit: Option<String>,
-    /// The commit after which this artifact's commits start; by default the commit of the
-    /// pipeline's newest artifact, or the start of history.
+    /// A commit whose descendants up to the built one are added to the computed range: it can
+    /// only widen the range (list more commits for review), never narrow it.
     pub since: Option<String>,
-    /// Variables added to the sandbox's environment (e.g. a vendored toolchain's home).
+    /// The pipeline's configured trusted base: the commit the first build's range starts after
+    /// when no deployable artifact of the pipeline was built from an ancestor, or
+    /// [`TRUSTED_BASE_ROOT`] for the start of history (bounded by the range limit). Without
+    /// one, the first build is refused rather than given all of history.
+    pub trusted_base: Option<String>,
+    /// Variables added to the sandbox's environment (e.g. a vendored toolchain's home); each is
+    /// recorded in the provenance's external parameters.
     pub env: BTreeMap<String, String>,
+    /// Extra host paths the pipeline lets its build read (e.g. a vendored toolchain outside
+    /// the system directories). Refused when they cover a home, a key directory or a socket;
+    /// each is digested into the provenance's resolved dependencies.
+    pub read_only_paths: Vec<PathBuf>,
+}
+
+/// The trusted base that means "the start of history": every ancestor of the first build is
+/// listed for review (at most [`MAX_COMMITS_PER_ARTIFACT`]).
+pub const TRUSTED_BASE_ROOT: &str = "root";
+
+/// Where a build's range starts: the commit after which its commits are listed, and why that
+/// commit may be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// The newest deployable artifact of the pipeline built from an ancestor.
+    Artifact { commit: String, digest: Digest },
+    /// The pipeline's configured trusted base.
+    Trusted { commit: String },
+    /// The configured trusted base is the start of history ([`TRUSTED_BASE_ROOT`]).
+    Root,
+}
+
+impl Base {
+    /// The base commit; `None` for the start of history.
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            Base::Artifact { commit, .. } | Base::Trusted { commit } => Some(commit),
+            Base::Root => None,
+        }
+    }
 }
 
 /// Builds, signs and stores artifacts.
@@ -361,11 +238,15 @@ pub struct Builder<'a> {
     pub store: &'a Store,
     pub key: &'a KeyPair,
     pub reviews: &'a ReviewBook,
+    /// Content blocks in force: an artifact they block cannot be the base of the next one.
+    pub blocks: &'a BlockList,
     /// Scratch space for checkouts; each build gets a fresh directory, removed afterwards.
     pub work_dir: PathBuf,
     /// Mirrors of remote repositories.
     pub cache_dir: PathBuf,
-    pub builder_id: String,
+    /// Who runs the build: the controller's build service or a person at a terminal. With the
+    /// sandbox it decides the `builder.id` recorded (see [`builder_id`]); no caller names it.
+    pub role: BuilderRole,
     pub host: String,
     pub sandbox: Sandbox,
     /// Directories builds may not read: at least the build keys' (SLSA Build L3: signing
@@ -398,11 +279,23 @@ impl Builder<'_> {
                 repository.name, repository.branch
             )));
         }
-        let baseline = match &request.since {
-            Some(since) => Some(repository.resolve(since)?).filter(|b| *b != commit_id),
-            None => self.previous_artifact_commit(&repository, &request.pipeline, &commit_id)?,
-        };
-        let commits = repository.commits_between(baseline.as_deref(), &commit_id)?;
+        let base = self.base(&repository, request, &commit_id)?;
+        let mut commits = repository.commits_between(base.commit(), &commit_id)?;
+        if let Some(since) = &request.since {
+            // Only widens: the commits after `since` are added to the computed ones.
+            let since = repository.resolve(since)?;
+            for commit in repository.commits_between(Some(&since), &commit_id)? {
+                if !commits.iter().any(|known| known.id == commit.id) {
+                    commits.push(commit);
+                }
+            }
+            if commits.len() > MAX_COMMITS_PER_ARTIFACT {
+                return Err(Error::Source(format!(
+                    "--since {since} adds more than {MAX_COMMITS_PER_ARTIFACT} commits to the \
+                     range of {commit_id}; name a later commit"
+                )));
+            }
+        }
         let head = repository.commit(&commit_id)?;
 
         // Unique across builds in this process (the counter) and across processes (the pid),
@@ -415,13 +308,19 @@ impl Builder<'_> {
             std::process::id(),
             INVOCATIONS.fetch_add(1, Ordering::Relaxed)
         );
-        let scratch = self.work_dir.join(&invocation);
+        // Run by root, the build user must reach its directory, and the work directory may sit
+        // under a home it cannot enter: build under the system's temporary directory then.
+        let scratch = if running_as_root() {
+            std::env::temp_dir().join(format!("gantry-build-{invocation}"))
+        } else {
+            self.work_dir.join(&invocation)
+        };
         let result = self.build_in(
             &scratch,
             request,
             &repository,
             &head,
-            baseline,
+            base,
             commits,
             started_at,
             &invocation,
@@ -430,25 +329,60 @@ impl Builder<'_> {
         result
     }
 
-    /// The commit of the pipeline's newest artifact built from a strict ancestor of `commit`:
-    /// the artifact this one follows. Building an older commit, or the same one again, does not
-    /// take a later artifact as its baseline (that would list no commits, and so none to review).
-    fn previous_artifact_commit(
+    /// The base of a build of `commit`: the pipeline's newest deployable artifact built from a
+    /// strict ancestor of it, else the configured trusted base (which must be an ancestor).
+    /// Building an older commit, or the same one again, does not take a later artifact as its
+    /// base (that would list no commits, and so none to review).
+    pub fn base(
         &self,
         repository: &Repository,
-        pipeline: &str,
+        request: &BuildRequest,
         commit: &str,
-    ) -> Result<Option<String>, Error> {
-        for artifact in self.store.list()?.into_iter().rev() {
-            let built = &artifact.manifest.source.commit;
-            if artifact.manifest.pipeline == pipeline
-                && built != commit
-                && repository.is_ancestor(built, commit)?
+    ) -> Result<Base, Error> {
+        let history = self.store.list()?;
+        for artifact in history.iter().rev() {
+            let manifest = &artifact.manifest;
+            let built = &manifest.source.commit;
+            if manifest.pipeline != request.pipeline
+                || normalize_repository(&manifest.source.repository)
+                    != normalize_repository(&repository.name)
+                || manifest.source.branch != repository.branch
+                || built == commit
+                || !repository.is_ancestor(built, commit)?
             {
-                return Ok(Some(built.clone()));
+                continue;
+            }
+            let context = Context {
+                pipeline: &request.pipeline,
+                list: self.blocks,
+                reviews: request.review_required.then_some(self.reviews),
+                history: &history,
+            };
+            if blockers(manifest, &context).is_empty() {
+                return Ok(Base::Artifact { commit: built.clone(), digest: artifact.digest });
             }
         }
-        Ok(None)
+        let Some(trusted) = &request.trusted_base else {
+            return Err(Error::Source(format!(
+                "pipeline {} has no deployable artifact built from an ancestor of {commit} and no \
+                 trusted base: configure the last commit known good as the pipeline's trusted \
+                 base (`--trusted-base COMMIT`, or `--trusted-base root` to review all of its \
+                 history); a range is never all of history by default",
+                request.pipeline
+            )));
+        };
+        if trusted == TRUSTED_BASE_ROOT {
+            return Ok(Base::Root);
+        }
+        let trusted = repository.resolve(trusted)?;
+        if trusted != commit && !repository.is_ancestor(&trusted, commit)? {
+            return Err(Error::Source(format!(
+                "the trusted base {trusted} is not an ancestor of {commit} in {}; a range can only \
+                 start on the commit's own history",
+                repository.name
+            )));
+        }
+        Ok(Base::Trusted { commit: trusted })
     }
 
     #[allow(
@@ -461,24 +395,43 @@ impl Builder<'_> {
         request: &BuildRequest,
         repository: &Repository,
         head: &Commit,
-        baseline: Option<String>,
+        base: Base,
         commits: Vec<Commit>,
         started_at: Timestamp,
         invocation: &str,
     ) -> Result<Built, Error> {
-        let checkout = scratch.join("src");
+        let mut forbidden = self.hidden.clone();
+        forbidden.push(self.work_dir.clone());
+        forbidden.push(self.store.root().to_path_buf());
+        let mut read_only = Vec::new();
+        let mut read_only_records = Vec::new();
+        for path in &request.read_only_paths {
+            let canonical = check_read_only_path(path, &forbidden)?;
+            let digest = digest_tree(&canonical)?;
+            read_only_records.push(PathDigest { path: canonical.display().to_string(), digest });
+            read_only.push(canonical);
+        }
+        // The scratch directory stays the builder's; only `build/` is the build's own.
+        std::fs::create_dir_all(scratch).map_err(|source| Error::io(scratch, source))?;
+        let workspace = scratch.join("build");
+        let checkout = workspace.join("src");
         repository.export(&head.id, &checkout)?;
         let dependencies = lockfiles::find(&checkout)?;
-        let home = scratch.join("home");
-        let tmp = scratch.join("tmp");
+        let home = workspace.join("home");
+        let tmp = workspace.join("tmp");
         for dir in [&home, &tmp] {
             std::fs::create_dir_all(dir).map_err(|source| Error::io(dir, source))?;
         }
+        let view = |path: &Path| self.sandbox.view(&workspace, path).display().to_string();
+        let tmp_view = match self.sandbox {
+            Sandbox::Bubblewrap => "/tmp".to_string(),
+            Sandbox::Unshare => view(&tmp),
+        };
         let epoch = head.authored_at.as_second().max(0);
         let mut env = BTreeMap::from([
             ("PATH".to_string(), SANDBOX_PATH.to_string()),
-            ("HOME".to_string(), home.display().to_string()),
-            ("TMPDIR".to_string(), tmp.display().to_string()),
+            ("HOME".to_string(), view(&home)),
+            ("TMPDIR".to_string(), tmp_view),
             ("LANG".to_string(), "C.UTF-8".to_string()),
             ("TZ".to_string(), "UTC".to_string()),
             ("CI".to_string(), "true".to_string()),
@@ -492,7 +445,7 @@ impl Builder<'_> {
         let log_file = self.work_dir.join("logs").join(format!("{invocation}.log"));
         let run = run_sandboxed(&SandboxRun {
             sandbox: self.sandbox,
-            workspace: scratch,
+            workspace: &workspace,
             dir: &checkout,
             command: &request.build.command,
             env: &env,
@@ -500,6 +453,7 @@ impl Builder<'_> {
             network: request.build.network,
             log_file: Some(&log_file),
             hidden: &self.hidden,
+            read_only: &read_only,
         })?
         .map_err(|failure| Error::Build { failure, log: log_file.display().to_string() })?;
         // Kept only for failed builds; a stored artifact keeps its log beside it.
@@ -532,15 +486,26 @@ impl Builder<'_> {
                 repository: repository.name.clone(),
                 branch: repository.branch.clone(),
                 commit: head.id.clone(),
-                baseline,
+                baseline: base.commit().map(str::to_string),
+                base_artifact: match &base {
+                    Base::Artifact { digest, .. } => Some(*digest),
+                    Base::Trusted { .. } | Base::Root => None,
+                },
             },
             commits,
-            build: BuildRecord::from(&request.build),
+            build: BuildRecord {
+                environment: env,
+                read_only_paths: read_only_records,
+                since: request.since.clone(),
+                trusted_base: request.trusted_base.clone(),
+                ..BuildRecord::from(&request.build)
+            },
             builder: BuilderRecord {
-                id: self.builder_id.clone(),
+                id: builder_id(self.role, self.sandbox).to_string(),
                 host: self.host.clone(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 sandbox: self.sandbox.describe(request.build.network),
+                toolchain: toolchain(self.sandbox),
             },
             dependencies,
             package,
@@ -559,166 +524,5 @@ impl Builder<'_> {
         }
         let artifact = self.store.put(&package_path, &manifest, &envelope, &log)?;
         Ok(Built { artifact, log, elapsed: run.elapsed })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The sandboxes to test: both when bubblewrap is installed (and always when
-    /// `GANTRY_REQUIRE_BUBBLEWRAP` is set, which makes a missing `bwrap` a failure).
-    fn sandboxes() -> Vec<Sandbox> {
-        let required = std::env::var_os("GANTRY_REQUIRE_BUBBLEWRAP").is_some();
-        if Sandbox::detect() == Sandbox::Bubblewrap || required {
-            vec![Sandbox::Unshare, Sandbox::Bubblewrap]
-        } else {
-            vec![Sandbox::Unshare]
-        }
-    }
-
-    fn run(sandbox: Sandbox, command: &str, timeout_ms: u64) -> Result<RunOutput, BuildFailure> {
-        let dir = tempfile::tempdir().unwrap();
-        let env = BTreeMap::from([
-            ("PATH".to_string(), SANDBOX_PATH.to_string()),
-            ("ONLY".to_string(), "me".to_string()),
-        ]);
-        run_sandboxed(&SandboxRun {
-            sandbox,
-            workspace: dir.path(),
-            dir: dir.path(),
-            command,
-            env: &env,
-            timeout: Duration::from_millis(timeout_ms),
-            network: false,
-            log_file: None,
-            hidden: &[],
-        })
-        .unwrap()
-    }
-
-    fn outcome(result: &Result<RunOutput, BuildFailure>) -> String {
-        match result {
-            Ok(output) => format!("ok: {}", String::from_utf8_lossy(&output.log).trim()),
-            Err(BuildFailure::NetworkDenied { .. }) => "network denied".into(),
-            Err(BuildFailure::Exited { code, .. }) => format!("exited {code:?}"),
-            Err(BuildFailure::TimedOut { .. }) => "timed out".into(),
-            Err(BuildFailure::SandboxUnavailable { reason }) => format!("no sandbox: {reason}"),
-        }
-    }
-
-    #[test]
-    fn sandbox_outcomes() {
-        let cases = [
-            (
-                "env | grep -v '^PWD=' | sort | tr '\\n' ' '",
-                "ok: ONLY=me PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ),
-            ("echo out; echo err >&2", "ok: out\nerr"),
-            ("exit 3", "exited Some(3)"),
-            ("git ls-remote http://127.0.0.1:9/repo.git", "network denied"),
-            ("git ls-remote https://example.com/repo.git", "network denied"),
-            ("sleep 5", "timed out"),
-        ];
-        for sandbox in sandboxes() {
-            for (command, expected) in cases {
-                let got = outcome(&run(sandbox, command, 2000));
-                assert!(
-                    got.starts_with(expected),
-                    "{sandbox:?} {command}: got {got:?}, expected {expected:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn bubblewrap_leaves_only_the_build_directory_writable() {
-        if !sandboxes().contains(&Sandbox::Bubblewrap) {
-            return;
-        }
-        // Outside /tmp, which bubblewrap replaces with a private one anyway.
-        let outside = tempfile::tempdir_in("/var/tmp").unwrap();
-        let command = format!(
-            "touch inside && touch /tmp/private && ls /tmp && (touch {}/escaped 2>/dev/null || echo refused)",
-            outside.path().display()
-        );
-        let got = outcome(&run(Sandbox::Bubblewrap, &command, 2000));
-        assert_eq!(got, "ok: private\nrefused");
-        assert!(!outside.path().join("escaped").exists());
-    }
-
-    #[test]
-    fn hidden_directories_are_empty_inside_the_sandbox() {
-        // Outside /tmp, which bubblewrap replaces with a private one anyway.
-        let secrets = tempfile::tempdir_in("/var/tmp").unwrap();
-        std::fs::write(secrets.path().join("build.key"), "secret").unwrap();
-        let workspace = tempfile::tempdir().unwrap();
-        let env = BTreeMap::from([("PATH".to_string(), SANDBOX_PATH.to_string())]);
-        let command = format!(
-            "cat {0}/build.key 2>/dev/null || echo hidden; ls -A {0}",
-            secrets.path().display()
-        );
-        for sandbox in sandboxes() {
-            let result = run_sandboxed(&SandboxRun {
-                sandbox,
-                workspace: workspace.path(),
-                dir: workspace.path(),
-                command: &command,
-                env: &env,
-                timeout: Duration::from_secs(5),
-                network: false,
-                log_file: None,
-                hidden: &[secrets.path().to_path_buf()],
-            })
-            .unwrap();
-            assert_eq!(outcome(&result), "ok: hidden", "{sandbox:?}");
-        }
-        assert!(secrets.path().join("build.key").exists(), "hiding leaves the directory intact");
-    }
-
-    #[test]
-    fn timeout_kills_the_whole_process_tree() {
-        for sandbox in sandboxes() {
-            let dir = tempfile::tempdir().unwrap();
-            let marker = dir.path().join("survived");
-            let command = format!("(sleep 1; touch {}) & sleep 5", marker.display());
-            let env = BTreeMap::from([("PATH".to_string(), SANDBOX_PATH.to_string())]);
-            let result = run_sandboxed(&SandboxRun {
-                sandbox,
-                workspace: dir.path(),
-                dir: dir.path(),
-                command: &command,
-                env: &env,
-                timeout: Duration::from_millis(300),
-                network: false,
-                log_file: None,
-                hidden: &[],
-            })
-            .unwrap();
-            assert!(matches!(result, Err(BuildFailure::TimedOut { .. })), "{sandbox:?}");
-            std::thread::sleep(Duration::from_millis(1500));
-            assert!(!marker.exists(), "{sandbox:?}: a background process outlived the time limit");
-        }
-    }
-
-    #[test]
-    fn recognises_network_failures() {
-        for (log, expected) in [
-            (
-                "Compiling\ncurl: (7) Failed to connect to example.com port 443",
-                Some("curl: (7) Failed to connect to example.com port 443"),
-            ),
-            (
-                "error: Could not resolve host: index.crates.io",
-                Some("error: Could not resolve host: index.crates.io"),
-            ),
-            (
-                "OSError: [Errno 101] Network is unreachable",
-                Some("OSError: [Errno 101] Network is unreachable"),
-            ),
-            ("test result: FAILED. 1 passed; 1 failed", None),
-        ] {
-            assert_eq!(network_evidence(log).as_deref(), expected, "{log}");
-        }
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Digest, Error};
 
 /// The most commits one artifact may bring since the previous one. Past this, reviewing them is
-/// not a review; set a reviewed baseline with `--since` for a repository's first artifact.
+/// not a review; a pipeline configures a trusted base near the head for its first artifact.
 pub const MAX_COMMITS_PER_ARTIFACT: usize = 1000;
 
 /// A person as git records them.
@@ -218,7 +218,7 @@ impl Repository {
         if commits.len() > MAX_COMMITS_PER_ARTIFACT {
             return Err(Error::Source(format!(
                 "more than {MAX_COMMITS_PER_ARTIFACT} commits lead to {until} in {}; \
-                 name a reviewed baseline commit with --since",
+                 configure a trusted base nearer the head (a reviewed commit)",
                 self.name
             )));
         }

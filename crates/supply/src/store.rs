@@ -302,12 +302,19 @@ pub fn earlier_commits(artifacts: &[StoredArtifact], manifest: &Manifest) -> Vec
         .filter(|a| a.manifest.pipeline == manifest.pipeline)
         .map(|a| (a.manifest.source.commit.as_str(), &a.manifest))
         .collect();
+    let by_digest: std::collections::HashMap<Digest, &Manifest> =
+        artifacts.iter().map(|a| (a.digest, &a.manifest)).collect();
+    // The base artifact by digest when the provenance names it, else by its commit.
+    let base_of = |m: &Manifest| match m.source.base_artifact {
+        Some(digest) => by_digest.get(&digest).copied(),
+        None => m.source.baseline.as_deref().and_then(|commit| by_commit.get(commit).copied()),
+    };
     let mut commits = Vec::new();
-    let mut next = manifest.source.baseline.as_deref();
+    let mut next = base_of(manifest);
     for _ in 0..MAX_ARTIFACT_CHAIN {
-        let Some(earlier) = next.and_then(|commit| by_commit.get(commit)) else { break };
+        let Some(earlier) = next else { break };
         commits.extend(earlier.commits.iter().map(|record| record.commit.id.clone()));
-        next = earlier.source.baseline.as_deref();
+        next = base_of(earlier);
     }
     commits
 }

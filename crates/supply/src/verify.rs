@@ -23,6 +23,7 @@ use crate::attestation::{
     BUILD_TYPE, DEFAULT_BUILDER_ID, SLSA_PROVENANCE_V1, STATEMENT_TYPE, Statement,
 };
 use crate::blocks::{BlockList, Blocker, Context, blockers};
+use crate::build::TRUSTED_BASE_ROOT;
 use crate::dsse::{Envelope, Unverified};
 use crate::keys::{KeyStatus, TrustedKey, TrustedKeys};
 use crate::review::ReviewBook;
@@ -81,6 +82,10 @@ pub struct Policy {
     pub pipeline: Option<String>,
     /// Every commit needs an approval by someone other than its authors.
     pub review_required: bool,
+    /// Configured trusted bases (full commit ids, or [`TRUSTED_BASE_ROOT`]): a first
+    /// artifact's range may start after one of these. Any other range must start at an artifact this verifier holds (and so
+    /// verified itself), so its commit list can be checked from provenance alone.
+    pub trusted_bases: Vec<String>,
 }
 
 impl Default for Policy {
@@ -91,6 +96,7 @@ impl Default for Policy {
             require_hermetic: true,
             pipeline: None,
             review_required: true,
+            trusted_bases: Vec::new(),
         }
     }
 }
@@ -341,6 +347,7 @@ fn check_policy(
         }
         return Ok(());
     };
+    check_base(manifest, inputs, policy)?;
     let empty = BlockList::default();
     let context = Context {
         pipeline: policy.pipeline.as_deref().unwrap_or(pipeline),
@@ -354,6 +361,65 @@ fn check_policy(
         return fail(Check::Policy, format!("the artifact is blocked: {}", listed.join(" | ")));
     }
     Ok(())
+}
+
+/// The range check: the commits the provenance lists are those after its base, so the base must
+/// be one this verifier trusts — an artifact of the same pipeline and source it holds, or a
+/// configured trusted base.
+fn check_base(manifest: &Manifest, inputs: &Inputs, policy: &Policy) -> Result<(), Failure> {
+    let source = &manifest.source;
+    let Some(baseline) = &source.baseline else {
+        if policy.trusted_bases.iter().any(|trusted| trusted == TRUSTED_BASE_ROOT) {
+            return Ok(());
+        }
+        return fail(
+            Check::Policy,
+            format!(
+                "the commit range starts at the start of history, which is not a configured \
+                 trusted base (--trusted-base {TRUSTED_BASE_ROOT})"
+            ),
+        );
+    };
+    match source.base_artifact {
+        Some(digest) => {
+            let held = inputs.history.iter().find(|a| a.digest == digest);
+            match held {
+                Some(base)
+                    if base.manifest.pipeline == manifest.pipeline
+                        && normalize_repository(&base.manifest.source.repository)
+                            == normalize_repository(&source.repository)
+                        && base.manifest.source.branch == source.branch
+                        && base.manifest.source.commit == *baseline =>
+                {
+                    Ok(())
+                }
+                Some(_) => fail(
+                    Check::Policy,
+                    format!(
+                        "the base artifact {digest} was built for another pipeline, source or \
+                         commit than the provenance says"
+                    ),
+                ),
+                None => fail(
+                    Check::Policy,
+                    format!(
+                        "the commit range starts at artifact {digest}, which this verifier has \
+                         not verified; verify (and keep) that artifact first, or configure its \
+                         commit {} as a trusted base",
+                        &baseline[..baseline.len().min(12)]
+                    ),
+                ),
+            }
+        }
+        None if policy.trusted_bases.iter().any(|trusted| trusted == baseline) => Ok(()),
+        None => fail(
+            Check::Policy,
+            format!(
+                "the commit range starts at {baseline}, which is not a configured trusted base \
+                 (--trusted-base)"
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -398,6 +464,11 @@ mod tests {
             reviews: &reviews,
             history: &[],
         };
+        // The sample's range starts at its trusted base, unless a case names other bases.
+        let mut policy = policy;
+        if policy.trusted_bases.is_empty() {
+            policy.trusted_bases = manifest.source.baseline.clone().into_iter().collect();
+        }
         verify(&inputs, &policy).map(|_| ()).map_err(|failure| (failure.check, failure.detail))
     }
 
@@ -456,6 +527,12 @@ mod tests {
                     Check::Policy,
                     "source repository https://git.example.com/shop/checkout.git is not allowed",
                 )),
+            ),
+            (
+                "a range on an untrusted base",
+                Box::new(|_| {}),
+                Policy { trusted_bases: vec![TRUSTED_BASE_ROOT.into()], ..strict() },
+                Err((Check::Policy, "is not a configured trusted base")),
             ),
             (
                 "other pipeline",

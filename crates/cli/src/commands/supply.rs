@@ -1,16 +1,6 @@
-//! `gantry build | artifact | review | block`: the supply chain.
-//!
-//! Every command works on one Gantry home directory (`--home`, else `$GANTRY_HOME`, else
-//! `.gantry`), laid out as:
-//!
-//! ```text
-//! store/               content-addressed artifacts (see gantry_supply::store)
-//! keys/                build keys: trusted-keys.json (public) and <keyid>.key (private)
-//! team-keyring.json    team members who may approve, with their public keys
-//! reviews.jsonl        approvals, signed or imported from forge webhooks
-//! blocks.json          content blocks in force and their audit trail
-//! cache/ work/         mirrors of remote repositories; build scratch space
-//! ```
+//! `gantry build | artifact | review | block`: the supply chain, routed to
+//! `gantry_supply::operations` and presented. Every command works on one Gantry home
+//! (`--home`, else `$GANTRY_HOME`, else `.gantry`), laid out as `gantry_supply::home` says.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,88 +11,49 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
-use gantry_supply::blocks::{
-    AuditEntry, BlockList, BlockScope, BlockTarget, Blocker, Context, blockers,
-};
-use gantry_supply::build::{BuildRequest, Builder, Sandbox};
-use gantry_supply::keys::signed_path;
-use gantry_supply::keys::{KeyDirectory, KeyPair, KeyStatus, TrustedKeys};
+use gantry_supply::blocks::{AuditEntry, BlockScope, BlockTarget, Context, blockers};
+use gantry_supply::build::{BuildRequest, BuilderRole, Sandbox};
+use gantry_supply::home::{DEFAULT_HOME_DIR, Home};
+use gantry_supply::keys::{KeyPair, KeyStatus};
 use gantry_supply::lockfiles::Ecosystem;
-use gantry_supply::review::{KEYRING_PAYLOAD_TYPE, Keyring, Member, ReviewBook};
-use gantry_supply::source::{Commit, Poller, Repository};
-use gantry_supply::store::{Exported, Store, StoredArtifact};
-use gantry_supply::verify::{Inputs, Policy};
+use gantry_supply::operations::{
+    BuildJob, Checked, Trust, Verification, affected_by_block, build_and_check, poll_and_build,
+    stored_digest,
+};
+use gantry_supply::review::{Keyring, Member, ReviewBook};
+use gantry_supply::source::{Commit, Repository};
+use gantry_supply::store::{Exported, StoredArtifact};
+use gantry_supply::verify::Policy;
 use gantry_supply::webhook::{Delivery, Forge, WebhookEvent};
-use gantry_supply::{Digest, attestation, verify};
+use gantry_supply::{Digest, attestation};
 use jiff::Timestamp;
 
 /// Where Gantry keeps its supply-chain state.
 #[derive(Args, Clone)]
-pub struct Home {
+pub struct HomeArgs {
     /// Gantry's state directory [default: $GANTRY_HOME, else .gantry]
     #[arg(long, global = true)]
     home: Option<PathBuf>,
 }
 
-impl Home {
-    fn root(&self) -> PathBuf {
-        self.home
+impl HomeArgs {
+    fn open(&self) -> anyhow::Result<Home> {
+        let root = self
+            .home
             .clone()
             .or_else(|| std::env::var_os("GANTRY_HOME").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(".gantry"))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME_DIR));
+        Ok(Home::new(root)?)
     }
-    fn store(&self) -> Store {
-        Store::new(self.root().join("store"))
-    }
-    fn keys_dir(&self) -> PathBuf {
-        self.root().join("keys")
-    }
-    fn keys(&self) -> KeyDirectory {
-        KeyDirectory::new(self.keys_dir())
-    }
-    fn keyring_path(&self) -> PathBuf {
-        self.root().join("team-keyring.json")
-    }
-    /// The team keyring. Once the home has a trust root, only the keyring it signed counts.
-    fn keyring(&self) -> anyhow::Result<Keyring> {
-        let path = self.keyring_path();
-        match self.keys().trust_root_key()? {
-            Some(root) if path.exists() || signed_path(&path).exists() => {
-                Keyring::read_signed(&path, &root).with_context(|| {
-                    format!(
-                        "the team keyring must be signed by this home's trust root; sign it with \
-                         `gantry review member sign` ({})",
-                        path.display()
-                    )
-                })
-            }
-            _ if path.exists() => Ok(Keyring::read(&path)?),
-            _ => Ok(Keyring::default()),
-        }
-    }
+}
 
-    /// Writes the team keyring, signed by the trust root when the home has one.
-    fn write_keyring(&self, keyring: &Keyring) -> anyhow::Result<()> {
-        keyring.write(&self.keyring_path())?;
-        if self.keys().trust_root_key()?.is_some() {
-            self.keys().sign_document(
-                &self.keyring_path(),
-                &keyring.to_bytes(),
-                KEYRING_PAYLOAD_TYPE,
-            )?;
-        }
-        Ok(())
+/// The home's review book, with a warning for each approval that did not check out.
+fn reviews(home: &Home) -> anyhow::Result<ReviewBook> {
+    let book = home.reviews()?;
+    for rejected in &book.rejected {
+        eprintln!("warning: approval ignored: {rejected}");
     }
-    fn reviews(&self) -> anyhow::Result<ReviewBook> {
-        let book = ReviewBook::open(&self.root().join("reviews.jsonl"), self.keyring()?)?;
-        for rejected in &book.rejected {
-            eprintln!("warning: approval ignored: {rejected}");
-        }
-        Ok(book)
-    }
-    fn blocks(&self) -> anyhow::Result<BlockList> {
-        Ok(BlockList::open(&self.root().join("blocks.json"))?)
-    }
+    Ok(book)
 }
 
 fn print_json(value: serde_json::Value) -> anyhow::Result<()> {
@@ -151,10 +102,18 @@ pub struct BuildArgs {
     /// Commit to build; the mainline head by default.
     #[arg(long)]
     commit: Option<String>,
-    /// Count commits after this one; by default after the commit of the pipeline's newest
-    /// artifact built from an ancestor.
+    /// Also list the commits after this one (it only widens the range, which always starts at
+    /// the pipeline's newest deployable artifact built from an ancestor, or its trusted base).
     #[arg(long)]
     since: Option<String>,
+    /// The pipeline's trusted base: the commit its first build's range starts after when no
+    /// deployable artifact was built from an ancestor. Without one the first build is refused.
+    #[arg(long)]
+    trusted_base: Option<String>,
+    /// An extra host path the build may read (e.g. a vendored toolchain), digested into the
+    /// provenance; repeat for several. Homes, key directories and sockets are refused.
+    #[arg(long = "read-only", value_name = "PATH")]
+    read_only_paths: Vec<PathBuf>,
     /// Extra environment variable for the build, `NAME=VALUE`; repeat for several.
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -167,14 +126,11 @@ pub struct BuildArgs {
     /// How to isolate the build: bubblewrap (read-only filesystem) when installed, else unshare.
     #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
     sandbox: SandboxChoice,
-    /// Builder identity recorded in the provenance.
-    #[arg(long, default_value = attestation::DEFAULT_BUILDER_ID)]
-    builder_id: String,
     /// Print the stored artifact's manifest as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    home: Home,
+    home: HomeArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -189,13 +145,13 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
+fn build_request(args: &BuildArgs) -> anyhow::Result<BuildRequest> {
     let env: BTreeMap<String, String> = args.env.iter().cloned().collect();
     let Some(file) = &args.pipeline_file else {
         if args.outputs.is_empty() {
             bail!("name at least one --output: the paths the build produces");
         }
-        let request = BuildRequest {
+        return Ok(BuildRequest {
             service: args.service.clone().expect("required by clap"),
             pipeline: args.pipeline.clone().expect("required by clap"),
             source: Source {
@@ -208,11 +164,13 @@ fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
                 network: args.network,
                 timeout: args.timeout,
             },
+            review_required: true,
             commit: args.commit.clone(),
             since: args.since.clone(),
+            trusted_base: args.trusted_base.clone(),
             env,
-        };
-        return Ok((request, true));
+            read_only_paths: args.read_only_paths.clone(),
+        });
     };
     let loaded = gantry_spec::load(file).map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))?;
     let spec = loaded.spec;
@@ -231,19 +189,13 @@ fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
         },
         (None, []) => bail!("{}: the pipeline has no `sources`", file.display()),
     };
-    let review_required = spec.code_review == gantry_model::pipeline::CodeReview::Required;
-    Ok((
-        BuildRequest {
-            service: spec.service,
-            pipeline: spec.pipeline,
-            source,
-            build: spec.build,
-            commit: args.commit.clone(),
-            since: args.since.clone(),
-            env,
-        },
-        review_required,
-    ))
+    let mut request = BuildJob::for_pipeline(&spec, &source, BuilderRole::Local).request;
+    request.commit = args.commit.clone();
+    request.since = args.since.clone();
+    request.trusted_base = args.trusted_base.clone();
+    request.env = env;
+    request.read_only_paths = args.read_only_paths.clone();
+    Ok(request)
 }
 
 /// The shortest `--watch` interval: polling a remote more often only loads the forge; push
@@ -251,8 +203,8 @@ fn build_request(args: &BuildArgs) -> anyhow::Result<(BuildRequest, bool)> {
 const MIN_WATCH_INTERVAL_SECONDS: u64 = 5;
 
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let (request, review_required) = build_request(&args)?;
-    let home = &args.home;
+    let request = build_request(&args)?;
+    let home = args.home.open()?;
     let sandbox = match args.sandbox {
         SandboxChoice::Auto => Sandbox::detect(),
         SandboxChoice::Bubblewrap => Sandbox::Bubblewrap,
@@ -260,12 +212,14 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     if sandbox == Sandbox::Unshare {
         eprintln!(
-            "warning: bubblewrap (bwrap) is not installed: builds get no network and cannot see \
-             the build keys, but can write anywhere else on this machine; install bubblewrap"
+            "warning: building in the weaker unshare sandbox (no allow-list of host paths); \
+             install bubblewrap"
         );
     }
+    // A build run by hand signs as the local builder, which production policy does not trust.
+    let job = BuildJob { request, sandbox, role: BuilderRole::Local };
     let Some(interval) = args.watch else {
-        build_once(&args, &request, review_required, sandbox)?;
+        present_build(&args, &job, build_and_check(&home, &job)?)?;
         return Ok(ExitCode::SUCCESS);
     };
     if interval.as_seconds() < MIN_WATCH_INTERVAL_SECONDS {
@@ -273,29 +227,21 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             "--watch {interval} is too often; poll at most every {MIN_WATCH_INTERVAL_SECONDS}s, or use push webhooks"
         );
     }
-    if request.commit.is_some() {
+    if job.request.commit.is_some() {
         bail!("--watch builds each new mainline head; it cannot be combined with --commit");
     }
-    let state_path = home.root().join("poller.json");
-    let mut poller: Poller = match std::fs::read(&state_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading {}", state_path.display()))?,
-        Err(_) => Poller::default(),
-    };
     let mut builds = 0;
     eprintln!(
         "watching {} ({}) every {interval}",
-        request.source.repository, request.source.branch
+        job.request.source.repository, job.request.source.branch
     );
     loop {
-        let repository = Repository::open(&request.source, &home.root().join("cache"))?;
-        if let Some(trigger) = poller.poll(&repository)? {
-            std::fs::create_dir_all(home.root())?;
-            std::fs::write(&state_path, serde_json::to_vec_pretty(&poller)?)?;
-            let single = BuildRequest { commit: Some(trigger.commit.clone()), ..request.clone() };
-            match build_once(&args, &single, review_required, sandbox) {
-                Ok(()) => {}
-                Err(error) => eprintln!("error: building {}: {error:#}", &trigger.commit[..12]),
+        if let Some(polled) = poll_and_build(&home, &job)? {
+            match polled.outcome {
+                Ok(checked) => present_build(&args, &job, checked)?,
+                Err(error) => {
+                    eprintln!("error: building {}: {error:#}", &polled.trigger.commit[..12])
+                }
             }
             builds += 1;
             if args.max_builds.is_some_and(|max| builds >= max) {
@@ -306,72 +252,36 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn build_once(
-    args: &BuildArgs,
-    request: &BuildRequest,
-    review_required: bool,
-    sandbox: Sandbox,
-) -> anyhow::Result<()> {
-    let home = &args.home;
-    let store = home.store();
-    let key = home.keys().active_key()?;
-    let reviews = home.reviews()?;
-    let builder = Builder {
-        store: &store,
-        key: &key,
-        reviews: &reviews,
-        work_dir: home.root().join("work"),
-        cache_dir: home.root().join("cache"),
-        builder_id: args.builder_id.clone(),
-        host: hostname(),
-        sandbox,
-        hidden: vec![home.keys_dir()],
-    };
-    eprintln!(
-        "building {} from {} ({}) in {:?} without network access...",
-        request.pipeline,
-        request.source.repository,
-        request.commit.as_deref().unwrap_or(&request.source.branch),
-        builder.sandbox
-    );
-    let built = builder.build(request)?;
-    let manifest = &built.artifact.manifest;
-    let history = store.list()?;
-    let blocks = home.blocks()?;
-    let context = Context {
-        pipeline: &manifest.pipeline,
-        list: &blocks,
-        reviews: review_required.then_some(&reviews),
-        history: &history,
-    };
-    let found = blockers(manifest, &context);
+fn present_build(args: &BuildArgs, job: &BuildJob, checked: Checked) -> anyhow::Result<()> {
+    for rejected in &checked.ignored_approvals {
+        eprintln!("warning: approval ignored: {rejected}");
+    }
+    let manifest = &checked.built.artifact.manifest;
     if args.json {
         print_json(serde_json::to_value(manifest)?)?;
     } else {
-        println!("{}", built.artifact.digest);
+        println!("{}", checked.digest());
         eprintln!(
-            "built {} in {:.1}s: {} file(s), {} bytes, {} dependencies, signed by key {}",
+            "built {} from {} in {:?} in {:.1}s: {} file(s), {} bytes, {} dependencies, signed \
+             by key {} as {}",
             attestation::subject_name(manifest),
-            built.elapsed.as_secs_f64(),
+            job.request.source.repository,
+            job.sandbox,
+            checked.built.elapsed.as_secs_f64(),
             manifest.package.files.len(),
             manifest.package.size,
             manifest.dependencies.len(),
-            &key.keyid[..16]
+            &checked.signed_by[..16],
+            manifest.builder.id,
         );
         for record in &manifest.commits {
             eprintln!("  {}", commit_line(&record.commit, &record.reviewers));
         }
     }
-    for blocker in &found {
+    for blocker in &checked.blockers {
         eprintln!("blocked: {blocker}");
     }
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn commit_line(commit: &Commit, reviewers: &[String]) -> String {
@@ -392,7 +302,7 @@ pub struct ArtifactArgs {
     #[command(subcommand)]
     command: ArtifactCommand,
     #[command(flatten)]
-    home: Home,
+    home: HomeArgs,
 }
 
 #[derive(Subcommand)]
@@ -471,6 +381,10 @@ struct VerifyArgs {
     /// Do not require every commit to be reviewed (pipelines with `code_review: optional`).
     #[arg(long)]
     no_review_required: bool,
+    /// A configured trusted base commit (full id): a first artifact's commit range may start
+    /// after it; repeat for several. Other ranges must start at an artifact in this home.
+    #[arg(long = "trusted-base")]
+    trusted_bases: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -498,7 +412,7 @@ enum KeyCommand {
 }
 
 pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
-    let home = &args.home;
+    let home = &args.home.open()?;
     match args.command {
         ArtifactCommand::List { pipeline, json } => {
             let all = home.store().list()?;
@@ -512,7 +426,7 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
                 )?)
                 .map(|()| ExitCode::SUCCESS);
             }
-            let reviews = home.reviews()?;
+            let reviews = reviews(home)?;
             let blocks = home.blocks()?;
             for artifact in artifacts {
                 let m = &artifact.manifest;
@@ -545,7 +459,7 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
                 std::io::stdout().write_all(&home.store().read_log(&stored.digest)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let reviews = home.reviews()?;
+            let reviews = reviews(home)?;
             let m = &stored.manifest;
             let (history, blocks) = (home.store().list()?, home.blocks()?);
             let context = Context {
@@ -628,46 +542,30 @@ pub fn artifact(args: ArtifactArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let trusted_path = args.trusted_keys.clone().unwrap_or_else(|| home.keys().trusted_keys_path());
-    let trusted = match &args.trust_root {
-        Some(root) => {
-            let root = gantry_supply::keys::parse_public_key(root)
-                .context("--trust-root is not a base64 ed25519 public key")?;
-            TrustedKeys::read_signed(&trusted_path, &root, args.trust_list_version)?
-        }
-        None if trusted_path.exists() => TrustedKeys::read(&trusted_path)?,
-        None => TrustedKeys::default(),
+    let trust = Trust {
+        trusted_keys: args.trusted_keys.clone(),
+        trust_root: args.trust_root.clone(),
+        minimum_version: args.trust_list_version,
     };
-    let store = home.store();
-    let reviews = home.reviews()?;
-    let blocks = home.blocks()?;
-    let history = store.list()?;
     let policy = Policy {
         builder_ids: args.builder_ids.clone(),
         repositories: args.repositories.clone(),
         require_hermetic: !args.allow_network_builds,
         pipeline: args.pipeline.clone(),
         review_required: !args.no_review_required,
+        trusted_bases: args.trusted_bases.clone(),
     };
+    let verification = Verification::assemble(home, &trust, policy)?;
+    let store = home.store();
     let check = |package_digest: Digest, envelope: &[u8], manifest: Option<&[u8]>| {
-        let inputs = Inputs {
-            package_digest,
-            envelope,
-            manifest,
-            trusted: &trusted,
-            blocks: Some(&blocks),
-            reviews: &reviews,
-            history: &history,
-        };
-        verify::verify(&inputs, &policy)
+        verification.check(package_digest, envelope, manifest)
     };
+    let history = &verification.history;
     let Some(artifact) = &args.artifact else {
         // --all: every stored artifact, one line each.
         let mut failed = 0;
-        for stored in &history {
-            let digest = stored_digest(&store, stored)?;
-            let envelope = store.read_attestation(&stored.digest)?;
-            let verdict = match check(digest, &envelope, Some(&stored.manifest_bytes)) {
+        for stored in history {
+            let verdict = match verification.check_stored(&store, stored)? {
                 Ok(_) => "ok".to_string(),
                 Err(failure) => {
                     failed += 1;
@@ -741,16 +639,6 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The digest a stored package's bytes have now: its name, unless the file was altered, in which
-/// case the digest check reports what it hashes to.
-fn stored_digest(store: &Store, stored: &StoredArtifact) -> anyhow::Result<Digest> {
-    match store.read_package(&stored.digest) {
-        Ok(_) => Ok(stored.digest),
-        Err(gantry_supply::Error::Corrupt { actual, .. }) => Ok(actual),
-        Err(error) => Err(error.into()),
-    }
-}
-
 fn key_command(home: &Home, command: KeyCommand) -> anyhow::Result<ExitCode> {
     let keys = home.keys();
     let now = Timestamp::now();
@@ -806,7 +694,7 @@ pub struct ReviewArgs {
     #[command(subcommand)]
     command: ReviewCommand,
     #[command(flatten)]
-    home: Home,
+    home: HomeArgs,
 }
 
 #[derive(Subcommand)]
@@ -902,11 +790,11 @@ fn parse_forge(text: &str) -> Result<Forge, String> {
 
 fn open_repository(home: &Home, repository: &str, branch: &str) -> anyhow::Result<Repository> {
     let source = Source { repository: repository.to_string(), branch: branch.to_string() };
-    Ok(Repository::open(&source, &home.root().join("cache"))?)
+    Ok(home.open_repository(&source)?)
 }
 
 pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
-    let home = &args.home;
+    let home = &args.home.open()?;
     let now = Timestamp::now();
     match args.command {
         ReviewCommand::Approve { commit, repository, key } => {
@@ -916,7 +804,7 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             let key = KeyPair::read(&key_path)?;
             let opened = open_repository(home, &repository, "main")?;
             let commit = gantry_supply::review::commit_to_review(&opened, &commit)?;
-            let mut book = home.reviews()?;
+            let mut book = reviews(home)?;
             if book.keyring().members.is_empty() {
                 bail!(
                     "no team keyring at {}: nobody may approve yet; add members with `gantry review member add`",
@@ -927,7 +815,7 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             println!("{} approved {} (\"{}\")", approval.reviewer, commit.id, commit.subject);
         }
         ReviewCommand::List { repository, branch, since, json } => {
-            let book = home.reviews()?;
+            let book = reviews(home)?;
             let Some(repository) = repository else {
                 if json {
                     return print_json(serde_json::to_value(book.approvals())?)
@@ -1035,7 +923,7 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                 WebhookEvent::Approval(approval) => {
                     let opened = open_repository(home, &repository, "main")?;
                     let commit = opened.commit(&approval.commit)?;
-                    let recorded = home.reviews()?.import_forge(&approval, &commit, now)?;
+                    let recorded = reviews(home)?.import_forge(&approval, &commit, now)?;
                     println!("{} approved {} via {forge}", recorded.reviewer, recorded.commit);
                 }
                 WebhookEvent::Push(push) => {
@@ -1056,7 +944,7 @@ pub struct BlockArgs {
     #[command(subcommand)]
     command: BlockCommand,
     #[command(flatten)]
-    home: Home,
+    home: HomeArgs,
 }
 
 #[derive(Subcommand)]
@@ -1105,7 +993,7 @@ enum BlockCommand {
 }
 
 pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
-    let home = &args.home;
+    let home = &args.home.open()?;
     let mut list = home.blocks()?;
     let now = Timestamp::now();
     match args.command {
@@ -1124,27 +1012,14 @@ pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
             };
             let block = list.add(target, scope, &reason, &by, now)?;
             println!("{}", block.id);
-            let store = home.store();
-            let all = store.list()?;
-            let affected: Vec<&StoredArtifact> = all
-                .iter()
-                .filter(|a| {
-                    let context = Context {
-                        history: &all,
-                        ..Context::content_only(&a.manifest.pipeline, &list)
-                    };
-                    blockers(&a.manifest, &context).iter().any(
-                        |b| matches!(b, Blocker::Content { block_id, .. } if *block_id == block.id),
-                    )
-                })
-                .collect();
+            let affected = affected_by_block(&home.store(), &list, &block.id)?;
             eprintln!(
                 "blocked {} in {}; {} stored artifact(s) affected",
                 block.target,
                 block.scope,
                 affected.len()
             );
-            for artifact in affected {
+            for artifact in &affected {
                 eprintln!(
                     "  {} {} {}",
                     artifact.digest.short(),

@@ -1,0 +1,287 @@
+//! The supply chain's use cases, as the CLI and the controller both call them: build a commit
+//! and check what it carries, poll a source and build its new mainline head, assemble a
+//! verification, find the artifacts a block affects. Each works on one [`Home`].
+//!
+//! The controller's build loop is [`poll_and_build`] with a [`BuildJob`] whose role is
+//! [`BuilderRole::Service`]: it looks at the pipeline's source, builds a new mainline head as
+//! the trusted build service, signs it, checks reviews and content blockers, and returns the
+//! stored artifact with its verdict ([`Checked`]). `gantry build` calls [`build_and_check`] with
+//! [`BuilderRole::Local`]. Hosts and `gantry artifact verify` call [`Verification::check`].
+//!
+//! These functions are safe to call again after a crash: the store never overwrites (a rebuild
+//! of the same commit reproduces the same digest and reports [`Error::AlreadyStored`]), and the
+//! poller's memory is written before the build starts, so a head is built at most once.
+
+use std::path::PathBuf;
+
+use crate::blocks::{BlockList, Blocker, Context, blockers};
+use crate::build::{BuildRequest, Builder, BuilderRole, Built, Sandbox};
+use crate::home::Home;
+use crate::keys::{TrustedKeys, parse_public_key};
+use crate::review::ReviewBook;
+use crate::source::{Poller, Trigger};
+use crate::store::{Store, StoredArtifact};
+use crate::verify::{self, Failure, Inputs, Policy, Verified};
+use crate::{Digest, Error};
+
+/// One pipeline's build, as its definition and its builder say.
+#[derive(Clone, Debug)]
+pub struct BuildJob {
+    pub request: BuildRequest,
+    pub sandbox: Sandbox,
+    pub role: BuilderRole,
+}
+
+impl BuildJob {
+    /// The job for a pipeline definition built from `source` (one of its `sources`), at the
+    /// mainline head, in the best sandbox this machine has.
+    pub fn for_pipeline(
+        spec: &gantry_model::pipeline::PipelineSpec,
+        source: &gantry_model::Source,
+        role: BuilderRole,
+    ) -> BuildJob {
+        BuildJob {
+            request: BuildRequest {
+                service: spec.service.clone(),
+                pipeline: spec.pipeline.clone(),
+                source: source.clone(),
+                build: spec.build.clone(),
+                review_required: spec.code_review == gantry_model::pipeline::CodeReview::Required,
+                commit: None,
+                since: None,
+                trusted_base: None,
+                env: Default::default(),
+                read_only_paths: Vec::new(),
+            },
+            sandbox: Sandbox::detect(),
+            role,
+        }
+    }
+}
+
+/// A built, signed and stored artifact with its verdict.
+pub struct Checked {
+    pub built: Built,
+    /// Everything that keeps it from deploying now: content blocks (its own commits, its
+    /// dependencies, or a blocked commit in an artifact it was built on) and unreviewed commits.
+    pub blockers: Vec<Blocker>,
+    /// The key id of the build key that signed it.
+    pub signed_by: String,
+    /// Approvals in the review book that did not check out and were ignored, to report.
+    pub ignored_approvals: Vec<String>,
+}
+
+impl Checked {
+    pub fn digest(&self) -> Digest {
+        self.built.artifact.digest
+    }
+
+    /// Whether nothing blocks it.
+    pub fn deployable(&self) -> bool {
+        self.blockers.is_empty()
+    }
+}
+
+/// Builds one commit of a pipeline (the request's, else the mainline head), signs it with the
+/// home's active build key, stores it, and checks what blocks it.
+pub fn build_and_check(home: &Home, job: &BuildJob) -> Result<Checked, Error> {
+    let store = home.store();
+    let key = home.keys().active_key()?;
+    let reviews = home.reviews()?;
+    let blocks = home.blocks()?;
+    let builder = Builder {
+        store: &store,
+        key: &key,
+        reviews: &reviews,
+        blocks: &blocks,
+        work_dir: home.work_dir(),
+        cache_dir: home.cache_dir(),
+        role: job.role,
+        host: hostname(),
+        sandbox: job.sandbox,
+        hidden: home.hidden_from_builds(),
+    };
+    let built = builder.build(&job.request)?;
+    let blockers = artifact_blockers(
+        home,
+        &built.artifact.manifest,
+        job.request.review_required.then_some(&reviews),
+    )?;
+    Ok(Checked {
+        built,
+        blockers,
+        signed_by: key.keyid.clone(),
+        ignored_approvals: reviews.rejected.clone(),
+    })
+}
+
+/// A new mainline head found by [`poll_and_build`], and how its build went.
+pub struct Polled {
+    pub trigger: Trigger,
+    pub outcome: Result<Checked, Error>,
+}
+
+/// Looks at the job's source once; when its mainline head moved since the last poll, builds the
+/// new head ([`build_and_check`]). `Ok(None)` when nothing changed. The head is remembered in
+/// the home before building, so a failed build is reported once, not retried on every poll;
+/// push a fix (or build by hand) to try again.
+pub fn poll_and_build(home: &Home, job: &BuildJob) -> Result<Option<Polled>, Error> {
+    let path = home.poller_path();
+    let mut poller: Poller = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|error| Error::invalid(&path, format!("not a poller state file: {error}")))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Poller::default(),
+        Err(error) => return Err(Error::io(&path, error)),
+    };
+    let repository = home.open_repository(&job.request.source)?;
+    let Some(trigger) = poller.poll(&repository)? else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(home.root()).map_err(|error| Error::io(home.root(), error))?;
+    crate::store::write_atomically(
+        &path,
+        &serde_json::to_vec_pretty(&poller).expect("poller state serializes"),
+    )?;
+    let single = BuildJob {
+        request: BuildRequest { commit: Some(trigger.commit.clone()), ..job.request.clone() },
+        ..job.clone()
+    };
+    let outcome = build_and_check(home, &single);
+    Ok(Some(Polled { trigger, outcome }))
+}
+
+/// What keeps a stored artifact from deploying, read from the home: content blocks, blocked
+/// commits in artifacts it was built on, and (with `reviews`) unreviewed commits.
+pub fn artifact_blockers(
+    home: &Home,
+    manifest: &crate::artifact::Manifest,
+    reviews: Option<&ReviewBook>,
+) -> Result<Vec<Blocker>, Error> {
+    let history = home.store().list()?;
+    let list = home.blocks()?;
+    let context = Context { pipeline: &manifest.pipeline, list: &list, reviews, history: &history };
+    Ok(blockers(manifest, &context))
+}
+
+/// The stored artifacts a content block affects, oldest first: those it blocks directly and
+/// those built on a commit it blocks.
+pub fn affected_by_block(
+    store: &Store,
+    list: &BlockList,
+    block_id: &str,
+) -> Result<Vec<StoredArtifact>, Error> {
+    let all = store.list()?;
+    let affected = all
+        .iter()
+        .filter(|artifact| {
+            let context = Context {
+                history: &all,
+                ..Context::content_only(&artifact.manifest.pipeline, list)
+            };
+            blockers(&artifact.manifest, &context)
+                .iter()
+                .any(|b| matches!(b, Blocker::Content { block_id: id, .. } if id == block_id))
+        })
+        .cloned()
+        .collect();
+    Ok(affected)
+}
+
+/// Where a verifier takes its trusted build keys from.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// The trust list [default: the home's `keys/trusted-keys.json`].
+    pub trusted_keys: Option<PathBuf>,
+    /// The trust root's public key (base64): the trust list is then read only from its signed
+    /// copy.
+    pub trust_root: Option<String>,
+    /// With a trust root: the lowest trust-list version accepted.
+    pub minimum_version: u64,
+}
+
+/// Everything one verification needs, read once from a home: the trust list, the review book,
+/// the block list and the stored history, with the policy to apply.
+pub struct Verification {
+    pub trusted: TrustedKeys,
+    pub reviews: ReviewBook,
+    pub blocks: BlockList,
+    pub history: Vec<StoredArtifact>,
+    pub policy: Policy,
+}
+
+impl Verification {
+    /// Reads what verifying needs from `home`, taking build keys as `trust` says.
+    pub fn assemble(home: &Home, trust: &Trust, policy: Policy) -> Result<Verification, Error> {
+        let trusted_path =
+            trust.trusted_keys.clone().unwrap_or_else(|| home.keys().trusted_keys_path());
+        let trusted = match &trust.trust_root {
+            Some(root) => {
+                let root = parse_public_key(root).ok_or_else(|| {
+                    Error::Key(format!(
+                        "the trust root {root:?} is not a base64 ed25519 public key; print it \
+                         with `gantry artifact key root`"
+                    ))
+                })?;
+                TrustedKeys::read_signed(&trusted_path, &root, trust.minimum_version)?
+            }
+            None if trusted_path.exists() => TrustedKeys::read(&trusted_path)?,
+            None => TrustedKeys::default(),
+        };
+        Ok(Verification {
+            trusted,
+            reviews: home.reviews()?,
+            blocks: home.blocks()?,
+            history: home.store().list()?,
+            policy,
+        })
+    }
+
+    /// Verifies one artifact from its package digest (computed by the caller from the bytes),
+    /// its DSSE envelope and, when at hand, its manifest.
+    pub fn check(
+        &self,
+        package_digest: Digest,
+        envelope: &[u8],
+        manifest: Option<&[u8]>,
+    ) -> Result<Verified, Failure> {
+        let inputs = Inputs {
+            package_digest,
+            envelope,
+            manifest,
+            trusted: &self.trusted,
+            blocks: Some(&self.blocks),
+            reviews: &self.reviews,
+            history: &self.history,
+        };
+        verify::verify(&inputs, &self.policy)
+    }
+
+    /// Verifies a stored artifact, re-hashing its package: an altered file fails the digest
+    /// check with what it hashes to now.
+    pub fn check_stored(
+        &self,
+        store: &Store,
+        stored: &StoredArtifact,
+    ) -> Result<Result<Verified, Failure>, Error> {
+        let digest = stored_digest(store, stored)?;
+        let envelope = store.read_attestation(&stored.digest)?;
+        Ok(self.check(digest, &envelope, Some(&stored.manifest_bytes)))
+    }
+}
+
+/// The digest a stored package's bytes have now: its name, unless the file was altered, in which
+/// case the digest check reports what it hashes to.
+pub fn stored_digest(store: &Store, stored: &StoredArtifact) -> Result<Digest, Error> {
+    match store.read_package(&stored.digest) {
+        Ok(_) => Ok(stored.digest),
+        Err(Error::Corrupt { actual, .. }) => Ok(actual),
+        Err(error) => Err(error),
+    }
+}
+
+/// This machine's host name, recorded in the provenance.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
