@@ -847,7 +847,7 @@ mod tests {
             ],
             &[],
             &[],
-            "error: alarm `anomaly`: unknown statistic `p200`: expected `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount` or a percentile such as `p99` or `p99.9`\n\
+            "error: alarm `anomaly`: unknown statistic `p200`: expected `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount`, a percentile such as `p99` or `p99.9`, a trimmed statistic such as `tm99`, `TM(10%:90%)`, `wm98`, `tc90`, `ts90` or `TS(150:1000)`, a percentile rank such as `PR(:300)`, or `IQM`\n\
              alarm `anomaly`: `period` is 45s; CloudWatch allows 10s, 20s, 30s or a multiple of 60s\n\
              alarm `anomaly`: `recent_periods` must be at least 1\n\
              alarm `anomaly`: `min_baseline_points` is 2; at least 3 are needed for a median and its spread\n\

@@ -16,9 +16,20 @@
 //! unary    = "NOT" unary | primary
 //! primary  = "(" expr ")" | "TRUE" | "FALSE"
 //!          | ("ALARM" | "OK" | "INSUFFICIENT_DATA") "(" name ")"
+//!          | "AT_LEAST" "(" threshold "," state "," "(" name { "," name } ")" ")"
+//! threshold = whole number ≥ 1 | number "%"  (above 0, at most 100)
+//! state    = ["NOT_"] ("ALARM" | "OK" | "INSUFFICIENT_DATA")
 //! name     = '"' any characters but '"' and control characters '"'
 //!          | one or more characters other than whitespace, '(', ')', '"' and control characters
 //! ```
+//!
+//! `AT_LEAST(2, ALARM, (a, b, c))` (added to CloudWatch in 2025) holds when at least two of the
+//! alarms are in ALARM; `AT_LEAST(60%, NOT_OK, (a, b, c))` when at least 60% of them are not OK.
+//! A count above the number of alarms could never hold and is refused.
+//!
+//! Names may be alarm ARNs, as CDK renders every composite
+//! (`ALARM("arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME")`); [`resolve_arns`] turns them into
+//! the names of one region's set, refusing another region's or another account's.
 //!
 //! # Precedence
 //!
@@ -75,6 +86,24 @@ pub enum Rule {
     And(Vec<Rule>),
     /// Two or more operands, one of which must hold.
     Or(Vec<Rule>),
+    /// `AT_LEAST(threshold, [NOT_]STATE, (alarms...))`: enough of `alarms` are (or, `negated`,
+    /// are not) in `state`.
+    AtLeast {
+        threshold: Threshold,
+        state: AlarmState,
+        negated: bool,
+        alarms: Vec<String>,
+    },
+}
+
+/// How many of an `AT_LEAST`'s alarms must match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threshold {
+    /// At least this many.
+    Count(u32),
+    /// At least this share, in hundredths of a percent (`62.5%` is 6250), so the rule stays
+    /// comparable and exact.
+    Percent(u32),
 }
 
 impl Rule {
@@ -94,6 +123,13 @@ impl Rule {
                 }
             }
             Rule::Not(inner) => inner.collect_names(names),
+            Rule::AtLeast { alarms, .. } => {
+                for alarm in alarms {
+                    if !names.contains(&alarm.as_str()) {
+                        names.push(alarm);
+                    }
+                }
+            }
             Rule::And(operands) | Rule::Or(operands) => {
                 for operand in operands {
                     operand.collect_names(names);
@@ -112,8 +148,96 @@ impl Rule {
             Rule::Not(inner) => !inner.holds(state_of),
             Rule::And(operands) => operands.iter().all(|operand| operand.holds(state_of)),
             Rule::Or(operands) => operands.iter().any(|operand| operand.holds(state_of)),
+            Rule::AtLeast { threshold, state, negated, alarms } => {
+                let matching =
+                    alarms.iter().filter(|alarm| (state_of(alarm) == *state) != *negated).count();
+                match threshold {
+                    Threshold::Count(count) => matching >= *count as usize,
+                    // matching / n ≥ p / 10000, in integers.
+                    Threshold::Percent(hundredths) => {
+                        matching as u64 * 10_000 >= u64::from(*hundredths) * alarms.len() as u64
+                    }
+                }
+            }
         }
     }
+
+    /// The rule with every alarm named by ARN renamed to the alarm's name, for the set of
+    /// `region` in `account`. See [`resolve_arns`].
+    fn map_names(
+        &self,
+        rename: &mut impl FnMut(&str) -> Result<String, String>,
+    ) -> Result<Rule, String> {
+        Ok(match self {
+            Rule::Constant(value) => Rule::Constant(*value),
+            Rule::State { state, alarm } => Rule::State { state: *state, alarm: rename(alarm)? },
+            Rule::Not(inner) => Rule::Not(Box::new(inner.map_names(rename)?)),
+            Rule::And(operands) => Rule::And(
+                operands
+                    .iter()
+                    .map(|operand| operand.map_names(rename))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Rule::Or(operands) => Rule::Or(
+                operands
+                    .iter()
+                    .map(|operand| operand.map_names(rename))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Rule::AtLeast { threshold, state, negated, alarms } => Rule::AtLeast {
+                threshold: *threshold,
+                state: *state,
+                negated: *negated,
+                alarms: alarms.iter().map(|alarm| rename(alarm)).collect::<Result<_, _>>()?,
+            },
+        })
+    }
+}
+
+/// An alarm ARN's parts: `arn:PARTITION:cloudwatch:REGION:ACCOUNT:alarm:NAME`. `None` for a
+/// plain name. (Alarm names may hold `:`, so the name is everything after `alarm:`.)
+pub fn parse_alarm_arn(text: &str) -> Option<AlarmArn<'_>> {
+    let rest = text.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(6, ':');
+    let (partition, service, region, account, kind, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (service == "cloudwatch" && kind == "alarm" && !name.is_empty()).then_some(AlarmArn {
+        partition,
+        region,
+        account,
+        name,
+    })
+}
+
+/// The parts of an alarm ARN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlarmArn<'a> {
+    pub partition: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub name: &'a str,
+}
+
+/// Renames every alarm the rule names by ARN to the alarm's name in `region`'s set, as
+/// CloudWatch resolves them: a composite's children are in its own account and region. An ARN
+/// of another region, or of an account other than `account`, is refused, naming the ARN.
+pub fn resolve_arns(rule: &Rule, region: &str, account: &str) -> Result<Rule, String> {
+    rule.map_names(&mut |name| match parse_alarm_arn(name) {
+        None if name.starts_with("arn:") => Err(format!(
+            "`{name}` is not an alarm ARN (arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME)"
+        )),
+        None => Ok(name.to_string()),
+        Some(arn) if arn.region != region => Err(format!(
+            "`{name}` names an alarm in region `{}`; a composite's alarms are in its own region \
+             (`{region}`)",
+            arn.region
+        )),
+        Some(arn) if arn.account != account => Err(format!(
+            "`{name}` names an alarm of account `{}`; the configured account is `{account}`",
+            arn.account
+        )),
+        Some(arn) => Ok(arn.name.to_string()),
+    })
 }
 
 /// The canonical form: names quoted, every nested `AND`/`OR` parenthesised. It parses back to
@@ -133,6 +257,25 @@ impl fmt::Display for Rule {
             Rule::Not(inner) => {
                 f.write_str("NOT ")?;
                 operand(inner, f)
+            }
+            Rule::AtLeast { threshold, state, negated, alarms } => {
+                match threshold {
+                    Threshold::Count(count) => write!(f, "AT_LEAST({count}, ")?,
+                    Threshold::Percent(hundredths) => {
+                        let whole = hundredths / 100;
+                        match hundredths % 100 {
+                            0 => write!(f, "AT_LEAST({whole}%, ")?,
+                            fraction => {
+                                let fraction = format!("{fraction:02}");
+                                write!(f, "AT_LEAST({whole}.{}%, ", fraction.trim_end_matches('0'))?
+                            }
+                        }
+                    }
+                }
+                let names: Vec<String> =
+                    alarms.iter().map(|alarm| format!("\"{alarm}\"")).collect();
+                let not = if *negated { "NOT_" } else { "" };
+                write!(f, "{not}{}, ({}))", state.name(), names.join(", "))
             }
             Rule::And(operands) | Rule::Or(operands) => {
                 let keyword = if matches!(self, Rule::And(_)) { " AND " } else { " OR " };
@@ -204,8 +347,8 @@ impl Operator {
     }
 }
 
-const KEYWORDS: [&str; 8] =
-    ["ALARM", "OK", "INSUFFICIENT_DATA", "TRUE", "FALSE", "AND", "OR", "NOT"];
+const KEYWORDS: [&str; 9] =
+    ["ALARM", "OK", "INSUFFICIENT_DATA", "TRUE", "FALSE", "AND", "OR", "NOT", "AT_LEAST"];
 
 struct Parser {
     chars: Vec<char>,
@@ -302,7 +445,11 @@ impl Parser {
 
     /// `unary { AND unary }` or `unary { OR unary }`.
     fn expression(&mut self) -> Result<Rule, CompositeError> {
+        self.skip_whitespace();
+        // Where each operand starts and ends, to show a mixed chain's two readings.
+        let mut spans = vec![self.position];
         let mut operands = vec![self.unary()?];
+        spans.push(self.position);
         let mut chain: Option<(Operator, usize)> = None;
         loop {
             self.skip_whitespace();
@@ -315,16 +462,18 @@ impl Parser {
             if let Some((previous, previous_column)) = chain
                 && previous != operator
             {
-                return Err(self.error_here(format!(
-                    "`{}` after `{}` at column {previous_column}: AND and OR cannot be mixed \
-                     without parentheses; write `(a {} b) {} c` or `a {} (b {} c)`",
-                    operator.keyword(),
-                    previous.keyword(),
-                    previous.keyword(),
-                    operator.keyword(),
-                    previous.keyword(),
-                    operator.keyword(),
-                )));
+                let mixed = self.error_here(String::new());
+                let readings = self.readings(&spans, previous, operator);
+                return Err(CompositeError {
+                    message: format!(
+                        "`{}` after `{}` at column {previous_column}: AND and OR cannot be mixed \
+                         without parentheses, since CloudWatch does not document which binds \
+                         first; write {readings}",
+                        operator.keyword(),
+                        previous.keyword(),
+                    ),
+                    ..mixed
+                });
             }
             chain = Some((operator, column));
             self.position += operator.keyword().len();
@@ -335,13 +484,47 @@ impl Parser {
                     operator.keyword()
                 )));
             }
+            let start = self.position;
             operands.push(self.unary()?);
+            spans.pop();
+            spans.push(start);
+            spans.push(self.position);
         }
         Ok(match chain {
             None => operands.pop().expect("one operand"),
             Some((Operator::And, _)) => Rule::And(operands),
             Some((Operator::Or, _)) => Rule::Or(operands),
         })
+    }
+
+    /// The two readings of a chain `a PREVIOUS b OPERATOR c`, where the cursor is at
+    /// `OPERATOR` and `spans` are the chain's operand boundaries so far (each operand's start,
+    /// then the last one's end): `(a PREVIOUS b) OPERATOR c` or `a PREVIOUS (b OPERATOR c)`,
+    /// in the rule's own words. `a`, `b` and `c` stand in when the rest does not parse.
+    fn readings(&mut self, spans: &[usize], previous: Operator, operator: Operator) -> String {
+        let fallback = format!(
+            "`(a {p} b) {o} c` or `a {p} (b {o} c)`",
+            p = previous.keyword(),
+            o = operator.keyword()
+        );
+        fn text(chars: &[char], from: usize, to: usize) -> String {
+            chars[from..to].iter().collect::<String>().trim().to_string()
+        }
+        let (first, last_start, end) = (spans[0], spans[spans.len() - 2], spans[spans.len() - 1]);
+        let saved = (self.position, self.elements, self.depth, self.children.clone());
+        self.position += operator.keyword().len();
+        self.skip_whitespace();
+        let next_start = self.position;
+        let next = self.unary().ok().map(|_| text(&self.chars, next_start, self.position));
+        self.skip_whitespace();
+        let more = if self.at_end() || self.peek() == Some(')') { "" } else { " …" };
+        (self.position, self.elements, self.depth, self.children) = saved;
+        let Some(next) = next else { return fallback };
+        let o = operator.keyword();
+        let left = text(&self.chars, first, end);
+        let before_last = text(&self.chars, first, last_start);
+        let last = text(&self.chars, last_start, end);
+        format!("`({left}) {o} {next}{more}` or `{before_last} ({last} {o} {next}){more}`")
     }
 
     fn unary(&mut self) -> Result<Rule, CompositeError> {
@@ -385,6 +568,9 @@ impl Parser {
             return Ok(inner);
         }
         let word = self.word();
+        if word.as_deref() == Some("AT_LEAST") {
+            return self.at_least(column);
+        }
         let state = match word.as_deref() {
             Some("TRUE" | "FALSE") => {
                 self.count_element(column)?;
@@ -414,7 +600,7 @@ impl Parser {
         }
         self.position += 1;
         self.skip_whitespace();
-        let alarm = self.name(state, column)?;
+        let alarm = self.name(state.name(), column, false)?;
         self.skip_whitespace();
         if self.peek() != Some(')') {
             let found = self.found();
@@ -437,11 +623,149 @@ impl Parser {
         Ok(Rule::State { state, alarm })
     }
 
+    /// Expects `expected` at the cursor (after whitespace), for `AT_LEAST(` opened at `column`.
+    fn expect(&mut self, expected: char, column: usize, what: &str) -> Result<(), CompositeError> {
+        self.skip_whitespace();
+        if self.peek() != Some(expected) {
+            let found = self.found();
+            return Err(self.error_here(format!(
+                "expected {what} in `AT_LEAST(` opened at column {column}, found {found}"
+            )));
+        }
+        self.position += 1;
+        Ok(())
+    }
+
+    /// `AT_LEAST(threshold, [NOT_]STATE, (name, ...))`; the cursor is at `AT_LEAST`.
+    fn at_least(&mut self, column: usize) -> Result<Rule, CompositeError> {
+        self.position += "AT_LEAST".len();
+        self.expect('(', column, "`(`")?;
+        self.skip_whitespace();
+        let threshold_column = self.column();
+        let number: String = self.chars[self.position..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == '.')
+            .collect();
+        self.position += number.chars().count();
+        let percent = self.peek() == Some('%');
+        if percent {
+            self.position += 1;
+        }
+        let threshold = if percent {
+            let value =
+                number.parse::<f64>().ok().filter(|p| *p > 0.0 && *p <= 100.0 && number.len() <= 8);
+            match value {
+                Some(p) => Threshold::Percent((p * 100.0).round() as u32),
+                None => {
+                    return Err(CompositeError {
+                        column: threshold_column,
+                        message: format!(
+                            "`AT_LEAST` takes a percentage above 0% and at most 100%, found `{number}%`"
+                        ),
+                    });
+                }
+            }
+        } else {
+            match number.parse::<u32>() {
+                Ok(count) if count >= 1 && count as usize <= MAX_CHILDREN => {
+                    Threshold::Count(count)
+                }
+                _ => {
+                    let found =
+                        if number.is_empty() { self.found() } else { format!("`{number}`") };
+                    return Err(CompositeError {
+                        column: threshold_column,
+                        message: format!(
+                            "`AT_LEAST` takes a count of alarms (1 or more) or a percentage such as \
+                             `50%` first, found {found}"
+                        ),
+                    });
+                }
+            }
+        };
+        self.expect(',', column, "`,` after the threshold")?;
+        self.skip_whitespace();
+        let state_column = self.column();
+        let word = self.word().unwrap_or_default();
+        let (negated, state_name) = match word.strip_prefix("NOT_") {
+            Some(rest) => (true, rest),
+            None => (false, word.as_str()),
+        };
+        let state = match state_name {
+            "ALARM" => AlarmState::Alarm,
+            "OK" => AlarmState::Ok,
+            "INSUFFICIENT_DATA" => AlarmState::InsufficientData,
+            _ => {
+                let found = self.found();
+                return Err(CompositeError {
+                    column: state_column,
+                    message: format!(
+                        "expected a state in `AT_LEAST(` opened at column {column}: `ALARM`, `OK`, \
+                         `INSUFFICIENT_DATA`, `NOT_ALARM`, `NOT_OK` or `NOT_INSUFFICIENT_DATA`, \
+                         found {found}"
+                    ),
+                });
+            }
+        };
+        self.position += word.chars().count();
+        self.expect(',', column, "`,` after the state")?;
+        self.expect('(', column, "`(` to open the list of alarms")?;
+        let mut alarms = Vec::new();
+        loop {
+            self.skip_whitespace();
+            let name_column = self.column();
+            let alarm = self.name("AT_LEAST", column, true)?;
+            self.count_element(name_column)?;
+            if self.children.insert(alarm.clone()) && self.children.len() > MAX_CHILDREN {
+                return Err(CompositeError {
+                    column: name_column,
+                    message: format!(
+                        "the rule references more than {MAX_CHILDREN} distinct alarms, \
+                         CloudWatch's limit: group some into their own composite alarm"
+                    ),
+                });
+            }
+            alarms.push(alarm);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(',') => self.position += 1,
+                Some(')') => {
+                    self.position += 1;
+                    break;
+                }
+                _ => {
+                    let found = self.found();
+                    return Err(self.error_here(format!(
+                        "expected `,` or `)` in the list of alarms of `AT_LEAST(` opened at \
+                         column {column}, found {found}"
+                    )));
+                }
+            }
+        }
+        self.expect(')', column, "`)` to close it")?;
+        if let Threshold::Count(count) = threshold
+            && count as usize > alarms.len()
+        {
+            return Err(CompositeError {
+                column: threshold_column,
+                message: format!(
+                    "`AT_LEAST({count}, ...)` lists only {} alarm{}, so it could never hold",
+                    alarms.len(),
+                    if alarms.len() == 1 { "" } else { "s" }
+                ),
+            });
+        }
+        Ok(Rule::AtLeast { threshold, state, negated, alarms })
+    }
+
     /// A quoted or unquoted alarm name; the cursor is just after `(`.
+    /// `function` is the function the name is in (`ALARM`, `AT_LEAST`, ...); in `AT_LEAST`'s
+    /// list (`in_list`) an unquoted name also ends at `,`.
     fn name(
         &mut self,
-        state: AlarmState,
+        function: &str,
         function_column: usize,
+        in_list: bool,
     ) -> Result<String, CompositeError> {
         let start = self.column();
         let name: String = if self.peek() == Some('"') {
@@ -459,15 +783,19 @@ impl Parser {
         } else {
             let name: String = self.chars[self.position..]
                 .iter()
-                .take_while(|c| !(c.is_whitespace() || c.is_control() || "()\"".contains(**c)))
+                .take_while(|c| {
+                    !(c.is_whitespace()
+                        || c.is_control()
+                        || "()\"".contains(**c)
+                        || (in_list && **c == ','))
+                })
                 .collect();
             self.position += name.chars().count();
             if name.is_empty() {
                 let found = self.found();
                 return Err(self.error_here(format!(
-                    "expected an alarm name in `{}(` opened at column {function_column}, found \
-                     {found}",
-                    state.name()
+                    "expected an alarm name in `{function}(` opened at column {function_column}, \
+                     found {found}"
                 )));
             }
             name
@@ -586,16 +914,129 @@ mod tests {
     }
 
     #[test]
-    fn and_or_mixed_without_parentheses_is_refused() {
+    fn and_or_mixed_without_parentheses_is_refused_with_both_readings() {
         check(
             "ALARM(a) OR ALARM(b) AND ALARM(c)",
             "error: column 22: `AND` after `OR` at column 10: AND and OR cannot be mixed without \
-             parentheses; write `(a OR b) AND c` or `a OR (b AND c)`",
+             parentheses, since CloudWatch does not document which binds first; write \
+             `(ALARM(a) OR ALARM(b)) AND ALARM(c)` or `ALARM(a) OR (ALARM(b) AND ALARM(c))`",
         );
         check(
             "ALARM(a) AND NOT ALARM(b) OR ALARM(c)",
             "error: column 27: `OR` after `AND` at column 10: AND and OR cannot be mixed without \
-             parentheses; write `(a AND b) OR c` or `a AND (b OR c)`",
+             parentheses, since CloudWatch does not document which binds first; write \
+             `(ALARM(a) AND NOT ALARM(b)) OR ALARM(c)` or `ALARM(a) AND (NOT ALARM(b) OR ALARM(c))`",
+        );
+        // A longer chain: the readings of the first mix, the rest marked `…`.
+        check(
+            "OK(a) OR OK(b) OR OK(c) AND OK(d) OR OK(e)",
+            "error: column 25: `AND` after `OR` at column 16: AND and OR cannot be mixed without \
+             parentheses, since CloudWatch does not document which binds first; write \
+             `(OK(a) OR OK(b) OR OK(c)) AND OK(d) …` or `OK(a) OR OK(b) OR (OK(c) AND OK(d)) …`",
+        );
+        // Inside parentheses, the readings stay inside them.
+        check(
+            "TRUE AND (ALARM(a) OR ALARM(b) AND ALARM(c))",
+            "error: column 32: `AND` after `OR` at column 20: AND and OR cannot be mixed without \
+             parentheses, since CloudWatch does not document which binds first; write \
+             `(ALARM(a) OR ALARM(b)) AND ALARM(c)` or `ALARM(a) OR (ALARM(b) AND ALARM(c))`",
+        );
+    }
+
+    #[test]
+    fn at_least_takes_a_count_or_a_percentage_and_every_state() {
+        check(
+            "AT_LEAST(2, ALARM, (a, \"b c\", arn:aws:cloudwatch:us-east-1:111122223333:alarm:d))",
+            r#"AT_LEAST(2, ALARM, ("a", "b c", "arn:aws:cloudwatch:us-east-1:111122223333:alarm:d")) | names: a, b c, arn:aws:cloudwatch:us-east-1:111122223333:alarm:d"#,
+        );
+        for state in ["OK", "INSUFFICIENT_DATA", "NOT_ALARM", "NOT_OK", "NOT_INSUFFICIENT_DATA"] {
+            check(
+                &format!("AT_LEAST(60%, {state}, (a,b)) OR ALARM(c)"),
+                &format!(r#"AT_LEAST(60%, {state}, ("a", "b")) OR ALARM("c") | names: a, b, c"#),
+            );
+        }
+        check("AT_LEAST(12.5%, OK, (a))", r#"AT_LEAST(12.5%, OK, ("a")) | names: a"#);
+        check(
+            "AT_LEAST(4, ALARM, (a, b, c))",
+            "error: column 10: `AT_LEAST(4, ...)` lists only 3 alarms, so it could never hold",
+        );
+        check(
+            "AT_LEAST(0, ALARM, (a))",
+            "error: column 10: `AT_LEAST` takes a count of alarms (1 or more) or a percentage such as `50%` first, found `0`",
+        );
+        check(
+            "AT_LEAST(101%, ALARM, (a))",
+            "error: column 10: `AT_LEAST` takes a percentage above 0% and at most 100%, found `101%`",
+        );
+        check(
+            "AT_LEAST(1, ALARMS, (a))",
+            "error: column 13: expected a state in `AT_LEAST(` opened at column 1: `ALARM`, `OK`, `INSUFFICIENT_DATA`, `NOT_ALARM`, `NOT_OK` or `NOT_INSUFFICIENT_DATA`, found `ALARMS`",
+        );
+        check(
+            "AT_LEAST(1, ALARM, a)",
+            "error: column 20: expected `(` to open the list of alarms in `AT_LEAST(` opened at column 1, found `a`",
+        );
+        check(
+            "AT_LEAST(1, ALARM, (a b))",
+            "error: column 23: expected `,` or `)` in the list of alarms of `AT_LEAST(` opened at column 1, found `b`",
+        );
+    }
+
+    #[test]
+    fn at_least_holds_when_enough_alarms_match() {
+        use AlarmState::{Alarm, InsufficientData, Ok};
+        let states = [("a", Alarm), ("b", Alarm), ("c", Ok), ("d", InsufficientData)];
+        let holds = |rule: &str| {
+            parse(rule).unwrap().holds(&mut |name| {
+                states.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap()
+            })
+        };
+        let cases = [
+            ("AT_LEAST(2, ALARM, (a, b, c, d))", true),
+            ("AT_LEAST(3, ALARM, (a, b, c, d))", false),
+            ("AT_LEAST(50%, ALARM, (a, b, c, d))", true),
+            ("AT_LEAST(51%, ALARM, (a, b, c, d))", false),
+            ("AT_LEAST(2, NOT_ALARM, (a, b, c, d))", true),
+            ("AT_LEAST(75%, NOT_OK, (a, b, c, d))", true),
+            ("AT_LEAST(1, INSUFFICIENT_DATA, (a, b, c))", false),
+            ("AT_LEAST(1, NOT_INSUFFICIENT_DATA, (d))", false),
+            ("AT_LEAST(100%, OK, (c))", true),
+            ("AT_LEAST(33.4%, ALARM, (a, c, d))", false),
+            ("AT_LEAST(33.3%, ALARM, (a, c, d))", true),
+        ];
+        for (rule, expected) in cases {
+            assert_eq!(holds(rule), expected, "{rule}");
+        }
+    }
+
+    #[test]
+    fn arns_resolve_to_names_in_their_own_region_and_account() {
+        let resolve =
+            |rule: &str| match resolve_arns(&parse(rule).unwrap(), "eu-west-1", "111122223333") {
+                Ok(rule) => rule.to_string(),
+                Err(message) => format!("error: {message}"),
+            };
+        assert_eq!(
+            resolve(
+                "ALARM(\"arn:aws:cloudwatch:eu-west-1:111122223333:alarm:Api:Faults\") OR OK(b)"
+            ),
+            r#"ALARM("Api:Faults") OR OK("b")"#
+        );
+        assert_eq!(
+            resolve("AT_LEAST(1, ALARM, (arn:aws:cloudwatch:eu-west-1:111122223333:alarm:x, y))"),
+            r#"AT_LEAST(1, ALARM, ("x", "y"))"#
+        );
+        assert_eq!(
+            resolve("ALARM(\"arn:aws:cloudwatch:us-east-1:111122223333:alarm:x\")"),
+            "error: `arn:aws:cloudwatch:us-east-1:111122223333:alarm:x` names an alarm in region `us-east-1`; a composite's alarms are in its own region (`eu-west-1`)"
+        );
+        assert_eq!(
+            resolve("ALARM(\"arn:aws:cloudwatch:eu-west-1:444455556666:alarm:x\")"),
+            "error: `arn:aws:cloudwatch:eu-west-1:444455556666:alarm:x` names an alarm of account `444455556666`; the configured account is `111122223333`"
+        );
+        assert_eq!(
+            resolve("ALARM(\"arn:aws:sns:eu-west-1:111122223333:topic\")"),
+            "error: `arn:aws:sns:eu-west-1:111122223333:topic` is not an alarm ARN (arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME)"
         );
     }
 

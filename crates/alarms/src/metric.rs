@@ -691,7 +691,7 @@ mod tests {
             ),
             (
                 MetricAlarm { statistic: "P99".to_string(), ..base.clone() },
-                "unknown statistic `P99`: expected `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount` or a percentile such as `p99` or `p99.9`",
+                "unknown statistic `P99`: expected `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount`, a percentile such as `p99` or `p99.9`, a trimmed statistic such as `tm99`, `TM(10%:90%)`, `wm98`, `tc90`, `ts90` or `TS(150:1000)`, a percentile rank such as `PR(:300)`, or `IQM`",
             ),
             (
                 MetricAlarm { threshold: f64::NAN, ..base.clone() },

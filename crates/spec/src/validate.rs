@@ -502,9 +502,14 @@ fn check_metric_alarm(
     out: &mut Diagnostics,
 ) {
     let field = |name: &str| at(&[path, &[name]].concat());
-    if !is_statistic(&metric.statistic) {
-        out.push(Diagnostic::error(field("statistic"), format!("unknown statistic `{}`", metric.statistic))
-            .with_hint("use `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount` or a percentile such as `p99` or `p99.9`"));
+    if let Err(message) = metric.statistic.parse::<gantry_alarms::statistic::Statistic>() {
+        // The message repeats the statistic; a huge one is cut like any echo.
+        let message = if metric.statistic.chars().count() > crate::diagnostic::MAX_ECHO_CHARS {
+            format!("unknown statistic `{}`", echo(&metric.statistic))
+        } else {
+            message
+        };
+        out.push(Diagnostic::error(field("statistic"), message));
     }
     if metric.period.as_seconds() < 10 {
         out.push(Diagnostic::error(field("period"), "the period must be at least 10s"));
@@ -563,15 +568,6 @@ fn check_judge_alarm(
             out.push(Diagnostic::error(at(&[path, &[problem.field]].concat()), problem.message));
         }
     }
-}
-
-fn is_statistic(text: &str) -> bool {
-    if ["Average", "Sum", "Minimum", "Maximum", "SampleCount"].contains(&text) {
-        return true;
-    }
-    text.strip_prefix('p')
-        .and_then(|number| number.parse::<f64>().ok())
-        .is_some_and(|percentile| percentile > 0.0 && percentile <= 100.0)
 }
 
 fn check_time_windows(
