@@ -40,6 +40,10 @@ enum Command {
     Review(commands::supply::ReviewArgs),
     /// Block artifacts by commit or package version.
     Block(commands::supply::BlockArgs),
+    /// Run the controller: the engine on the real clock, its API and the agents' endpoints.
+    Server(commands::server::ServerArgs),
+    /// Audit log: verify its hash chain against the signed checkpoints.
+    Audit(commands::server::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
         Command::Artifact(args) => commands::supply::artifact(args),
         Command::Review(args) => commands::supply::review(args),
         Command::Block(args) => commands::supply::block(args),
+        Command::Server(args) => commands::server::server(args),
+        Command::Audit(args) => commands::server::audit(args),
     };
     match result {
         Ok(code) => code,

@@ -70,7 +70,7 @@ impl fmt::Display for CommandId {
     }
 }
 
-/// `POST /api/v1/agent/register`: the agent introduces its box.
+/// `POST /api/v1/agent/boxes/{box}/register`: the agent introduces its box.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {

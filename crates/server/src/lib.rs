@@ -12,6 +12,7 @@
 //!   latest whole-box report, the commands waiting to be long-polled;
 //! - [`api`]: the HTTP API under `/api/v1`, its OpenAPI 3.1 document and its limits;
 //! - [`metrics`]: the controller's own Prometheus metrics;
+//! - [`organisation`]: pipelines as code, loaded from a directory whole or not at all;
 //! - [`server`]: opening a data directory and serving it.
 //!
 //! Architecture invariant: nothing a round decided reaches an agent before that round's commit
@@ -27,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod data_dir;
 pub mod metrics;
+pub mod organisation;
 pub mod server;
 pub mod sqlite;
 

@@ -252,6 +252,14 @@ impl SqliteStore {
     }
 }
 
+/// A plain SQLite connection, for tools and tests that read rows the store does not expose.
+pub type RawConnection = Connection;
+
+/// Opens `path` with no checks and no lock: for tests that play an attacker editing rows.
+pub fn raw_connection(path: &Path) -> Result<Connection, Error> {
+    Ok(Connection::open(path)?)
+}
+
 /// Writes a consistent copy of the database behind `connection` to `to` (which must not
 /// exist), with `VACUUM INTO`: safe while a server writes, unlike copying the files.
 pub fn backup(connection: &Connection, to: &Path) -> Result<(), Error> {

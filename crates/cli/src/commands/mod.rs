@@ -2,5 +2,6 @@
 
 pub mod alarm;
 pub mod pipelines;
+pub mod server;
 pub mod simulate;
 pub mod supply;

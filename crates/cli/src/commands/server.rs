@@ -1,0 +1,194 @@
+//! `gantry server` (run the controller, back up and restore its data directory) and
+//! `gantry audit verify`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use gantry_server::server::{self, Config};
+
+/// The data directory when none is given: relative to where the server is started.
+const DEFAULT_DATA_DIR: &str = "gantry-data";
+
+/// The address when none is given: loopback, where plain HTTP is allowed.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    action: Option<ServerAction>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum ServerAction {
+    /// Write a consistent copy of the database (safe while the server runs).
+    Backup {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The backup file to create; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the data directory's database with a backup (the server must be stopped).
+    Restore {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        /// The audit checkpoint file (default: beside the data directory).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Where the database, the audit key and the bootstrap token live.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The address to listen on. Plain HTTP is served on loopback only.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Where signed audit checkpoints are appended (default: beside the data directory).
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// Log lines as JSON objects (for collectors) or as text.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    action: AuditAction,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute the audit chain and check it against every signed checkpoint.
+    Verify {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The checkpoint file (default: beside the data directory).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The base64 ed25519 public key that must have signed every checkpoint (default: the
+        /// key of the first checkpoint).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        None => run(args.run),
+        Some(ServerAction::Backup { data_dir, to }) => {
+            let connection =
+                gantry_server::SqliteStore::open_read_only(&data_dir.join("gantry.db"))?;
+            gantry_server::sqlite::backup(&connection, &to)?;
+            eprintln!("backed up {} to {}", data_dir.display(), to.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(ServerAction::Restore { data_dir, from, checkpoints }) => {
+            let checkpoints =
+                checkpoints.unwrap_or_else(|| gantry_server::audit::default_checkpoints(&data_dir));
+            let moved = gantry_server::server::restore(&data_dir, &from, &checkpoints)?;
+            eprintln!("restored {} from {}", data_dir.display(), from.display());
+            if let Some(moved) = moved {
+                eprintln!(
+                    "the audit checkpoints of the replaced history were kept in {}",
+                    moved.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if !server::plain_http_allowed(&args.listen) {
+        bail!(
+            "--listen {}: plain HTTP is served on loopback only; listen on 127.0.0.1 or [::1] \
+             and put a TLS-terminating proxy in front for other hosts",
+            args.listen
+        );
+    }
+    init_logging(args.log_format);
+    let mut config = Config::new(args.data_dir.clone(), args.listen);
+    if let Some(checkpoints) = args.checkpoints {
+        config.checkpoints = checkpoints;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (controller, opened) = server::open(&config, gantry_model::Timestamp::now())?;
+        if let Some(path) = &opened.bootstrap_token {
+            eprintln!(
+                "bootstrap admin token written to {} (readable by its owner only)",
+                path.display()
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        // The one line on stdout: scripts and tests read the bound address from it.
+        println!("gantry server listening on http://{address} (epoch {})", opened.epoch);
+        let shutdown = async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        server::serve(controller, listener, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let AuditAction::Verify { data_dir, checkpoints, public_key } = args.action;
+    match gantry_server::audit::verify_data_dir(
+        &data_dir,
+        checkpoints.as_deref(),
+        public_key.as_deref(),
+    )? {
+        Ok(verified) => {
+            println!(
+                "audit log verifies: {} records, {} checkpoints, signed through record {}",
+                verified.records, verified.checkpoints, verified.checkpointed_through
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(tampered) => {
+            eprintln!("error: the audit log does not verify: {tampered}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
