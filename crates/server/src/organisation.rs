@@ -3,7 +3,8 @@
 //! The directory holds the topology, the organisation's policy, team and organisation defaults,
 //! and one file per pipeline, in any layout (`examples/` is one). [`load`] reads every `.yaml`,
 //! `.yml` and `.jsonnet` file under it, tells them apart by what they hold (as
-//! `gantry validate` does), loads every pipeline through `gantry-spec`, and applies the policy's
+//! `gantry validate` does; YAML with none of Gantry's top-level keys, such as an `appspec.yml`,
+//! is not Gantry's and is skipped), loads every pipeline through `gantry-spec`, and applies the policy's
 //! enforced rules. One error anywhere refuses the whole organisation, with every diagnostic, so
 //! the controller keeps running the last good one: a change is applied whole or not at all.
 //!
@@ -100,7 +101,12 @@ enum Kind {
     Policy,
     AlarmTests,
     Definition,
+    /// Not a Gantry file (an `appspec.yml`, a service's own configuration): ignored.
+    Other,
 }
+
+/// The top-level keys that make a YAML file one of Gantry's.
+const GANTRY_KEYS: [&str; 6] = ["pipeline", "extends", "abstract", "regions", "rules", "alarms"];
 
 fn kind_of(file: &Path) -> Result<Kind, gantry_spec::Diagnostics> {
     if file.extension().is_some_and(|e| e == "jsonnet") {
@@ -108,6 +114,9 @@ fn kind_of(file: &Path) -> Result<Kind, gantry_spec::Diagnostics> {
     }
     let node = gantry_spec::read_node(file)?;
     let pipeline = node.get("pipeline").is_some();
+    if GANTRY_KEYS.iter().all(|key| node.get(key).is_none()) {
+        return Ok(Kind::Other);
+    }
     Ok(if node.get("tests").is_some() && node.get("alarms").is_some() && !pipeline {
         Kind::AlarmTests
     } else if node.get("rules").is_some() && !pipeline {
@@ -131,7 +140,7 @@ pub fn load(directory: &Path, today: jiff::civil::Date) -> Result<Organisation, 
     for file in files(directory)? {
         match kind_of(&file) {
             Err(diagnostics) => refuse(&file, diagnostics.to_string()),
-            Ok(Kind::AlarmTests) => {}
+            Ok(Kind::AlarmTests | Kind::Other) => {}
             Ok(Kind::Topology) => match gantry_spec::load_topology_file(&file) {
                 Ok(topology) => topology_files.push((file, topology)),
                 Err(diagnostics) => refuse(&file, diagnostics.to_string()),
