@@ -130,17 +130,34 @@ pub enum AuditEntry {
     Lifted { id: String, target: String, by: String, reason: String, at: Timestamp },
 }
 
+/// A stored artifact a block affects, named in a published block list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffectedArtifact {
+    pub digest: Digest,
+    pub block_ids: Vec<String>,
+}
+
 /// The blocks in force and their history, kept in one file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockList {
     pub blocks: Vec<ContentBlock>,
     pub audit: Vec<AuditEntry>,
+    /// Artifacts the blocks affect, by digest, as a published list names them (see
+    /// [`crate::published_blocks`]): a host without the builder's store still sees an artifact
+    /// built on a blocked commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<AffectedArtifact>,
     next_id: u64,
     #[serde(skip)]
     path: Option<PathBuf>,
 }
 
 impl BlockList {
+    /// A list read from elsewhere (a published list): checked against, never saved.
+    pub fn read_only(blocks: Vec<ContentBlock>, affected: Vec<AffectedArtifact>) -> BlockList {
+        BlockList { blocks, affected, ..BlockList::default() }
+    }
+
     /// Loads the list at `path`; an absent file is an empty list.
     pub fn open(path: &Path) -> Result<BlockList, Error> {
         let mut list = match std::fs::read_to_string(path) {
@@ -413,6 +430,27 @@ pub fn blockers(manifest: &Manifest, context: &Context) -> Vec<Blocker> {
                 matched,
                 reason: block.reason.clone(),
             });
+        }
+    }
+    // What the published list names by digest, beyond what the provenance shows.
+    for affected in context.list.affected.iter().filter(|a| a.digest == manifest.package.digest) {
+        for block_id in &affected.block_ids {
+            let already = found
+                .iter()
+                .any(|b| matches!(b, Blocker::Content { block_id: id, .. } if id == block_id));
+            let Some(block) = context.list.blocks.iter().find(|b| b.id == *block_id) else {
+                continue;
+            };
+            if !already && block.scope.covers(context.pipeline) {
+                found.push(Blocker::Content {
+                    block_id: block.id.clone(),
+                    target: block.target.to_string(),
+                    matched: "this artifact, named in the signed block list (it was built on \
+                              a blocked artifact)"
+                        .into(),
+                    reason: block.reason.clone(),
+                });
+            }
         }
     }
     if context.reviews.is_some() {

@@ -199,6 +199,28 @@ pub struct TrustedKey {
     pub created_at: Timestamp,
     #[serde(flatten)]
     pub status: KeyStatus,
+    /// The builder ids this key may sign provenance for (see [`crate::build::builder_id`]); a
+    /// statement claiming another builder fails the signer check. None: it signs for nobody.
+    #[serde(default)]
+    pub builder_ids: Vec<String>,
+}
+
+impl TrustedKey {
+    /// Whether this key may sign provenance naming `builder_id`.
+    pub fn may_sign_for(&self, builder_id: &str) -> bool {
+        self.builder_ids.iter().any(|id| id == builder_id)
+    }
+}
+
+/// The builder ids the controller's build service signs as: the key it holds is bound to these.
+pub fn service_builder_ids() -> Vec<String> {
+    use crate::build::{SERVICE_BUBBLEWRAP_BUILDER_ID, SERVICE_UNSHARE_BUILDER_ID};
+    vec![SERVICE_BUBBLEWRAP_BUILDER_ID.to_string(), SERVICE_UNSHARE_BUILDER_ID.to_string()]
+}
+
+/// The builder id a key for hand-run builds signs as.
+pub fn local_builder_ids() -> Vec<String> {
+    vec![crate::build::LOCAL_BUILDER_ID.to_string()]
 }
 
 /// The public trust list: every build key there has been, with its status.
@@ -207,6 +229,10 @@ pub struct TrustedKeys {
     /// Incremented by every change; hosts refuse to go back to an older version.
     #[serde(default)]
     pub version: u64,
+    /// The trust root's public key (base64) that signs this list: a verifier with no root
+    /// configured pins it on first use, and from then on accepts only lists it signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root: Option<String>,
     pub keys: Vec<TrustedKey>,
 }
 
@@ -280,6 +306,98 @@ impl TrustedKeys {
     }
 }
 
+/// The file in a verifier's home that pins its trust root and the newest trust-list version it
+/// accepted.
+pub const TRUST_PIN_FILE: &str = "trust-pin.json";
+
+/// What a verifier pinned: the trust root (configured, or recorded on first use) and the
+/// highest trust-list version it has accepted, below which it never goes again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustPin {
+    pub trust_root: String,
+    pub version: u64,
+}
+
+/// Reads a trust list as a verifier does: only its copy signed by the pinned trust root, never
+/// the readable file, and never a version older than one accepted before (or `at_least`).
+///
+/// The root is `configured` when given; else the one pinned at `pin_path`; else, on first use,
+/// the one the signed list names, which is then pinned. A configured root that differs from the
+/// pinned one is refused: a changed root is a decision for a person, who deletes the pin. The
+/// pin is updated to every newer version accepted.
+pub fn read_pinned(
+    path: &Path,
+    pin_path: &Path,
+    configured: Option<&str>,
+    at_least: u64,
+) -> Result<TrustedKeys, Error> {
+    let pin: Option<TrustPin> =
+        match fs::read(pin_path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|error| {
+                Error::invalid(pin_path, format!("not a trust pin file: {error}"))
+            })?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(Error::io(pin_path, error)),
+        };
+    let root_text = match (configured, &pin) {
+        (Some(configured), Some(pin)) if configured != pin.trust_root => {
+            return Err(Error::Key(format!(
+                "the trust root {configured} is not the one pinned in {} ({}); if the root \
+                 really changed, delete that file after checking the new root out of band",
+                pin_path.display(),
+                pin.trust_root
+            )));
+        }
+        (Some(configured), _) => configured.to_string(),
+        (None, Some(pin)) => pin.trust_root.clone(),
+        (None, None) => first_use_root(path)?,
+    };
+    let root = parse_public_key(&root_text).ok_or_else(|| {
+        Error::Key(format!(
+            "the trust root {root_text:?} is not a base64 ed25519 public key; print it with \
+             `gantry artifact key root`"
+        ))
+    })?;
+    let floor = at_least.max(pin.as_ref().map_or(0, |pin| pin.version));
+    let trusted = TrustedKeys::read_signed(path, &root, floor)?;
+    if pin.as_ref().is_none_or(|pin| pin.version < trusted.version) {
+        let pinned = TrustPin { trust_root: root_text, version: trusted.version };
+        if let Some(parent) = pin_path.parent() {
+            fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
+        }
+        crate::store::write_atomically(
+            pin_path,
+            &serde_json::to_vec_pretty(&pinned).expect("pin serializes"),
+        )?;
+    }
+    Ok(trusted)
+}
+
+/// The root a signed trust list names, read before it is trusted (first use only): the list
+/// must then verify under it.
+fn first_use_root(path: &Path) -> Result<String, Error> {
+    let signed = signed_path(path);
+    let bytes = fs::read(&signed).map_err(|source| {
+        Error::invalid(
+            &signed,
+            format!(
+                "{source}; verifiers read only the trust list the trust root signed: copy \
+                 {} from the builder, or configure the trust root",
+                signed.display()
+            ),
+        )
+    })?;
+    let envelope: crate::dsse::Envelope = serde_json::from_slice(&bytes)
+        .map_err(|error| Error::invalid(&signed, format!("not a signed document: {error}")))?;
+    let payload = crate::dsse::decode_base64(&envelope.payload)
+        .ok_or_else(|| Error::invalid(&signed, "the payload is not base64"))?;
+    let unverified: TrustedKeys = serde_json::from_slice(&payload)
+        .map_err(|error| Error::invalid(&signed, format!("not a trusted-keys file: {error}")))?;
+    unverified.trust_root.ok_or_else(|| {
+        Error::invalid(&signed, "names no trust root; configure the trust root to verify it")
+    })
+}
+
 /// A directory of build keys: private key files and the trust list.
 pub struct KeyDirectory {
     root: PathBuf,
@@ -331,6 +449,7 @@ impl KeyDirectory {
     fn save(&self, mut trusted: TrustedKeys, create_root: bool) -> Result<(), Error> {
         let root = self.trust_root(create_root)?;
         trusted.version += 1;
+        trusted.trust_root = Some(root.public_base64());
         let mut text = serde_json::to_vec_pretty(&trusted).expect("trust list serializes");
         text.push(b'\n');
         write_signed(&self.trusted_keys_path(), &text, TRUSTED_KEYS_PAYLOAD_TYPE, &root)
@@ -352,12 +471,27 @@ impl KeyDirectory {
         if path.exists() { Ok(Some(KeyPair::read(&path)?.public())) } else { Ok(None) }
     }
 
-    /// Makes the first build key. Refuses when a key is already active: rotate instead.
+    /// Makes the first build key, for the build service ([`service_builder_ids`]). Refuses when
+    /// a key is already active: rotate instead.
     pub fn generate(&self, now: Timestamp) -> Result<TrustedKey, Error> {
-        crate::store::with_lock(&self.trusted_keys_path(), || self.generate_locked(now))
+        self.generate_for(now, &service_builder_ids())
     }
 
-    fn generate_locked(&self, now: Timestamp) -> Result<TrustedKey, Error> {
+    /// Makes the first build key, bound to `builder_ids` in the signed trust list.
+    pub fn generate_for(
+        &self,
+        now: Timestamp,
+        builder_ids: &[String],
+    ) -> Result<TrustedKey, Error> {
+        if builder_ids.is_empty() {
+            return Err(Error::Key("a build key must be bound to at least one builder id".into()));
+        }
+        crate::store::with_lock(&self.trusted_keys_path(), || {
+            self.generate_locked(now, builder_ids)
+        })
+    }
+
+    fn generate_locked(&self, now: Timestamp, builder_ids: &[String]) -> Result<TrustedKey, Error> {
         let trusted = self.trusted()?;
         if let Some(active) = trusted.active() {
             return Err(Error::Key(format!(
@@ -366,7 +500,7 @@ impl KeyDirectory {
                 self.root.display()
             )));
         }
-        self.add_active(trusted, now)
+        self.add_active(trusted, now, builder_ids.to_vec())
     }
 
     /// Makes a new active key and retires the old one, which keeps verifying what it signed
@@ -378,13 +512,21 @@ impl KeyDirectory {
     fn rotate_locked(&self, now: Timestamp) -> Result<TrustedKey, Error> {
         let mut trusted = self.trusted()?;
         let mut retired = Vec::new();
+        // The new key signs for the builders the one it replaces signed for.
+        let mut builder_ids = Vec::new();
         for key in &mut trusted.keys {
             if key.status == KeyStatus::Active {
                 key.status = KeyStatus::Retired { retired_at: now };
                 retired.push(self.root.join(format!("{}.key", key.keyid)));
+                builder_ids.extend(key.builder_ids.iter().cloned());
             }
         }
-        let active = self.add_active(trusted, now)?;
+        if builder_ids.is_empty() {
+            builder_ids = service_builder_ids();
+        }
+        builder_ids.sort();
+        builder_ids.dedup();
+        let active = self.add_active(trusted, now, builder_ids)?;
         for path in retired {
             if path.exists() {
                 fs::remove_file(&path).map_err(|source| Error::io(&path, source))?;
@@ -393,7 +535,12 @@ impl KeyDirectory {
         Ok(active)
     }
 
-    fn add_active(&self, mut trusted: TrustedKeys, now: Timestamp) -> Result<TrustedKey, Error> {
+    fn add_active(
+        &self,
+        mut trusted: TrustedKeys,
+        now: Timestamp,
+        builder_ids: Vec<String>,
+    ) -> Result<TrustedKey, Error> {
         // The first key of a directory comes with its trust root; later changes need it back.
         let first = trusted.keys.is_empty() && !self.trusted_keys_path().exists();
         self.trust_root(first)?;
@@ -404,6 +551,7 @@ impl KeyDirectory {
             public_key: pair.public_base64(),
             created_at: now,
             status: KeyStatus::Active,
+            builder_ids,
         };
         trusted.keys.push(key.clone());
         self.save(trusted, first)?;

@@ -64,6 +64,7 @@ pub mod home;
 pub mod keys;
 pub mod lockfiles;
 pub mod operations;
+pub mod published_blocks;
 pub mod review;
 pub mod sandbox;
 pub mod source;

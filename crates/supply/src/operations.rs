@@ -18,6 +18,7 @@ use crate::blocks::{BlockList, Blocker, Context, blockers};
 use crate::build::{BuildRequest, Builder, BuilderRole, Built, Sandbox};
 use crate::home::Home;
 use crate::keys::{TrustedKeys, parse_public_key};
+use crate::published_blocks::{PUBLISHED_BLOCKS_PAYLOAD_TYPE, PublishedBlocks};
 use crate::review::ReviewBook;
 use crate::source::{Poller, Trigger};
 use crate::store::{Store, StoredArtifact};
@@ -187,16 +188,64 @@ pub fn affected_by_block(
     Ok(affected)
 }
 
-/// Where a verifier takes its trusted build keys from.
+/// Publishes the home's block list for hosts: signed by the trust root, naming every stored
+/// artifact each block affects, fresh for `max_age_seconds` from `now` (see
+/// [`crate::published_blocks`]). Written to `path` (readable) and `<path>.dsse` (what hosts
+/// read). The controller calls it after every change and again before the list goes stale.
+pub fn publish_blocks(
+    home: &Home,
+    path: &std::path::Path,
+    now: jiff::Timestamp,
+    max_age_seconds: i64,
+) -> Result<PublishedBlocks, Error> {
+    if !(1..=crate::published_blocks::MAX_MAX_AGE_SECONDS).contains(&max_age_seconds) {
+        return Err(Error::Block(format!(
+            "a block list's maximum age must be between 1s and {}s",
+            crate::published_blocks::MAX_MAX_AGE_SECONDS
+        )));
+    }
+    let list = home.blocks()?;
+    let store = home.store();
+    let mut affected: Vec<crate::blocks::AffectedArtifact> = Vec::new();
+    for block in &list.blocks {
+        for artifact in affected_by_block(&store, &list, &block.id)? {
+            match affected.iter_mut().find(|a| a.digest == artifact.digest) {
+                Some(entry) => entry.block_ids.push(block.id.clone()),
+                None => affected.push(crate::blocks::AffectedArtifact {
+                    digest: artifact.digest,
+                    block_ids: vec![block.id.clone()],
+                }),
+            }
+        }
+    }
+    let expires_at = now
+        .checked_add(jiff::SignedDuration::from_secs(max_age_seconds))
+        .map_err(|error| Error::Block(format!("cannot add the maximum age: {error}")))?;
+    let published =
+        PublishedBlocks { published_at: now, expires_at, blocks: list.blocks.clone(), affected };
+    let mut bytes = serde_json::to_vec_pretty(&published).expect("block list serializes");
+    bytes.push(b'\n');
+    home.keys().sign_document(path, &bytes, PUBLISHED_BLOCKS_PAYLOAD_TYPE)?;
+    Ok(published)
+}
+
+/// Where a verifier takes its trusted build keys from. Trust is pinned by default: the trust
+/// list is read only from its copy signed by the trust root — the configured one, else the one
+/// pinned in the verifier's home ([`crate::keys::TRUST_PIN_FILE`]), else the one the list names
+/// on first use, pinned from then on — and never at a version older than one accepted before.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
-    /// The trust list [default: the home's `keys/trusted-keys.json`].
+    /// The trust list [default: the home's `keys/trusted-keys.json`]; its signed copy is
+    /// `<path>.dsse`.
     pub trusted_keys: Option<PathBuf>,
-    /// The trust root's public key (base64): the trust list is then read only from its signed
-    /// copy.
+    /// The trust root's public key (base64); must match the pinned one.
     pub trust_root: Option<String>,
-    /// With a trust root: the lowest trust-list version accepted.
+    /// The lowest trust-list version accepted, on top of the pinned one.
     pub minimum_version: u64,
+    /// A signed block list published by the builder ([`crate::published_blocks::PublishedBlocks`]),
+    /// checked against the same root and its maximum age; without one the home's own block list
+    /// is used (a builder's view of its own blocks).
+    pub published_blocks: Option<PathBuf>,
 }
 
 /// Everything one verification needs, read once from a home: the trust list, the review book,
@@ -210,27 +259,41 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// Reads what verifying needs from `home`, taking build keys as `trust` says.
-    pub fn assemble(home: &Home, trust: &Trust, policy: Policy) -> Result<Verification, Error> {
+    /// Reads what verifying needs from `home`, taking build keys (and the block list) as
+    /// `trust` says; `now` judges the block list's age. Pins the trust root and the trust
+    /// list's version in the home on first use and on every newer version.
+    pub fn assemble(
+        home: &Home,
+        trust: &Trust,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Result<Verification, Error> {
         let trusted_path =
             trust.trusted_keys.clone().unwrap_or_else(|| home.keys().trusted_keys_path());
-        let trusted = match &trust.trust_root {
-            Some(root) => {
-                let root = parse_public_key(root).ok_or_else(|| {
-                    Error::Key(format!(
-                        "the trust root {root:?} is not a base64 ed25519 public key; print it \
-                         with `gantry artifact key root`"
-                    ))
-                })?;
-                TrustedKeys::read_signed(&trusted_path, &root, trust.minimum_version)?
+        let pin_path = home.root().join(crate::keys::TRUST_PIN_FILE);
+        let trusted = crate::keys::read_pinned(
+            &trusted_path,
+            &pin_path,
+            trust.trust_root.as_deref(),
+            trust.minimum_version,
+        )?;
+        let blocks = match &trust.published_blocks {
+            Some(path) => {
+                let root =
+                    trusted.trust_root.as_deref().and_then(parse_public_key).ok_or_else(|| {
+                        Error::Key(
+                            "the trust list names no trust root to check the block list".into(),
+                        )
+                    })?;
+                let published = crate::published_blocks::PublishedBlocks::read(path, &root, now)?;
+                published.into_list()
             }
-            None if trusted_path.exists() => TrustedKeys::read(&trusted_path)?,
-            None => TrustedKeys::default(),
+            None => home.blocks()?,
         };
         Ok(Verification {
             trusted,
             reviews: home.reviews()?,
-            blocks: home.blocks()?,
+            blocks,
             history: home.store().list()?,
             policy,
         })

@@ -181,6 +181,21 @@ pub fn verify(inputs: &Inputs, policy: &Policy) -> Result<Verified, Failure> {
     };
 
     check_policy(&statement, manifest.as_ref(), inputs, policy)?;
+    let builder = &statement.predicate.run_details.builder.id;
+    if !signer.may_sign_for(builder) {
+        return fail(
+            Check::Signer,
+            format!(
+                "key {} may not sign for builder {builder}: the trust list binds it to {}",
+                &signer.keyid[..signer.keyid.len().min(16)],
+                if signer.builder_ids.is_empty() {
+                    "no builder".to_string()
+                } else {
+                    signer.builder_ids.join(", ")
+                }
+            ),
+        );
+    }
     Ok(Verified { statement, signer, manifest })
 }
 
@@ -347,7 +362,6 @@ fn check_policy(
         }
         return Ok(());
     };
-    check_base(manifest, inputs, policy)?;
     let empty = BlockList::default();
     let context = Context {
         pipeline: policy.pipeline.as_deref().unwrap_or(pipeline),
@@ -360,7 +374,7 @@ fn check_policy(
         let listed: Vec<String> = found.iter().map(Blocker::to_string).collect();
         return fail(Check::Policy, format!("the artifact is blocked: {}", listed.join(" | ")));
     }
-    Ok(())
+    check_base(manifest, inputs, policy)
 }
 
 /// The range check: the commits the provenance lists are those after its base, so the base must
@@ -437,7 +451,9 @@ mod tests {
                 public_key: key.public_base64(),
                 created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
                 status,
+                builder_ids: crate::keys::service_builder_ids(),
             }],
+            trust_root: None,
         }
     }
 
@@ -482,6 +498,17 @@ mod tests {
         type Expected = Result<(), (Check, &'static str)>;
         let cases: Vec<(&str, Edit, Policy, Expected)> = vec![
             ("as built", Box::new(|_| {}), strict(), Ok(())),
+            (
+                "a builder the key is not bound to",
+                Box::new(|s| {
+                    s.predicate.run_details.builder.id = crate::build::LOCAL_BUILDER_ID.into()
+                }),
+                Policy { builder_ids: vec![crate::build::LOCAL_BUILDER_ID.into()], ..strict() },
+                Err((
+                    Check::Signer,
+                    "may not sign for builder https://gantry.dev/builders/local/v1",
+                )),
+            ),
             (
                 "untrusted builder",
                 Box::new(|s| {

@@ -14,12 +14,13 @@ use gantry_model::{Duration, Source};
 use gantry_supply::blocks::{AuditEntry, BlockScope, BlockTarget, Context, blockers};
 use gantry_supply::build::{BuildRequest, BuilderRole, Sandbox};
 use gantry_supply::home::{DEFAULT_HOME_DIR, Home};
-use gantry_supply::keys::{KeyPair, KeyStatus};
+use gantry_supply::keys::{KeyPair, KeyStatus, local_builder_ids, service_builder_ids};
 use gantry_supply::lockfiles::Ecosystem;
 use gantry_supply::operations::{
     BuildJob, Checked, Trust, Verification, affected_by_block, build_and_check, poll_and_build,
-    stored_digest,
+    publish_blocks, stored_digest,
 };
+use gantry_supply::published_blocks::DEFAULT_MAX_AGE_SECONDS;
 use gantry_supply::review::{Keyring, Member, ReviewBook};
 use gantry_supply::source::{Commit, Repository};
 use gantry_supply::store::{Exported, StoredArtifact};
@@ -359,13 +360,19 @@ struct VerifyArgs {
     /// Trusted build keys [default: the home's keys/trusted-keys.json].
     #[arg(long)]
     trusted_keys: Option<PathBuf>,
-    /// Pin the trust root (base64 public key, from `gantry artifact key root`): the trust list is
-    /// then read only from its signed copy, `<trusted-keys>.dsse`.
+    /// The trust root (base64 public key, from `gantry artifact key root`). Without it, the root
+    /// pinned in this home is used, or on first use the one the signed trust list names, which
+    /// is then pinned. The trust list is only ever read from its signed copy, and never at a
+    /// version older than one this home accepted.
     #[arg(long)]
     trust_root: Option<String>,
-    /// With --trust-root: refuse a trust list older than this version (the last one accepted).
-    #[arg(long, requires = "trust_root", default_value_t = 0)]
+    /// Also refuse a trust list older than this version.
+    #[arg(long, default_value_t = 0)]
     trust_list_version: u64,
+    /// A signed block list the builder published (`gantry block publish`); refused when stale.
+    /// Without it, this home's own block list is used.
+    #[arg(long)]
+    block_list: Option<PathBuf>,
     /// Trusted builder id; repeat for several.
     #[arg(long = "builder-id", default_value = attestation::DEFAULT_BUILDER_ID)]
     builder_ids: Vec<String>,
@@ -389,10 +396,21 @@ struct VerifyArgs {
     json: bool,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyUse {
+    Service,
+    Local,
+}
+
 #[derive(Subcommand)]
 enum KeyCommand {
     /// Make the first build key.
-    Generate,
+    Generate {
+        /// Who the key signs for: `service` (the controller's build service) or `local`
+        /// (hand-run `gantry build`); recorded in the signed trust list.
+        #[arg(long = "for", value_enum, default_value_t = KeyUse::Local)]
+        for_builder: KeyUse,
+    },
     /// Make a new active key; the old one keeps verifying what it signed until revoked.
     Rotate,
     /// Revoke a key: nothing it signed verifies any more.
@@ -546,6 +564,7 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         trusted_keys: args.trusted_keys.clone(),
         trust_root: args.trust_root.clone(),
         minimum_version: args.trust_list_version,
+        published_blocks: args.block_list.clone(),
     };
     let policy = Policy {
         builder_ids: args.builder_ids.clone(),
@@ -555,7 +574,7 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         review_required: !args.no_review_required,
         trusted_bases: args.trusted_bases.clone(),
     };
-    let verification = Verification::assemble(home, &trust, policy)?;
+    let verification = Verification::assemble(home, &trust, policy, Timestamp::now())?;
     let store = home.store();
     let check = |package_digest: Digest, envelope: &[u8], manifest: Option<&[u8]>| {
         verification.check(package_digest, envelope, manifest)
@@ -643,9 +662,17 @@ fn key_command(home: &Home, command: KeyCommand) -> anyhow::Result<ExitCode> {
     let keys = home.keys();
     let now = Timestamp::now();
     match command {
-        KeyCommand::Generate | KeyCommand::Rotate => {
+        KeyCommand::Generate { .. } | KeyCommand::Rotate => {
+            let key = match command {
+                KeyCommand::Generate { for_builder: KeyUse::Service } => {
+                    keys.generate_for(now, &service_builder_ids())?
+                }
+                KeyCommand::Generate { for_builder: KeyUse::Local } => {
+                    keys.generate_for(now, &local_builder_ids())?
+                }
+                _ => keys.rotate(now)?,
+            };
             let rotating = matches!(command, KeyCommand::Rotate);
-            let key = if rotating { keys.rotate(now)? } else { keys.generate(now)? };
             println!("{}", key.keyid);
             eprintln!(
                 "new active build key; copy {} and its signed copy {} to every verifier{}",
@@ -990,6 +1017,35 @@ enum BlockCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Sign the blocks in force, with every artifact they affect, for hosts (`artifact verify
+    /// --block-list`); hosts refuse it once older than --max-age. Adding or lifting a block
+    /// republishes with the default age.
+    Publish {
+        /// How long hosts may rely on it.
+        #[arg(long, default_value = "1h")]
+        max_age: Duration,
+    },
+}
+
+/// Where `gantry block` publishes the signed block list, in the home.
+const PUBLISHED_BLOCKS_FILE: &str = "published-blocks.json";
+
+/// Republishes the signed block list after a change, when the home has a trust root to sign it.
+fn republish(home: &Home, now: Timestamp, max_age_seconds: i64) -> anyhow::Result<()> {
+    if home.keys().trust_root_key()?.is_none() {
+        eprintln!("note: this home has no trust root, so no signed block list was published");
+        return Ok(());
+    }
+    let path = home.root().join(PUBLISHED_BLOCKS_FILE);
+    let published = publish_blocks(home, &path, now, max_age_seconds)?;
+    eprintln!(
+        "published {} ({} block(s), {} affected artifact(s)), fresh until {}",
+        gantry_supply::keys::signed_path(&path).display(),
+        published.blocks.len(),
+        published.affected.len(),
+        published.expires_at
+    );
+    Ok(())
 }
 
 pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
@@ -1027,6 +1083,7 @@ pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
                     &artifact.manifest.source.commit[..12]
                 );
             }
+            republish(home, now, DEFAULT_MAX_AGE_SECONDS)?;
         }
         BlockCommand::List { audit, json } => {
             if json {
@@ -1062,6 +1119,11 @@ pub fn block(args: BlockArgs) -> anyhow::Result<ExitCode> {
             let block = list.lift(&id, &by, &reason, now)?;
             println!("{}", block.id);
             eprintln!("lifted {} ({}); recorded in the audit trail", block.id, block.target);
+            republish(home, now, DEFAULT_MAX_AGE_SECONDS)?;
+        }
+        BlockCommand::Publish { max_age } => {
+            let seconds = i64::try_from(max_age.as_seconds()).unwrap_or(i64::MAX);
+            republish(home, now, seconds)?;
         }
     }
     Ok(ExitCode::SUCCESS)
