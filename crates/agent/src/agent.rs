@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub root: PathBuf,
     pub box_id: BoxId,
     pub target: Target,
+    /// Added to every hook's environment (see `HookEnvironment::box_variables`).
+    pub box_variables: std::collections::BTreeMap<String, String>,
 }
 
 /// What a command means for this box now.
@@ -322,8 +324,16 @@ impl<C: Controller> Agent<C> {
             }
         };
         let traffic = self.traffic.as_deref_mut().map(|t| t as &mut dyn Traffic);
-        deploy::deploy(&self.config.root, &self.trust, &request, &artifact, traffic, &mut observe)
-            .map(|_| ())
+        deploy::deploy_with_variables(
+            &self.config.root,
+            &self.trust,
+            &request,
+            &artifact,
+            &self.config.box_variables,
+            traffic,
+            &mut observe,
+        )
+        .map(|_| ())
     }
 
     /// The box's whole observed state.

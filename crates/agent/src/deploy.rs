@@ -2,6 +2,7 @@
 //! order, so nothing of an artifact is unpacked, installed or run before it has passed every
 //! check against the box's own trust root.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gantry_model::Digest;
@@ -50,6 +51,20 @@ pub fn deploy(
     traffic: Option<&mut dyn Traffic>,
     observe: &mut dyn FnMut(&EventRecord),
 ) -> Result<Report, Error> {
+    let none = BTreeMap::new();
+    deploy_with_variables(agent_root, trust, request, artifact, &none, traffic, observe)
+}
+
+/// [`deploy`], adding `box_variables` to every hook's environment.
+pub fn deploy_with_variables(
+    agent_root: &std::path::Path,
+    trust: &TrustRoot,
+    request: &DeployRequest,
+    artifact: &Artifact,
+    box_variables: &BTreeMap<String, String>,
+    traffic: Option<&mut dyn Traffic>,
+    observe: &mut dyn FnMut(&EventRecord),
+) -> Result<Report, Error> {
     let service = trust.verify(&request.digest, &request.pipeline, artifact)?;
     let directory = PipelineDirectory::open(agent_root, &request.pipeline)?;
     directory.stage(&request.digest, &artifact.package)?;
@@ -65,6 +80,7 @@ pub fn deploy(
             deployment_id: request.deployment_id.clone(),
             deployment_group_name: request.target_name.clone(),
             deployment_group_id: request.target_id.clone(),
+            box_variables: box_variables.clone(),
         },
         pipeline: request.pipeline.clone(),
         digest: request.digest,

@@ -44,6 +44,10 @@ pub struct HookEnvironment {
     pub deployment_group_name: String,
     /// `DEPLOYMENT_GROUP_ID`: the target's stable id.
     pub deployment_group_id: String,
+    /// Variables the agent's operator adds to every hook (a Gantry extension), such as the port
+    /// a local fleet's box serves on; CodeDeploy's five always win over them.
+    #[serde(default)]
+    pub box_variables: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a script failed.
@@ -110,6 +114,7 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(stderr)
+        .envs(&environment.box_variables)
         .env("LIFECYCLE_EVENT", event.name())
         .env("DEPLOYMENT_ID", &environment.deployment_id)
         .env("APPLICATION_NAME", &environment.application_name)

@@ -53,8 +53,12 @@ fn command(id: u64, epoch: u64) -> AgentCommand {
 }
 
 fn start_agent(root: &Path, controller: &MemoryController) -> Agent<MemoryController> {
-    let config =
-        AgentConfig { root: root.to_path_buf(), box_id: BoxId("box-1".into()), target: target() };
+    let config = AgentConfig {
+        root: root.to_path_buf(),
+        box_id: BoxId("box-1".into()),
+        target: target(),
+        box_variables: Default::default(),
+    };
     let trust =
         TrustRoot::new(TrustedKeys::default(), vec!["builder".into()], BlockList::default());
     Agent::start(config, trust, controller.clone(), None).unwrap()

@@ -109,6 +109,7 @@ impl Box {
                 deployment_id: id.into(),
                 deployment_group_name: "prod-eu-west-1a".into(),
                 deployment_group_id: "target-7".into(),
+                box_variables: Default::default(),
             },
             pipeline: "sample-code".into(),
             digest,

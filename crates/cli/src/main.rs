@@ -44,6 +44,9 @@ enum Command {
     Server(commands::server::ServerArgs),
     /// Audit log: verify its hash chain against the signed checkpoints.
     Audit(commands::server::AuditArgs),
+    /// The sample service an example artifact's hooks start (see examples/sample-service).
+    #[command(hide = true)]
+    SampleService(commands::fleet::SampleServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Block(args) => commands::supply::block(args),
         Command::Server(args) => commands::server::server(args),
         Command::Audit(args) => commands::server::audit(args),
+        Command::SampleService(args) => commands::fleet::sample_service(args),
     };
     match result {
         Ok(code) => code,

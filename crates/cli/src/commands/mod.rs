@@ -1,6 +1,7 @@
 //! One module per product area; each owns its arguments and its `run` functions.
 
 pub mod alarm;
+pub mod fleet;
 pub mod pipelines;
 pub mod server;
 pub mod simulate;
