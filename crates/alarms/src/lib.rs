@@ -26,6 +26,8 @@
 //! - [`exposition`]: the Prometheus text exposition format parser.
 //! - [`push`]: pushed expositions and samples into the store.
 //! - `alarm_test`: alarm unit test files (`gantry alarm test FILE`; feature `test-files`).
+//! - `import`: CloudWatch alarms from a CloudFormation template or `describe-alarms` output
+//!   (`gantry alarm import FILE`; feature `import`).
 //! - [`state`]: the three alarm states.
 //!
 //! The edge (network I/O; the time is still passed in; feature `edge`):
@@ -52,6 +54,8 @@ mod error;
 pub mod exposition;
 #[cfg(feature = "edge")]
 pub mod fetch;
+#[cfg(feature = "import")]
+pub mod import;
 pub mod judge;
 pub mod metric;
 #[cfg(feature = "edge")]

@@ -29,3 +29,54 @@ fn golden_alarm_tests_pass_and_a_wrong_expectation_fails() {
         "{stdout}"
     );
 }
+
+/// The committed CDK-synthesised template imports into a defaults file that a pipeline extends
+/// and loads with no hand edits; what could not be translated is reported on stderr.
+#[test]
+fn imported_alarms_load_in_a_pipeline_with_no_hand_edits() {
+    let directory = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let imported = directory.path().join("checkout-alarms.yaml");
+    let (ok, stdout, stderr) = gantry(&[
+        "alarm",
+        "import",
+        "crates/alarms/tests/import/checkout-stack.template.json",
+        "--region",
+        "eu-west-1",
+        "--account",
+        "111122223333",
+        "--extends",
+        examples.join("teams/storefront.yaml").to_str().unwrap(),
+        "-o",
+        imported.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains(
+            "not translated: `CpuAnomalyAlarmE1F2A3B4`: the threshold is an anomaly-detection band"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("5 alarms translated, 2 not"), "{stderr}");
+    let pipeline = directory.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "extends: checkout-alarms.yaml\npipeline: checkout-imported-code\nservice: checkout-imported\n\
+         kind: code\nsources: [{repository: /srv/git/checkout}]\nbuild: {command: make, outputs: [out]}\n\
+         alarms:\n  rollback+: [checkout-high-severity, checkout-two-of-three]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = gantry(&["validate", pipeline.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = gantry(&["plan", pipeline.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("checkout-two-of-three"), "{stdout}");
+}
+
+#[test]
+fn importing_a_file_of_neither_form_fails_saying_so() {
+    let (ok, _, stderr) = gantry(&["alarm", "import", "examples/topology.yaml"]);
+    assert!(!ok);
+    assert!(stderr.contains("not a CloudFormation template (no `Resources`)"), "{stderr}");
+}

@@ -82,3 +82,26 @@ fn schema_describes_the_pipeline_fields() {
         assert!(properties.contains_key(field), "schema has {field}");
     }
 }
+
+#[test]
+fn plan_says_when_a_cell_wave_deploys_a_zone_whole() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("topology.yaml"),
+        "regions:\n  - {name: r1, traffic: 1, time_zone: UTC, zones: [{name: z1, cells: [c1]}, {name: z2}]}\n",
+    )
+    .unwrap();
+    let pipeline = directory.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "topology: topology.yaml\npipeline: p\nteam: t\nservice: s\nkind: code\n\
+         sources: [{repository: /srv/git/s}]\nbuild: {command: make, outputs: [out]}\n\
+         waves: [{rest: true, granularity: cell}]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = gantry(&["plan", pipeline.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let row = |step: &str| stdout.lines().find(|line| line.contains(step)).unwrap_or_default();
+    assert!(row("wave-1/cell-1").contains(" prod/r1/z1/c1 "), "{stdout}");
+    assert!(row("wave-1/cell-2").contains(" prod/r1/z2 (whole zone: no cells) "), "{stdout}");
+}

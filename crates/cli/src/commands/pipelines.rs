@@ -150,8 +150,9 @@ fn validate_alarm_tests(file: &Path) -> Result<String, Diagnostics> {
     Ok(format!("alarm tests: {} tests, {} checks hold", report.tests, report.checks))
 }
 
-/// Expands directories into the definition files they hold (YAML and Jsonnet), sorted.
-/// Files named on the command line are taken as they are.
+/// Expands directories into the definition files they hold (YAML and Jsonnet), sorted,
+/// leaving out application revisions (directories with an `appspec.yml`). Files named on the
+/// command line are taken as they are.
 fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -165,7 +166,16 @@ fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Whether `directory` is an application revision (it holds a CodeDeploy `appspec.yml`): its
+/// YAML files are the application's, not pipeline definitions.
+fn is_revision(directory: &Path) -> bool {
+    ["appspec.yml", "appspec.yaml"].iter().any(|name| directory.join(name).is_file())
+}
+
 fn collect(directory: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if is_revision(directory) {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
@@ -309,17 +319,22 @@ fn step_rows(stage: &Stage, index: usize, step: &Step) -> Vec<[String; 5]> {
         step.rollback_alarms.join(", ")
     };
     let mut rows = Vec::new();
+    // A cell-by-cell step deploys a zone without cells as one unit: say so.
+    let target_text = |target: &gantry_model::Target| match (step.kind, &target.cell) {
+        (gantry_model::StepKind::Cell(_), None) => format!("{target} (whole zone: no cells)"),
+        _ => target.to_string(),
+    };
     for (line, target) in step.targets.iter().enumerate() {
         rows.push(if line == 0 {
             [
                 stage_name.clone(),
                 step.name.clone(),
-                target.to_string(),
+                target_text(target),
                 bake_text(&step.bake),
                 alarms.clone(),
             ]
         } else {
-            [String::new(), String::new(), target.to_string(), String::new(), String::new()]
+            [String::new(), String::new(), target_text(target), String::new(), String::new()]
         });
     }
     rows
