@@ -214,9 +214,15 @@ impl<C: Controller> Agent<C> {
                 highest_command_id_seen: self.state.highest_command_id_seen,
                 agent_version: format!("gantry {}", env!("CARGO_PKG_VERSION")),
             })?;
-            self.long_poll = Duration::from_secs(registered.max_long_poll.as_seconds());
+            // Poll no longer than the controller's report interval, so a quiet box still
+            // reports that often.
+            let max_poll = registered.max_long_poll.as_seconds();
+            let interval = registered.report_interval.as_seconds();
+            self.long_poll = Duration::from_secs(max_poll.min(interval).max(1));
             self.observe_epoch(registered.epoch);
             self.registered = true;
+            // The controller hears what the box runs at once, not after the first long-poll.
+            self.report()?;
         }
         let batch = self.controller.poll(&self.config.box_id, self.long_poll)?;
         self.observe_epoch(batch.epoch);

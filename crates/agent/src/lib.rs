@@ -12,7 +12,8 @@
 //!   stage, then run — one deployment command.
 //! - [`agent`]: the loop — register, long-poll, [`agent::decide`] what each command means, carry
 //!   it out, report the whole box — over the narrow [`controller::Controller`] trait, with its
-//!   durable [`state`] (highest epoch, what runs, every command's outcome) written atomically.
+//!   durable [`state`] (highest epoch, what runs, every command's outcome) written atomically;
+//!   [`http`] is the controller over HTTP.
 //!
 //! Architecture invariant: no hook runs and no file is installed from a revision the agent has
 //! not verified against its own trust root.
@@ -22,6 +23,7 @@ pub mod appspec;
 pub mod controller;
 pub mod deploy;
 pub mod hooks;
+pub mod http;
 pub mod install;
 pub mod lifecycle;
 pub mod state;

@@ -44,6 +44,8 @@ enum Command {
     Server(commands::server::ServerArgs),
     /// Audit log: verify its hash chain against the signed checkpoints.
     Audit(commands::server::AuditArgs),
+    /// The host agent on one box: pulls commands, verifies, installs, runs appspec hooks.
+    Agent(commands::agent::AgentArgs),
     /// The sample service an example artifact's hooks start (see examples/sample-service).
     #[command(hide = true)]
     SampleService(commands::fleet::SampleServiceArgs),
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Block(args) => commands::supply::block(args),
         Command::Server(args) => commands::server::server(args),
         Command::Audit(args) => commands::server::audit(args),
+        Command::Agent(args) => commands::agent::agent(args),
         Command::SampleService(args) => commands::fleet::sample_service(args),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One module per product area; each owns its arguments and its `run` functions.
 
+pub mod agent;
 pub mod alarm;
 pub mod fleet;
 pub mod pipelines;
