@@ -59,9 +59,9 @@ impl Manifest {
         bytes
     }
 
-    /// Commits with no reviewer.
+    /// Commits without the approvals they need, as recorded at build time.
     pub fn unreviewed(&self) -> impl Iterator<Item = &CommitRecord> {
-        self.commits.iter().filter(|commit| commit.reviewers.is_empty())
+        self.commits.iter().filter(|commit| !commit.is_reviewed(None))
     }
 }
 
@@ -87,6 +87,78 @@ pub struct CommitRecord {
     pub commit: Commit,
     /// Team members who approved this exact commit, none of them its author.
     pub reviewers: Vec<String>,
+    /// How the commit's author was established.
+    #[serde(default)]
+    pub authorship: Authorship,
+}
+
+/// Approvals an unauthenticated author's commit needs, from distinct members: anyone can put a
+/// stranger's email on a commit and approve it themselves, so one approval proves nothing.
+pub const UNAUTHENTICATED_AUTHOR_APPROVALS: usize = 2;
+
+/// How a commit's author was established.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum Authorship {
+    /// A good git SSH signature (`gpg.format=ssh`) by one of the member's keyring keys.
+    SshSignature { member: String, key: String },
+    /// A verified forge delivery named the member as the pull/merge request's author.
+    ForgeLogin { member: String, forge: crate::webhook::Forge, login: String },
+    /// Neither: the git author fields are a claim anyone can make.
+    #[default]
+    Unauthenticated,
+}
+
+impl Authorship {
+    /// The keyring member proven to have written the commit.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Authorship::SshSignature { member, .. } | Authorship::ForgeLogin { member, .. } => {
+                Some(member)
+            }
+            Authorship::Unauthenticated => None,
+        }
+    }
+
+    /// How it was established, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Authorship::SshSignature { member, key } => format!("{member} (SSH signature {key})"),
+            Authorship::ForgeLogin { member, forge, login } => {
+                format!("{member} ({forge} pull request author {login})")
+            }
+            Authorship::Unauthenticated => "unauthenticated".into(),
+        }
+    }
+}
+
+impl CommitRecord {
+    /// The members whose approvals count: those recorded at build time and, with `book`, those
+    /// recorded since; never the proven author.
+    pub fn counted_reviewers(&self, book: Option<&crate::review::ReviewBook>) -> Vec<String> {
+        let mut reviewers = self.reviewers.clone();
+        if let Some(book) = book {
+            reviewers.extend(book.reviewers_of(&self.commit));
+        }
+        reviewers.retain(|reviewer| Some(reviewer.as_str()) != self.authorship.member());
+        reviewers.sort();
+        reviewers.dedup();
+        reviewers
+    }
+
+    /// Approvals needed: one when the author is authenticated, else
+    /// [`UNAUTHENTICATED_AUTHOR_APPROVALS`] from distinct members.
+    pub fn approvals_needed(&self) -> usize {
+        match self.authorship {
+            Authorship::Unauthenticated => UNAUTHENTICATED_AUTHOR_APPROVALS,
+            _ => 1,
+        }
+    }
+
+    /// Whether it has the approvals it needs.
+    pub fn is_reviewed(&self, book: Option<&crate::review::ReviewBook>) -> bool {
+        self.counted_reviewers(book).len() >= self.approvals_needed()
+    }
 }
 
 /// The build as the pipeline declared it.

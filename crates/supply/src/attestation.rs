@@ -185,6 +185,7 @@ pub fn statement(manifest: &Manifest, manifest_digest: Digest, invocation_id: &s
                 "id": record.commit.id,
                 "authors": record.commit.authors().map(|p| p.to_string()).collect::<Vec<_>>(),
                 "reviewers": record.reviewers,
+                "authorship": record.authorship,
             })
         })
         .collect();
@@ -295,8 +296,13 @@ pub(crate) mod tests {
                     authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
                     subject: "Add discounts".into(),
                     tree: String::new(),
+                    parent_tree: String::new(),
                 },
                 reviewers: vec!["alice".into()],
+                authorship: crate::artifact::Authorship::SshSignature {
+                    member: "bob".into(),
+                    key: "SHA256:6Vq0bGcTgqjXxPvV3JzvvOfhwjlWoCK6yPN4HKL3vnI".into(),
+                },
             }],
             build: BuildRecord {
                 command: "make test package".into(),

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::Manifest;
 use crate::lockfiles::{Dependency, Ecosystem};
 use crate::review::ReviewBook;
-use crate::source::Commit;
 use crate::store::{StoredArtifact, earlier_commits};
 use crate::version::VersionRange;
 use crate::{Digest, Error};
@@ -324,6 +323,11 @@ pub struct UnreviewedCommit {
     pub id: String,
     pub authors: Vec<String>,
     pub subject: String,
+    /// How its author was established (see [`crate::artifact::Authorship`]).
+    pub authorship: String,
+    /// Approvals that count, and approvals needed.
+    pub approvals: usize,
+    pub needed: usize,
 }
 
 impl Blocker {
@@ -338,10 +342,13 @@ impl Blocker {
                     .iter()
                     .map(|c| {
                         format!(
-                            "{} by {} (\"{}\")",
+                            "{} by {} (\"{}\"; author {}; {} of {} approvals)",
                             &c.id[..c.id.len().min(12)],
                             c.authors.join(", "),
-                            c.subject
+                            c.subject,
+                            c.authorship,
+                            c.approvals,
+                            c.needed
                         )
                     })
                     .collect();
@@ -357,7 +364,9 @@ impl Blocker {
                 "a newer artifact without it is built, or the block is lifted (`gantry block remove {block_id}`)"
             ),
             Blocker::UnreviewedCommits { .. } => {
-                "a team member other than the author approves each commit (`gantry review approve COMMIT`)".into()
+                "a team member other than the author approves each commit, two members when its \
+                 author is unauthenticated (`gantry review approve COMMIT`)"
+                    .into()
             }
         }
     }
@@ -396,8 +405,6 @@ impl<'a> Context<'a> {
 pub fn blockers(manifest: &Manifest, context: &Context) -> Vec<Blocker> {
     let mut found = Vec::new();
     let mut earlier: Option<Vec<String>> = None;
-    let reviewers =
-        |commit: &Commit| context.reviews.map(|book| book.reviewers_of(commit)).unwrap_or_default();
     for block in context.list.blocks.iter().filter(|block| block.scope.covers(context.pipeline)) {
         let matched = match &block.target {
             BlockTarget::Commit { commit } => {
@@ -453,15 +460,18 @@ pub fn blockers(manifest: &Manifest, context: &Context) -> Vec<Blocker> {
             }
         }
     }
-    if context.reviews.is_some() {
+    if let Some(book) = context.reviews {
         let commits: Vec<UnreviewedCommit> = manifest
             .commits
             .iter()
-            .filter(|record| record.reviewers.is_empty() && reviewers(&record.commit).is_empty())
+            .filter(|record| !record.is_reviewed(Some(book)))
             .map(|record| UnreviewedCommit {
                 id: record.commit.id.clone(),
                 authors: record.commit.authors().map(|p| p.to_string()).collect(),
                 subject: record.commit.subject.clone(),
+                authorship: record.authorship.describe(),
+                approvals: record.counted_reviewers(Some(book)).len(),
+                needed: record.approvals_needed(),
             })
             .collect();
         if !commits.is_empty() {
@@ -715,7 +725,9 @@ mod tests {
         };
         assert_eq!(
             review(&book).iter().map(Blocker::why).collect::<Vec<_>>(),
-            ["1 unreviewed commit(s): 111111111111 by Bob <bob@example.com> (\"Add discounts\")"]
+            ["1 unreviewed commit(s): 111111111111 by Bob <bob@example.com> (\"Add discounts\"; \
+                 author bob (SSH signature SHA256:6Vq0bGcTgqjXxPvV3JzvvOfhwjlWoCK6yPN4HKL3vnI); 0 \
+                 of 1 approvals)"]
         );
         book.approve(&alice_key, "repo", &manifest.commits[0].commit, now()).unwrap();
         assert!(review(&book).is_empty(), "an approval after the build counts");

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{
-    self, BuildRecord, BuilderRecord, CommitRecord, Manifest, PathDigest, SourceRecord,
+    self, Authorship, BuildRecord, BuilderRecord, CommitRecord, Manifest, PathDigest, SourceRecord,
 };
 use crate::blocks::{BlockList, Context, blockers};
 use crate::keys::KeyPair;
@@ -329,6 +329,29 @@ impl Builder<'_> {
         result
     }
 
+    /// How `commit`'s author is established: a good SSH signature by a keyring member's key
+    /// (`signers`, from [`Repository::ssh_signers`]), else a verified forge delivery naming the
+    /// pull request's author, else not at all.
+    fn authorship(
+        &self,
+        commit: &Commit,
+        signers: &BTreeMap<String, (String, String)>,
+    ) -> Authorship {
+        if let Some((principal, key)) = signers.get(&commit.id)
+            && self.reviews.keyring().by_name(principal).is_some()
+        {
+            return Authorship::SshSignature { member: principal.clone(), key: key.clone() };
+        }
+        match self.reviews.forge_author_of(commit) {
+            Some(author) => Authorship::ForgeLogin {
+                member: author.member,
+                forge: author.forge,
+                login: author.login,
+            },
+            None => Authorship::Unauthenticated,
+        }
+    }
+
     /// The base of a build of `commit`: the pipeline's newest deployable artifact built from a
     /// strict ancestor of it, else the configured trusted base (which must be an ancestor).
     /// Building an older commit, or the same one again, does not take a later artifact as its
@@ -414,6 +437,16 @@ impl Builder<'_> {
         // The scratch directory stays the builder's; only `build/` is the build's own.
         std::fs::create_dir_all(scratch).map_err(|source| Error::io(scratch, source))?;
         let workspace = scratch.join("build");
+        // Who wrote each commit, as far as it can be proven: SSH signatures by keyring keys.
+        let allowed = self.reviews.keyring().allowed_signers();
+        let signers = if allowed.is_empty() {
+            BTreeMap::new()
+        } else {
+            let path = scratch.join("allowed-signers");
+            std::fs::write(&path, allowed).map_err(|source| Error::io(&path, source))?;
+            let ids: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
+            repository.ssh_signers(&ids, &path)?
+        };
         let checkout = workspace.join("src");
         repository.export(&head.id, &checkout)?;
         let dependencies = lockfiles::find(&checkout)?;
@@ -476,7 +509,12 @@ impl Builder<'_> {
         )?;
         let commits = commits
             .into_iter()
-            .map(|commit| CommitRecord { reviewers: self.reviews.reviewers_of(&commit), commit })
+            .map(|commit| {
+                let authorship = self.authorship(&commit, &signers);
+                let mut reviewers = self.reviews.reviewers_of(&commit);
+                reviewers.retain(|reviewer| Some(reviewer.as_str()) != authorship.member());
+                CommitRecord { reviewers, commit, authorship }
+            })
             .collect();
         let manifest = Manifest {
             schema: artifact::MANIFEST_SCHEMA.into(),

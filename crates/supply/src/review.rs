@@ -45,6 +45,11 @@ pub struct Member {
     pub forge_logins: Vec<String>,
     /// Base64 ed25519 public key that signs this member's approvals.
     pub public_key: String,
+    /// OpenSSH public keys (`ssh-ed25519 AAAA...`) this member signs commits with
+    /// (`git config gpg.format ssh`): a commit carrying a good signature by one is authored by
+    /// this member, whatever its author field says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<String>,
 }
 
 impl Member {
@@ -149,6 +154,32 @@ impl Keyring {
     }
 
     /// Adds a member, or replaces the one with the same name.
+    /// The keyring's commit-signing keys as an OpenSSH allowed-signers file (`ssh-keygen -Y`,
+    /// git's `gpg.ssh.allowedSignersFile`), each key under its member's name for the `git`
+    /// namespace. Members whose name could not be a principal (whitespace, commas, quotes) or
+    /// keys that are not one `type base64` pair are left out: their signatures do not verify.
+    pub fn allowed_signers(&self) -> String {
+        let mut text = String::new();
+        for member in &self.members {
+            let name_ok = !member.name.is_empty()
+                && !member.name.chars().any(|c| {
+                    c.is_whitespace() || c == ',' || c == '"' || c == '*' || c == '?' || c == '!'
+                });
+            if !name_ok {
+                continue;
+            }
+            for key in &member.ssh_keys {
+                let parts: Vec<&str> = key.split_whitespace().collect();
+                if let [kind, data, ..] = parts[..]
+                    && kind.starts_with("ssh-")
+                {
+                    text.push_str(&format!("{} namespaces=\"git\" {kind} {data}\n", member.name));
+                }
+            }
+        }
+        text
+    }
+
     pub fn upsert(&mut self, member: Member) {
         self.members.retain(|existing| existing.name != member.name);
         self.members.push(member);
@@ -161,9 +192,13 @@ impl Keyring {
 pub struct ApprovalStatement {
     pub repository: String,
     pub commit: String,
-    /// The approved commit's tree, when known: the approval then covers any commit with it.
+    /// The approved commit's tree, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<String>,
+    /// The tree of the approved commit's first parent, when known: with `tree`, the approval
+    /// then also covers a commit making the same change to the same content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_tree: Option<String>,
     pub reviewer: String,
     pub approved_at: Timestamp,
 }
@@ -181,8 +216,14 @@ pub enum Record {
         commit: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tree: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_tree: Option<String>,
         reviewer: String,
         login: String,
+        /// The pull (merge) request's author as the forge names them: authenticates who wrote
+        /// the commit when the login is a member's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author_login: Option<String>,
         approved_at: Timestamp,
         delivery: String,
     },
@@ -194,6 +235,9 @@ pub struct Approval {
     pub repository: String,
     pub commit: String,
     pub tree: Option<String>,
+    pub parent_tree: Option<String>,
+    /// The member a verified forge delivery named as the change's author, if any.
+    pub forge_author: Option<ForgeAuthor>,
     pub reviewer: String,
     pub approved_at: Timestamp,
     /// `signed` or `github` / `gitlab`.
@@ -287,13 +331,24 @@ impl ReviewBook {
                     repository: statement.repository,
                     commit: statement.commit,
                     tree: statement.tree,
+                    parent_tree: statement.parent_tree,
+                    forge_author: None,
                     reviewer: statement.reviewer,
                     approved_at: statement.approved_at,
                     via: "signed".into(),
                 })
             }
             Record::Forge {
-                forge, repository, commit, tree, reviewer, login, approved_at, ..
+                forge,
+                repository,
+                commit,
+                tree,
+                parent_tree,
+                reviewer,
+                login,
+                author_login,
+                approved_at,
+                ..
             } => {
                 let member = self
                     .keyring
@@ -305,10 +360,19 @@ impl ReviewBook {
                         member.name
                     ));
                 }
+                let forge_author = author_login.as_ref().and_then(|author| {
+                    self.keyring.by_forge_login(*forge, author).map(|member| ForgeAuthor {
+                        member: member.name.clone(),
+                        forge: *forge,
+                        login: author.clone(),
+                    })
+                });
                 Ok(Approval {
                     repository: repository.clone(),
                     commit: commit.clone(),
                     tree: tree.clone(),
+                    parent_tree: parent_tree.clone(),
+                    forge_author,
                     reviewer: reviewer.clone(),
                     approved_at: *approved_at,
                     via: forge.to_string(),
@@ -422,22 +486,39 @@ impl ReviewBook {
             repository: approval.repository.clone(),
             commit: commit.id.clone(),
             tree: known_tree(commit),
+            parent_tree: known_parent_tree(commit),
             reviewer: member.name.clone(),
             login: approval.reviewer_login.clone(),
+            author_login: approval.author_login.clone(),
             approved_at: now,
             delivery: approval.delivery.clone(),
         })
     }
 
-    /// The members who approved `commit` (or a commit with the same tree) and did not write it.
+    /// The approvals that cover `commit`: of it, or of a commit with the same tree and the
+    /// same parent tree (the same change to the same content, e.g. its squash-merge).
+    fn covering<'b>(&'b self, commit: &'b Commit) -> impl Iterator<Item = &'b Approval> + 'b {
+        let (tree, parent_tree) = (known_tree(commit), known_parent_tree(commit));
+        self.approvals.iter().filter(move |approval| {
+            approval.commit == commit.id
+                || (tree.is_some()
+                    && parent_tree.is_some()
+                    && approval.tree == tree
+                    && approval.parent_tree == parent_tree)
+        })
+    }
+
+    /// The member a verified forge delivery named as `commit`'s author (the pull or merge
+    /// request's author by login, not the git author fields), if any.
+    pub fn forge_author_of(&self, commit: &Commit) -> Option<ForgeAuthor> {
+        self.covering(commit).find_map(|approval| approval.forge_author.clone())
+    }
+
+    /// The members who approved `commit` (or the same change, see `covering`) and did not
+    /// write it.
     pub fn reviewers_of(&self, commit: &Commit) -> Vec<String> {
-        let tree = known_tree(commit);
         let mut reviewers: Vec<String> = self
-            .approvals
-            .iter()
-            .filter(|approval| {
-                approval.commit == commit.id || (tree.is_some() && approval.tree == tree)
-            })
+            .covering(commit)
             .filter(|approval| {
                 self.keyring.by_name(&approval.reviewer).is_some_and(|member| !member.wrote(commit))
             })
@@ -461,6 +542,7 @@ pub fn sign_approval(
         repository: repository.to_string(),
         commit: commit.id.clone(),
         tree: known_tree(commit),
+        parent_tree: known_parent_tree(commit),
         reviewer: reviewer.to_string(),
         approved_at: now,
     };
@@ -470,6 +552,18 @@ pub fn sign_approval(
 
 fn known_tree(commit: &Commit) -> Option<String> {
     (!commit.tree.is_empty()).then(|| commit.tree.clone())
+}
+
+fn known_parent_tree(commit: &Commit) -> Option<String> {
+    (!commit.parent_tree.is_empty()).then(|| commit.parent_tree.clone())
+}
+
+/// A commit's author as a verified forge delivery names them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgeAuthor {
+    pub member: String,
+    pub forge: Forge,
+    pub login: String,
 }
 
 fn refuse_self_approval(member: &Member, commit: &Commit) -> Result<(), Error> {
@@ -501,6 +595,7 @@ pub(crate) mod tests {
             emails: vec![format!("{name}@example.com")],
             forge_logins: vec![format!("github:{name}-gh")],
             public_key: key.public_base64(),
+            ssh_keys: vec![],
         };
         (member, key)
     }
@@ -514,6 +609,7 @@ pub(crate) mod tests {
             authored_at: "2026-11-02T10:00:00Z".parse().unwrap(),
             subject: format!("work by {author}"),
             tree: format!("{id_digit}{}", "0".repeat(39)),
+            parent_tree: "f".repeat(40),
         }
     }
 
@@ -579,6 +675,13 @@ pub(crate) mod tests {
         let mut squashed = commit_by("carol", 'e');
         squashed.tree = by_bob.tree.clone();
         assert_eq!(book.reviewers_of(&squashed), ["alice"]);
+        // The same tree reached from another parent: a revert back to the approved content,
+        // undoing whatever came between, is another change.
+        let mut reverted = squashed.clone();
+        reverted.parent_tree = "9".repeat(40);
+        assert!(book.reviewers_of(&reverted).is_empty(), "a revert to an approved tree");
+        reverted.parent_tree = String::new();
+        assert!(book.reviewers_of(&reverted).is_empty(), "an unknown parent tree matches nothing");
         squashed.tree = String::new();
         assert!(book.reviewers_of(&squashed).is_empty(), "an unknown tree matches nothing");
         // Alice approved the content but wrote the squash commit: still not a review.

@@ -51,10 +51,16 @@ pub struct Commit {
     /// The first line of the message.
     pub subject: String,
     /// The id of the commit's tree: its whole content. Empty when unknown (webhook payloads do
-    /// not carry it). An approval of one commit also covers a commit with the same tree, e.g.
-    /// the squash-merge of an approved pull request: the content is exactly what was reviewed.
+    /// not carry it). An approval of one commit also covers a commit with the same tree and the
+    /// same parent tree, e.g. the squash-merge of an approved pull request: the change is
+    /// exactly what was reviewed, applied to exactly what it was reviewed against.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tree: String,
+    /// The tree of the commit's first parent; empty for a root commit or when unknown. A commit
+    /// that returns to an approved tree from another parent (a revert that undoes a later fix)
+    /// is a different change, and is not covered by that approval.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent_tree: String,
 }
 
 impl Commit {
@@ -226,13 +232,14 @@ impl Repository {
     }
 
     fn log(&self, revisions: &[&str]) -> Result<Vec<Commit>, Error> {
-        const FORMAT: &str = "--format=%H%x00%T%x00%an%x00%ae%x00%cn%x00%ce%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
+        const FORMAT: &str = "--format=%H%x00%T%x00%P%x00%an%x00%ae%x00%cn%x00%ce%x00%aI%x00%s%x00%(trailers:key=Co-authored-by,valueonly,separator=%x1f)%x1e";
         let mut args = vec!["log", FORMAT];
         args.extend_from_slice(revisions);
         args.push("--");
         let out = git(&self.git_dir, &args)?;
         let text = String::from_utf8_lossy(&out);
-        text.split('\u{1e}')
+        let mut commits = text
+            .split('\u{1e}')
             .map(|record| record.trim_start_matches('\n'))
             .filter(|record| !record.is_empty())
             .map(|record| {
@@ -243,7 +250,66 @@ impl Repository {
                     ))
                 })
             })
-            .collect()
+            .collect::<Result<Vec<(Commit, Option<String>)>, Error>>()?;
+        // Every first parent's tree in one call.
+        let parents: Vec<String> = commits
+            .iter()
+            .filter_map(|(_, parent)| parent.as_ref().map(|p| format!("{p}^{{tree}}")))
+            .collect();
+        if !parents.is_empty() {
+            let mut args = vec!["rev-parse", "--end-of-options"];
+            args.extend(parents.iter().map(String::as_str));
+            let out = git(&self.git_dir, &args)?;
+            let mut trees = String::from_utf8_lossy(&out)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .into_iter();
+            for (commit, parent) in &mut commits {
+                if parent.is_some() {
+                    commit.parent_tree = trees.next().unwrap_or_default();
+                }
+            }
+        }
+        Ok(commits.into_iter().map(|(commit, _)| commit).collect())
+    }
+
+    /// For each of `ids` that carries a git SSH signature (`gpg.format=ssh`) by one of the
+    /// keys in `allowed_signers` (an OpenSSH allowed-signers file), the principal it names and
+    /// the key's fingerprint. Unsigned commits and signatures by other keys are left out.
+    pub fn ssh_signers(
+        &self,
+        ids: &[String],
+        allowed_signers: &Path,
+    ) -> Result<BTreeMap<String, (String, String)>, Error> {
+        let mut signers = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(signers);
+        }
+        for id in ids {
+            check_commit_id(id)?;
+        }
+        let config = format!("gpg.ssh.allowedSignersFile={}", allowed_signers.display());
+        let mut args = vec![
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &config,
+            "log",
+            "--no-walk=unsorted",
+            "--format=%H%x00%G?%x00%GS%x00%GF%x1e",
+        ];
+        args.extend(ids.iter().map(String::as_str));
+        args.push("--");
+        let out = git(&self.git_dir, &args)?;
+        for record in String::from_utf8_lossy(&out).split('\u{1e}') {
+            let fields: Vec<&str> = record.trim_start_matches('\n').split('\0').collect();
+            // G: a good signature by a key the allowed-signers file names.
+            if let [id, "G", principal, fingerprint] = fields[..] {
+                signers.insert(id.to_string(), (principal.to_string(), fingerprint.to_string()));
+            }
+        }
+        Ok(signers)
     }
 
     /// Writes the exact tree of `commit` into `destination`, which must be empty or absent.
@@ -274,16 +340,18 @@ pub fn parse_person(text: &str) -> Option<Person> {
     Some(Person { name: name.trim().to_string(), email: email.trim().to_string() })
 }
 
-fn parse_log_record(record: &str) -> Option<Commit> {
+/// A commit and its first parent, if any.
+fn parse_log_record(record: &str) -> Option<(Commit, Option<String>)> {
     let fields: Vec<&str> = record.split('\0').collect();
-    let [id, tree, name, email, committer_name, committer_email, date, subject, trailers] =
+    let [id, tree, parents, name, email, committer_name, committer_email, date, subject, trailers] =
         fields[..]
     else {
         return None;
     };
+    let parent = parents.split_whitespace().next().map(str::to_string);
     let author = Person { name: name.to_string(), email: email.to_string() };
     let committer = Person { name: committer_name.to_string(), email: committer_email.to_string() };
-    Some(Commit {
+    let commit = Commit {
         id: id.to_string(),
         committer: (!committer.email.eq_ignore_ascii_case(&author.email)).then_some(committer),
         author,
@@ -295,7 +363,9 @@ fn parse_log_record(record: &str) -> Option<Commit> {
         authored_at: date.parse().ok()?,
         subject: subject.to_string(),
         tree: tree.to_string(),
-    })
+        parent_tree: String::new(),
+    };
+    Some((commit, parent))
 }
 
 /// Environment for every git command: no prompts, stable messages, no user or system config

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::Digest;
-use crate::artifact::Manifest;
+use crate::artifact::{Authorship, Manifest};
 use crate::attestation::{
     BUILD_TYPE, DEFAULT_BUILDER_ID, SLSA_PROVENANCE_V1, STATEMENT_TYPE, Statement,
 };
@@ -86,6 +86,10 @@ pub struct Policy {
     /// artifact's range may start after one of these. Any other range must start at an artifact this verifier holds (and so
     /// verified itself), so its commit list can be checked from provenance alone.
     pub trusted_bases: Vec<String>,
+    /// Refuse any commit whose author is not authenticated (no SSH signature by a keyring key,
+    /// no verified forge pull request), however many approvals it has: production pipelines
+    /// that say so.
+    pub require_authenticated_authors: bool,
 }
 
 impl Default for Policy {
@@ -97,6 +101,7 @@ impl Default for Policy {
             pipeline: None,
             review_required: true,
             trusted_bases: Vec::new(),
+            require_authenticated_authors: false,
         }
     }
 }
@@ -362,6 +367,21 @@ fn check_policy(
         }
         return Ok(());
     };
+    if policy.require_authenticated_authors
+        && let Some(record) =
+            manifest.commits.iter().find(|r| r.authorship == Authorship::Unauthenticated)
+    {
+        return fail(
+            Check::Policy,
+            format!(
+                "the author of commit {} (\"{}\") is not authenticated: it carries no SSH \
+                 signature by a keyring key and no verified forge pull request names its author, \
+                 and this pipeline refuses such commits",
+                record.commit.short_id(),
+                record.commit.subject
+            ),
+        );
+    }
     let empty = BlockList::default();
     let context = Context {
         pipeline: policy.pipeline.as_deref().unwrap_or(pipeline),

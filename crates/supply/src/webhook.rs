@@ -264,6 +264,7 @@ fn parse_push(forge: Forge, body: &Value) -> Result<WebhookEvent, Error> {
                 authored_at,
                 subject: message.lines().next().unwrap_or("").to_string(),
                 tree: String::new(),
+                parent_tree: String::new(),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;

@@ -388,6 +388,10 @@ struct VerifyArgs {
     /// Do not require every commit to be reviewed (pipelines with `code_review: optional`).
     #[arg(long)]
     no_review_required: bool,
+    /// Refuse commits whose author is not authenticated (an SSH signature by a keyring key,
+    /// or a verified forge pull request), however many approvals they have.
+    #[arg(long)]
+    require_authenticated_authors: bool,
     /// A configured trusted base commit (full id): a first artifact's commit range may start
     /// after it; repeat for several. Other ranges must start at an artifact in this home.
     #[arg(long = "trusted-base")]
@@ -573,6 +577,7 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         pipeline: args.pipeline.clone(),
         review_required: !args.no_review_required,
         trusted_bases: args.trusted_bases.clone(),
+        require_authenticated_authors: args.require_authenticated_authors,
     };
     let verification = Verification::assemble(home, &trust, policy, Timestamp::now())?;
     let store = home.store();
@@ -797,6 +802,10 @@ enum MemberCommand {
         /// The member's public key, as `gantry review keygen` printed it.
         #[arg(long)]
         public_key: String,
+        /// An SSH public key the member signs commits with (`ssh-ed25519 AAAA...`, git's
+        /// `gpg.format=ssh`); repeat for several. Commits it signs are authenticated as theirs.
+        #[arg(long = "ssh-key")]
+        ssh_keys: Vec<String>,
         /// Team name, when creating the keyring.
         #[arg(long)]
         team: Option<String>,
@@ -894,12 +903,18 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             );
         }
         ReviewCommand::Member { command } => match command {
-            MemberCommand::Add { name, emails, forge_logins, public_key, team } => {
+            MemberCommand::Add { name, emails, forge_logins, public_key, ssh_keys, team } => {
                 let mut keyring = home.keyring()?;
                 if let Some(team) = team {
                     keyring.team = team;
                 }
-                keyring.upsert(Member { name: name.clone(), emails, forge_logins, public_key });
+                keyring.upsert(Member {
+                    name: name.clone(),
+                    emails,
+                    forge_logins,
+                    public_key,
+                    ssh_keys,
+                });
                 home.write_keyring(&keyring)?;
                 eprintln!("{name} can now approve commits for team {}", keyring.team);
             }

@@ -60,8 +60,9 @@ impl World {
         let member = |name: &str, key: &KeyPair| Member {
             name: name.into(),
             emails: vec![format!("{name}@example.com")],
-            forge_logins: vec![],
+            forge_logins: vec![format!("github:{name}-gh")],
             public_key: key.public_base64(),
+            ssh_keys: vec![ssh_key(dir.path(), name)],
         };
         let keyring = Keyring {
             team: "shop".into(),
@@ -90,25 +91,40 @@ impl World {
         Home::new(&self.home_root).unwrap()
     }
 
+    /// A commit by a team member (`alice` or `bob`), signed with their SSH key as git's
+    /// `gpg.format=ssh` signing does.
     pub fn commit(&self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
+        let email = format!("{author}@example.com");
+        self.commit_as(author, &email, Some(author), message, files)
+    }
+
+    /// A commit with any author fields, signed with `signer`'s SSH key (a member's, or any
+    /// other name for a key outside the keyring) or not at all.
+    pub fn commit_as(
+        &self,
+        author: &str,
+        email: &str,
+        signer: Option<&str>,
+        message: &str,
+        files: &[(&str, &str)],
+    ) -> String {
         for (path, content) in files {
             std::fs::write(self.repo().join(path), content).unwrap();
         }
         git(&self.repo(), &["add", "--all"]);
-        let email = format!("{author}@example.com");
-        git(
-            &self.repo(),
-            &[
-                "-c",
-                &format!("user.name={author}"),
-                "-c",
-                &format!("user.email={email}"),
-                "commit",
-                "--quiet",
-                "-m",
-                message,
-            ],
-        );
+        let name = format!("user.name={author}");
+        let mail = format!("user.email={email}");
+        let mut args = vec!["-c", &name, "-c", &mail];
+        let key;
+        if let Some(signer) = signer {
+            ssh_key(self.dir.path(), signer);
+            key = format!("user.signingkey={}", ssh_key_path(self.dir.path(), signer).display());
+            args.extend(["-c", "gpg.format=ssh", "-c", &key, "commit", "-S"]);
+        } else {
+            args.push("commit");
+        }
+        args.extend(["--quiet", "--allow-empty", "-m", message]);
+        git(&self.repo(), &args);
         String::from_utf8(git(&self.repo(), &["rev-parse", "HEAD"])).unwrap().trim().to_string()
     }
 
@@ -230,6 +246,25 @@ impl World {
             artifact.manifest_bytes.clone(),
         )
     }
+}
+
+fn ssh_key_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("ssh").join(name)
+}
+
+/// `name`'s SSH commit-signing key in `dir` (made on first use): its public line.
+pub fn ssh_key(dir: &Path, name: &str) -> String {
+    let path = ssh_key_path(dir, name);
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen (openssh-client) is installed");
+        assert!(status.success());
+    }
+    std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string()
 }
 
 pub fn now() -> Timestamp {
