@@ -46,9 +46,14 @@ enum Command {
     Audit(commands::server::AuditArgs),
     /// The host agent on one box: pulls commands, verifies, installs, runs appspec hooks.
     Agent(commands::agent::AgentArgs),
+    /// The local fleet: boxes as processes on this machine, behind built-in load balancers.
+    Fleet(commands::fleet::FleetArgs),
     /// The sample service an example artifact's hooks start (see examples/sample-service).
     #[command(hide = true)]
     SampleService(commands::fleet::SampleServiceArgs),
+    /// One built-in load balancer as a process (the local fleet starts these).
+    #[command(hide = true)]
+    LoadBalancer(commands::fleet::LoadBalancerArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
         Command::Audit(args) => commands::server::audit(args),
         Command::Agent(args) => commands::agent::agent(args),
         Command::SampleService(args) => commands::fleet::sample_service(args),
+        Command::LoadBalancer(args) => commands::fleet::load_balancer(args),
+        Command::Fleet(args) => commands::fleet::fleet(args),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,8 @@
 //! - [`health`]: ELB-style HTTP health checks (path, port, interval, timeout, thresholds).
 //! - [`traffic`]: the agent's BlockTraffic/AllowTraffic over a load balancer.
 //! - [`sample`]: the sample service whose behaviour its configuration file sets.
+//! - [`local`]: the local fleet — a balancer process per target and an agent process per box,
+//!   for a slice of the topology — brought up, listed and taken down.
 //!
 //! Architecture invariant: a box takes traffic only while registered and passing its health
 //! check, and the agent deregisters it (draining) before any of its hooks stop it.
@@ -15,6 +17,7 @@ pub mod balancer;
 pub mod builtin;
 pub mod haproxy;
 pub mod health;
+pub mod local;
 pub mod sample;
 pub mod traffic;
 
