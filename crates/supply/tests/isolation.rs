@@ -274,3 +274,113 @@ fn the_default_relative_home_keeps_its_keys_from_builds_in_both_sandboxes() {
         }
     }
 }
+
+#[test]
+fn every_variable_in_the_sandbox_is_in_the_provenance_with_the_toolchain() {
+    let world = World::new();
+    world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    for sandbox in sandboxes() {
+        let request = BuildRequest {
+            env: std::collections::BTreeMap::from([("FLAVOUR".to_string(), "spicy".to_string())]),
+            ..world.request("mkdir -p out && env > out/env")
+        };
+        let _ = std::fs::remove_dir_all(world.store().root());
+        let checked = world.run_in(&request, sandbox).unwrap();
+        let artifact = &checked.built.artifact;
+        let package = world.store().read_package(&artifact.digest).unwrap();
+        let seen = file_in_package(&package, "out/env");
+        let statement = statement_of(&world.files(artifact).1);
+        let recorded = &statement["predicate"]["buildDefinition"]["externalParameters"]["build"]["environment"];
+        for line in seen.lines() {
+            let (name, value) = line.split_once('=').unwrap();
+            // The shell's own working directory, not the sandbox's environment.
+            if name == "PWD" {
+                continue;
+            }
+            assert_eq!(recorded[name], value, "{sandbox:?}: {name} is missing from the provenance");
+        }
+        assert_eq!(recorded["FLAVOUR"], "spicy");
+        let toolchain = statement["predicate"]["runDetails"]["builder"]["builderDependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["uri"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        let program = match sandbox {
+            Sandbox::Bubblewrap => "bwrap",
+            Sandbox::Unshare => "unshare",
+        };
+        assert!(
+            toolchain.iter().any(|uri| uri.ends_with(&format!("/{program}"))),
+            "{sandbox:?}: {toolchain:?}"
+        );
+        assert!(toolchain.iter().any(|uri| uri == "file:///bin/sh"), "{toolchain:?}");
+    }
+}
+
+fn file_in_package(package: &[u8], path: &str) -> String {
+    let decoder = zstd::stream::read::Decoder::new(package).unwrap();
+    let mut archive = tar::Archive::new(decoder);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() == path {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            return text;
+        }
+    }
+    panic!("{path} is not in the package");
+}
+
+#[test]
+fn extra_read_only_paths_are_checked_digested_and_visible() {
+    use gantry_supply::build::check_read_only_path;
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let keys = host_dir();
+    for (path, expected) in [
+        ("relative/toolchain".to_string(), "must be absolute"),
+        (home.clone(), "where homes, keys or sockets live"),
+        ("/".to_string(), "where homes, keys or sockets live"),
+        ("/run".to_string(), "where homes, keys or sockets live"),
+        (keys.path().display().to_string(), "where homes, keys or sockets live"),
+    ] {
+        let refused = check_read_only_path(Path::new(&path), &[keys.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains(expected), "{path}: {refused}");
+    }
+    // A socket inside the path is refused when it is digested.
+    let with_socket = host_dir();
+    let _listener = UnixListener::bind(with_socket.path().join("agent.sock")).unwrap();
+    let refused = gantry_supply::build::digest_tree(with_socket.path()).unwrap_err().to_string();
+    assert!(refused.contains("is a socket"), "{refused}");
+
+    // A vendored toolchain outside the home: readable in the build, in resolvedDependencies.
+    let world = World::new();
+    world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    let tools = host_dir();
+    std::fs::write(tools.path().join("VERSION"), "tool 1.2\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let command = format!("mkdir -p out && cat {}/VERSION > out/version", tools.path().display());
+    for sandbox in sandboxes() {
+        let request = BuildRequest {
+            read_only_paths: vec![tools.path().to_path_buf()],
+            ..world.request(&command)
+        };
+        let _ = std::fs::remove_dir_all(world.store().root());
+        let checked = world.run_in(&request, sandbox).unwrap();
+        let artifact = &checked.built.artifact;
+        let package = world.store().read_package(&artifact.digest).unwrap();
+        assert_eq!(file_in_package(&package, "out/version"), "tool 1.2\n", "{sandbox:?}");
+        let statement = statement_of(&world.files(artifact).1);
+        let dependencies =
+            statement["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+        let digest = gantry_supply::build::digest_tree(tools.path()).unwrap();
+        assert!(
+            dependencies.iter().any(|d| d["uri"] == format!("file://{}", tools.path().display())
+                && d["digest"]["sha256"] == digest.hex()),
+            "{sandbox:?}: {dependencies:?}"
+        );
+    }
+}
