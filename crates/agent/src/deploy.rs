@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gantry_model::Digest;
+use gantry_supply::store::StoredArtifact;
 
 use crate::Error;
 use crate::hooks::HookEnvironment;
@@ -42,6 +43,34 @@ pub fn kept_artifact(directory: &PipelineDirectory, digest: &Digest) -> Option<A
     })
 }
 
+/// The revisions this box keeps for the pipeline, as verified artifacts: the next artifact's
+/// commit range starts at the one before it, which the box ran (and so verified) itself.
+pub fn kept_history(directory: &PipelineDirectory) -> Result<Vec<StoredArtifact>, Error> {
+    let mut history = Vec::new();
+    for digest in directory.record()?.revisions {
+        let revision = directory.revision(&digest);
+        let (Ok(manifest_bytes), Ok(envelope)) = (
+            std::fs::read(revision.join(MANIFEST_FILE)),
+            std::fs::read(revision.join(ATTESTATION_FILE)),
+        ) else {
+            continue;
+        };
+        let (Ok(manifest), Ok(envelope)) =
+            (serde_json::from_slice(&manifest_bytes), serde_json::from_slice(&envelope))
+        else {
+            continue;
+        };
+        history.push(StoredArtifact {
+            digest,
+            manifest,
+            manifest_bytes,
+            envelope,
+            package_path: revision.join(PACKAGE_FILE),
+        });
+    }
+    Ok(history)
+}
+
 /// Verifies `artifact`, stages it and runs its lifecycle.
 pub fn deploy(
     agent_root: &std::path::Path,
@@ -65,8 +94,10 @@ pub fn deploy_with_variables(
     traffic: Option<&mut dyn Traffic>,
     observe: &mut dyn FnMut(&EventRecord),
 ) -> Result<Report, Error> {
-    let service = trust.verify(&request.digest, &request.pipeline, artifact)?;
     let directory = PipelineDirectory::open(agent_root, &request.pipeline)?;
+    let history = kept_history(&directory)?;
+    let service =
+        trust.verify_with_history(&request.digest, &request.pipeline, artifact, &history)?;
     directory.stage(&request.digest, &artifact.package)?;
     let revision = directory.revision(&request.digest);
     for (name, bytes) in

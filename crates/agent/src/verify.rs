@@ -13,6 +13,7 @@ use gantry_model::Digest;
 use gantry_supply::blocks::BlockList;
 use gantry_supply::keys::TrustedKeys;
 use gantry_supply::review::{Keyring, ReviewBook};
+use gantry_supply::store::StoredArtifact;
 use gantry_supply::verify::{self, Inputs, Policy};
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +161,18 @@ impl TrustRoot {
         pipeline: &str,
         artifact: &Artifact,
     ) -> Result<String, Error> {
+        self.verify_with_history(digest, pipeline, artifact, &[])
+    }
+
+    /// [`TrustRoot::verify`], with the artifacts this box already verified and keeps: an
+    /// artifact's commit range may start at one of them (the one it follows).
+    pub fn verify_with_history(
+        &self,
+        digest: &Digest,
+        pipeline: &str,
+        artifact: &Artifact,
+        history: &[StoredArtifact],
+    ) -> Result<String, Error> {
         let actual = Digest::of(&artifact.package);
         if actual != *digest {
             return Err(Error::Refused(format!(
@@ -188,7 +201,7 @@ impl TrustRoot {
             trusted: &self.trusted,
             blocks: Some(&self.blocks),
             reviews: &reviews,
-            history: &[],
+            history,
         };
         let verified = verify::verify(&inputs, &policy)
             .map_err(|failure| Error::Refused(format!("{digest}: {failure}")))?;
