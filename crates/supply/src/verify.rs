@@ -75,6 +75,9 @@ pub struct Policy {
     pub builder_ids: Vec<String>,
     /// Repositories artifacts may come from; any when empty.
     pub repositories: Vec<String>,
+    /// The pipeline's mainline branch: artifacts built from any other branch are refused. Any
+    /// branch when `None` (which production policy should not leave open).
+    pub branch: Option<String>,
     /// Refuse artifacts built with network access.
     pub require_hermetic: bool,
     /// The pipeline the artifact is checked for: scopes content blocks, and must match the
@@ -97,6 +100,7 @@ impl Default for Policy {
         Policy {
             builder_ids: vec![DEFAULT_BUILDER_ID.to_string()],
             repositories: Vec::new(),
+            branch: None,
             require_hermetic: true,
             pipeline: None,
             review_required: true,
@@ -349,6 +353,17 @@ fn check_policy(
     {
         return fail(Check::Policy, format!("source repository {repository} is not allowed"));
     }
+    let reference = parameters["source"]["ref"].as_str().unwrap_or("");
+    if let Some(branch) = &policy.branch
+        && reference != format!("refs/heads/{branch}")
+    {
+        return fail(
+            Check::Policy,
+            format!(
+                "the artifact was built from {reference}, not the mainline refs/heads/{branch}"
+            ),
+        );
+    }
     let pipeline = parameters["pipeline"].as_str().unwrap_or("");
     if let Some(wanted) = &policy.pipeline
         && wanted != pipeline
@@ -580,6 +595,21 @@ mod tests {
                 Box::new(|_| {}),
                 Policy { trusted_bases: vec![TRUSTED_BASE_ROOT.into()], ..strict() },
                 Err((Check::Policy, "is not a configured trusted base")),
+            ),
+            (
+                "another branch named the mainline",
+                Box::new(|_| {}),
+                Policy { branch: Some("release".into()), ..strict() },
+                Err((
+                    Check::Policy,
+                    "built from refs/heads/main, not the mainline refs/heads/release",
+                )),
+            ),
+            (
+                "the pipeline's branch",
+                Box::new(|_| {}),
+                Policy { branch: Some("main".into()), ..strict() },
+                Ok(()),
             ),
             (
                 "other pipeline",

@@ -307,6 +307,7 @@ pub struct ArtifactArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process, never stored")]
 enum ArtifactCommand {
     /// List stored artifacts, oldest first.
     List {
@@ -379,6 +380,9 @@ struct VerifyArgs {
     /// Allowed source repository; repeat for several. Any when none is given.
     #[arg(long = "repository")]
     repositories: Vec<String>,
+    /// The pipeline's mainline branch: refuse artifacts built from any other.
+    #[arg(long)]
+    branch: Option<String>,
     /// Check for this pipeline: scopes content blocks and must match the provenance.
     #[arg(long)]
     pipeline: Option<String>,
@@ -573,6 +577,7 @@ fn verify_command(home: &Home, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let policy = Policy {
         builder_ids: args.builder_ids.clone(),
         repositories: args.repositories.clone(),
+        branch: args.branch.clone(),
         require_hermetic: !args.allow_network_builds,
         pipeline: args.pipeline.clone(),
         review_required: !args.no_review_required,
