@@ -24,6 +24,7 @@ use gantry_model::plan::Target;
 use crate::Error;
 use crate::controller::{Controller, TransportError};
 use crate::deploy::{self, DeployRequest};
+use crate::health::HealthProbe;
 use crate::lifecycle::{PipelineDirectory, Traffic};
 use crate::state::{AgentState, InProgress};
 use crate::verify::TrustRoot;
@@ -318,6 +319,8 @@ impl<C: Controller> Agent<C> {
             target_name: target.to_string(),
             target_id: target.to_string().replace('/', "-"),
             hook_timeout: Duration::from_secs(command.hook_timeout.as_seconds()),
+            health_check: command.health_check.as_ref().map(HealthProbe::from_check),
+            health_check_timeout: Duration::from_secs(command.health_check_timeout.as_seconds()),
         };
         let root = self.config.root.clone();
         let state = &mut self.state;

@@ -9,6 +9,7 @@ use gantry_model::Digest;
 use gantry_supply::store::StoredArtifact;
 
 use crate::Error;
+use crate::health::HealthProbe;
 use crate::hooks::HookEnvironment;
 use crate::lifecycle::{self, Deployment, EventRecord, PipelineDirectory, Report, Traffic};
 use crate::verify::{Artifact, TrustRoot};
@@ -25,6 +26,9 @@ pub struct DeployRequest {
     pub target_id: String,
     /// The pipeline's `hook_timeout`, for the whole lifecycle.
     pub hook_timeout: Duration,
+    /// The pipeline's health check, and how long the box may take to pass it.
+    pub health_check: Option<HealthProbe>,
+    pub health_check_timeout: Duration,
 }
 
 /// Files kept beside a staged bundle so a kept revision can be verified again without a
@@ -117,6 +121,8 @@ pub fn deploy_with_variables(
         digest: request.digest,
         lifecycle_timeout: request.hook_timeout,
         ignore_application_stop_failures: false,
+        health_check: request.health_check.clone(),
+        health_check_timeout: request.health_check_timeout,
     };
     lifecycle::run(&directory, &deployment, traffic, observe)
 }

@@ -8,6 +8,7 @@
 //!   `permissions`.
 //! - [`hooks`]: one script in its own process group, its timeout, `runas`, CodeDeploy's
 //!   environment variables.
+//! - [`health`]: the pipeline's HTTP health check (path, port, interval, timeout, thresholds).
 //! - [`verify`]: the box's trust root and the supply chain's checks; [`deploy`]: verify, then
 //!   stage, then run — one deployment command.
 //! - [`agent`]: the loop — register, long-poll, [`agent::decide`] what each command means, carry
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod appspec;
 pub mod controller;
 pub mod deploy;
+pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod install;

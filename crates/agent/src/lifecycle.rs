@@ -28,6 +28,7 @@ use gantry_model::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::appspec::{APPSPEC_FILE, AppSpec, LifecycleEvent, MAX_EVENT_SECONDS};
+use crate::health::HealthProbe;
 use crate::hooks::{self, Deadline, HookEnvironment, HookFailure};
 use crate::install::{self, Installed};
 use crate::{Error, write_json_atomically};
@@ -50,14 +51,26 @@ pub struct Deployment {
     /// CodeDeploy's `ignoreApplicationStopFailures`: a failing script of the previous revision's
     /// ApplicationStop, BeforeBlockTraffic or AfterBlockTraffic does not fail the deployment.
     pub ignore_application_stop_failures: bool,
+    /// The pipeline's health check, run after ValidateService (by AllowTraffic when the box has
+    /// a load balancer, else on the box's loopback).
+    #[serde(default)]
+    pub health_check: Option<HealthProbe>,
+    /// How long the box may take to pass it.
+    #[serde(default = "default_health_check_timeout")]
+    pub health_check_timeout: Duration,
+}
+
+fn default_health_check_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// BlockTraffic and AllowTraffic: what the agent does with the box's load balancer.
 pub trait Traffic {
     /// Deregisters the box and waits for its connections to drain, by `deadline`.
     fn block(&mut self, deadline: Instant) -> Result<(), String>;
-    /// Waits until the box passes its health check, then registers it, by `deadline`.
-    fn allow(&mut self, deadline: Instant) -> Result<(), String>;
+    /// Waits until the box passes its health check — the pipeline's `check` when it has one —
+    /// then registers it, by `deadline`.
+    fn allow(&mut self, deadline: Instant, check: Option<&HealthProbe>) -> Result<(), String>;
 }
 
 /// How one lifecycle event went.
@@ -235,7 +248,9 @@ pub fn run(
                 traffic.as_mut().expect("checked above").block(deadline.at)
             }
             LifecycleEvent::AllowTraffic => {
-                traffic.as_mut().expect("checked above").allow(deadline.at)
+                let until = deadline.at.min(Instant::now() + deployment.health_check_timeout);
+                let check = deployment.health_check.as_ref();
+                traffic.as_mut().expect("checked above").allow(until, check)
             }
             LifecycleEvent::Install => install::remove_previous(&record.installed)
                 .and_then(|()| install::install(&spec, &bundle))
@@ -287,6 +302,16 @@ pub fn run(
         observe(&entry);
         report.events.push(entry);
         if let Err(reason) = outcome {
+            return Err(Error::Lifecycle { event, reason, report: Box::new(report) });
+        }
+    }
+    // Without a load balancer, the pipeline's health check still decides whether the box is
+    // healthy, on its loopback.
+    if let (None, Some(check)) = (&traffic, &deployment.health_check) {
+        let until = deadline.at.min(Instant::now() + deployment.health_check_timeout);
+        if let Err(reason) = crate::health::wait_healthy("127.0.0.1", check, until) {
+            let reason = format!("the health check failed after ValidateService: {reason}");
+            let event = LifecycleEvent::ValidateService;
             return Err(Error::Lifecycle { event, reason, report: Box::new(report) });
         }
     }

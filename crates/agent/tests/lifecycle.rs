@@ -115,6 +115,8 @@ impl Box {
             digest,
             lifecycle_timeout: hook_timeout,
             ignore_application_stop_failures: false,
+            health_check: None,
+            health_check_timeout: Duration::from_secs(60),
         };
         lifecycle::run(&self.pipeline(), &deployment, traffic, &mut |_| {})
     }
@@ -202,7 +204,11 @@ impl Traffic for LoggedTraffic {
     fn block(&mut self, _deadline: Instant) -> Result<(), String> {
         self.append("BlockTraffic")
     }
-    fn allow(&mut self, _deadline: Instant) -> Result<(), String> {
+    fn allow(
+        &mut self,
+        _deadline: Instant,
+        _check: Option<&gantry_agent::health::HealthProbe>,
+    ) -> Result<(), String> {
         self.append("AllowTraffic")
     }
 }
@@ -409,4 +415,38 @@ fn revisions_are_kept_for_rollback_within_a_bound() {
     let previous = digests[digests.len() - 2];
     b.deploy("d-rollback", previous, HOUR, None).unwrap();
     assert_eq!(b.pipeline().record().unwrap().last_successful_install, Some(previous));
+}
+
+#[test]
+fn the_pipelines_health_check_fails_a_box_that_passed_validate_service() {
+    let b = Box::new();
+    let digest = b.revision("r1", &[("appspec.yml", "version: 0.0\nos: linux\n")]);
+    // Nothing listens on this port: the box never becomes healthy.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let deployment = Deployment {
+        environment: HookEnvironment {
+            application_name: "sample".into(),
+            deployment_id: "d-1".into(),
+            deployment_group_name: "g".into(),
+            deployment_group_id: "g".into(),
+            box_variables: Default::default(),
+        },
+        pipeline: "sample-code".into(),
+        digest,
+        lifecycle_timeout: HOUR,
+        ignore_application_stop_failures: false,
+        health_check: Some(gantry_agent::health::HealthProbe {
+            path: "/health".into(),
+            port,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(200),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }),
+        health_check_timeout: Duration::from_millis(600),
+    };
+    let error = lifecycle::run(&b.pipeline(), &deployment, None, &mut |_| {}).unwrap_err();
+    let Error::Lifecycle { event, reason, .. } = &error else { panic!("{error}") };
+    assert_eq!(*event, LifecycleEvent::ValidateService);
+    assert!(reason.contains("health check failed"), "{reason}");
 }

@@ -161,6 +161,8 @@ impl World {
             target_name: "prod/eu-west-1/eu-west-1a".into(),
             target_id: "prod-eu-west-1-eu-west-1a".into(),
             hook_timeout: StdDuration::from_secs(60),
+            health_check: None,
+            health_check_timeout: StdDuration::from_secs(60),
         };
         deploy::deploy(&self.path().join("agent"), trust, &request, artifact, None, &mut |_| {})
             .map(|_| ())

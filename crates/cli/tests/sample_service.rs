@@ -152,6 +152,8 @@ fn the_example_service_deploys_behind_the_balancer_draining_before_every_stop() 
             digest,
             lifecycle_timeout: Duration::from_secs(120),
             ignore_application_stop_failures: false,
+            health_check: None,
+            health_check_timeout: Duration::from_secs(60),
         };
         lifecycle::run(&directory, &deployment, Some(&mut traffic), &mut |_| {})
             .unwrap_or_else(|e| panic!("{e}"));

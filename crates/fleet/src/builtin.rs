@@ -367,7 +367,8 @@ async fn health_checks(shared: Shared) {
         let members: Vec<(String, SocketAddr)> =
             shared.lock().members.iter().map(|(n, m)| (n.clone(), m.address)).collect();
         for (name, address) in members {
-            let probe_address = SocketAddr::new(address.ip(), shared.probe.port_or(address.port()));
+            let probe_address =
+                SocketAddr::new(address.ip(), probe_port(&shared.probe, address.port()));
             let ok = tokio::time::timeout(client_timeout, probe(probe_address, &shared.probe.path))
                 .await
                 .unwrap_or(false);
@@ -391,11 +392,9 @@ async fn probe(address: SocketAddr, path: &str) -> bool {
     matches!(send(address, request).await, Ok(response) if response.status().is_success())
 }
 
-impl HealthProbe {
-    /// The probe's port, or the box's serving port when the probe names port 0.
-    fn port_or(&self, serving: u16) -> u16 {
-        if self.port == 0 { serving } else { self.port }
-    }
+/// The probe's port, or the box's serving port when the probe names port 0.
+fn probe_port(probe: &HealthProbe, serving: u16) -> u16 {
+    if probe.port == 0 { serving } else { probe.port }
 }
 
 async fn admin_register(

@@ -23,9 +23,9 @@ impl Traffic for BalancedBox {
         self.balancer.deregister(&self.backend.name, drain).map_err(|e| e.to_string())
     }
 
-    fn allow(&mut self, deadline: Instant) -> Result<(), String> {
+    fn allow(&mut self, deadline: Instant, check: Option<&HealthProbe>) -> Result<(), String> {
         let host = self.backend.address.ip().to_string();
-        let mut probe = self.probe.clone();
+        let mut probe = check.unwrap_or(&self.probe).clone();
         if probe.port == 0 {
             probe.port = self.backend.address.port();
         }
