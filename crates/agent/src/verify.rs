@@ -202,6 +202,7 @@ impl TrustRoot {
             blocks: Some(&self.blocks),
             reviews: &reviews,
             history,
+            bases: &[],
         };
         let verified = verify::verify(&inputs, &policy)
             .map_err(|failure| Error::Refused(format!("{digest}: {failure}")))?;

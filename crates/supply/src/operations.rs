@@ -255,6 +255,8 @@ pub struct Verification {
     pub reviews: ReviewBook,
     pub blocks: BlockList,
     pub history: Vec<StoredArtifact>,
+    /// Artifacts verified before that are not in the store (a host's memory).
+    pub bases: Vec<crate::verify::VerifiedBase>,
     pub policy: Policy,
 }
 
@@ -295,6 +297,7 @@ impl Verification {
             reviews: home.reviews()?,
             blocks,
             history: home.store().list()?,
+            bases: Vec::new(),
             policy,
         })
     }
@@ -315,6 +318,7 @@ impl Verification {
             blocks: Some(&self.blocks),
             reviews: &self.reviews,
             history: &self.history,
+            bases: &self.bases,
         };
         verify::verify(&inputs, &self.policy)
     }

@@ -125,6 +125,33 @@ pub struct Inputs<'a> {
     /// The stored artifacts, so a commit blocked in a predecessor blocks this one too; empty
     /// where only this artifact is at hand.
     pub history: &'a [StoredArtifact],
+    /// Artifacts this verifier verified before, for a host that keeps no store: a commit range
+    /// may start at one of them.
+    pub bases: &'a [VerifiedBase],
+}
+
+/// What a host keeps of an artifact it verified, so the next artifact's commit range may start
+/// there: enough to match the provenance's base.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct VerifiedBase {
+    pub digest: Digest,
+    pub pipeline: String,
+    pub repository: String,
+    pub branch: String,
+    pub commit: String,
+}
+
+impl VerifiedBase {
+    /// The record of a verified artifact, from its (verified) manifest.
+    pub fn of(manifest: &Manifest) -> VerifiedBase {
+        VerifiedBase {
+            digest: manifest.package.digest,
+            pipeline: manifest.pipeline.clone(),
+            repository: manifest.source.repository.clone(),
+            branch: manifest.source.branch.clone(),
+            commit: manifest.source.commit.clone(),
+        }
+    }
 }
 
 /// A verified artifact.
@@ -431,14 +458,19 @@ fn check_base(manifest: &Manifest, inputs: &Inputs, policy: &Policy) -> Result<(
     };
     match source.base_artifact {
         Some(digest) => {
-            let held = inputs.history.iter().find(|a| a.digest == digest);
+            let held = inputs
+                .history
+                .iter()
+                .find(|a| a.digest == digest)
+                .map(|a| VerifiedBase::of(&a.manifest))
+                .or_else(|| inputs.bases.iter().find(|b| b.digest == digest).cloned());
             match held {
                 Some(base)
-                    if base.manifest.pipeline == manifest.pipeline
-                        && normalize_repository(&base.manifest.source.repository)
+                    if base.pipeline == manifest.pipeline
+                        && normalize_repository(&base.repository)
                             == normalize_repository(&source.repository)
-                        && base.manifest.source.branch == source.branch
-                        && base.manifest.source.commit == *baseline =>
+                        && base.branch == source.branch
+                        && base.commit == *baseline =>
                 {
                     Ok(())
                 }
@@ -514,6 +546,7 @@ mod tests {
             blocks: None,
             reviews: &reviews,
             history: &[],
+            bases: &[],
         };
         // The sample's range starts at its trusted base, unless a case names other bases.
         let mut policy = policy;

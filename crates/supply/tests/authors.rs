@@ -164,6 +164,7 @@ fn a_pipeline_may_refuse_unauthenticated_authors_outright() {
         blocks: None,
         reviews: &reviews,
         history: &history,
+        bases: &[],
     };
     let refused = gantry_supply::verify::verify(&inputs, &strict).unwrap_err();
     assert!(refused.detail.contains("is not authenticated"), "{refused}");

@@ -8,6 +8,7 @@ use gantry_supply::build::{BuildRequest, TRUSTED_BASE_ROOT};
 use gantry_supply::operations::affected_by_block;
 use gantry_supply::source::MAX_COMMITS_PER_ARTIFACT;
 use gantry_supply::store::StoredArtifact;
+use gantry_supply::verify::VerifiedBase;
 
 mod common;
 use common::*;
@@ -211,6 +212,14 @@ fn a_host_accepts_a_range_only_on_a_base_it_verified_or_trusts() {
         (&second, &[], &root, Err("which this verifier has not verified")),
         (&second, &[], &[], Err("which this verifier has not verified")),
     ];
+    // A host that keeps no store but remembers what it verified.
+    let remembered = [VerifiedBase::of(&first.manifest)];
+    assert_eq!(world.verify_on_host_with(&second, &[], &remembered, &[]), Ok(()));
+    let mut elsewhere = remembered[0].clone();
+    elsewhere.pipeline = "other-code".into();
+    let refused = world.verify_on_host_with(&second, &[], &[elsewhere], &[]).unwrap_err();
+    assert!(refused.contains("another pipeline"), "{refused}");
+
     for (n, (artifact, history, trusted, expected)) in cases.into_iter().enumerate() {
         let got = world.verify_on_host(artifact, history, trusted);
         match (&got, expected) {

@@ -140,7 +140,17 @@ fn host_sockets_under_run_and_home_are_unreachable() {
     }
     assert!(!sockets.is_empty(), "no socket to check");
     for (path, _listener) in &sockets {
-        let command = format!("[ -S {0} ] && echo reachable || echo unreachable", path.display());
+        // A real connection attempt where the sandbox has Python, and the socket's presence
+        // where it has not.
+        let command = format!(
+            "if [ -x /usr/bin/python3 ]; then python3 -c 'import socket, sys; \
+             socket.socket(socket.AF_UNIX).connect(sys.argv[1])' {0} 2>/dev/null \
+             && echo reachable || echo unreachable; \
+             else [ -S {0} ] && echo reachable || echo unreachable; fi",
+            path.display()
+        );
+        // The check itself can tell: from here, outside any sandbox, the socket answers.
+        std::os::unix::net::UnixStream::connect(path).expect("the socket listens");
         check(
             &command,
             &[],
@@ -150,6 +160,27 @@ fn host_sockets_under_run_and_home_are_unreachable() {
     }
     for (path, _) in &sockets {
         let _ = std::fs::remove_file(path);
+    }
+    // The control: a socket the build is shown (on a read-only path) is reachable, so
+    // "unreachable" above is the sandbox's doing, not a broken check.
+    let shown = host_dir();
+    let path = shown.path().join("shown.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(shown.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let command = format!(
+        "python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' {} \
+         && echo reachable",
+        path.display()
+    );
+    if Path::new("/usr/bin/python3").exists() {
+        check(
+            &command,
+            &[],
+            &[shown.path().to_path_buf()],
+            [(Sandbox::Bubblewrap, "reachable"), (Sandbox::Unshare, "reachable")],
+        );
     }
 }
 

@@ -16,7 +16,7 @@ use gantry_supply::keys::{KeyDirectory, KeyPair};
 use gantry_supply::operations::{BuildJob, Checked, build_and_check};
 use gantry_supply::review::{Keyring, Member, ReviewBook};
 use gantry_supply::store::{Store, StoredArtifact};
-use gantry_supply::verify::{Check, Inputs, Policy, verify};
+use gantry_supply::verify::{Check, Inputs, Policy, VerifiedBase, verify};
 use gantry_supply::{Digest, Error};
 use jiff::Timestamp;
 
@@ -199,6 +199,7 @@ impl World {
             blocks: Some(blocks),
             reviews: &reviews,
             history: &self.store().list().unwrap(),
+            bases: &[],
         };
         let policy = Policy {
             trusted_bases: vec![TRUSTED_BASE_ROOT.into()],
@@ -216,6 +217,17 @@ impl World {
         history: &[StoredArtifact],
         trusted_bases: &[&str],
     ) -> Result<(), String> {
+        self.verify_on_host_with(artifact, history, &[], trusted_bases)
+    }
+
+    /// As [`World::verify_on_host`], for a host that also remembers `bases` it verified.
+    pub fn verify_on_host_with(
+        &self,
+        artifact: &StoredArtifact,
+        history: &[StoredArtifact],
+        bases: &[VerifiedBase],
+        trusted_bases: &[&str],
+    ) -> Result<(), String> {
         let (package, envelope, manifest) = self.files(artifact);
         let reviews = self.reviews();
         let trusted = self.keys().trusted().unwrap();
@@ -228,6 +240,7 @@ impl World {
             blocks: Some(&blocks),
             reviews: &reviews,
             history,
+            bases,
         };
         let policy = Policy {
             trusted_bases: trusted_bases.iter().map(|b| b.to_string()).collect(),
