@@ -28,8 +28,11 @@ use gantry_model::Duration;
 use gantry_model::pipeline::{AlarmDefinition, ComparisonOperator, MetricAlarm, TreatMissingData};
 use serde_json::Value;
 
+use crate::alarm_set::AlarmSet;
 use crate::composite;
+use crate::series::Labels;
 use crate::statistic::Statistic;
+use crate::{DefinitionError, Error};
 
 /// The label an imported alarm's CloudWatch namespace goes to.
 pub const NAMESPACE_LABEL: &str = "namespace";
@@ -611,6 +614,47 @@ fn finish_composites(imported: &mut Imported, composites: Vec<PendingComposite>)
     for (name, rule) in pending {
         imported.definitions.insert(name, AlarmDefinition::Composite(rule.to_string()));
     }
+    keep_what_loads(imported);
+}
+
+/// Drops whatever the alarm set refuses (a period CloudWatch would not take, a cycle of
+/// composites, a composite over a dropped alarm), reporting why, until the rest loads: the
+/// written definitions always load as they are.
+fn keep_what_loads(imported: &mut Imported) {
+    for _ in 0..=imported.definitions.len() {
+        let Err(error) = AlarmSet::new(&imported.definitions, Labels::new()) else { return };
+        let refused: Vec<DefinitionError> = match error {
+            Error::InvalidDefinitions(refused) => refused,
+            other => {
+                // Not about one alarm: keep nothing rather than write what does not load.
+                let names: Vec<String> = imported.definitions.keys().cloned().collect();
+                for alarm in names {
+                    imported.skipped.push(Finding { alarm, message: other.to_string() });
+                }
+                imported.definitions.clear();
+                return;
+            }
+        };
+        let mut removed = false;
+        for DefinitionError { alarm, message } in refused {
+            if imported.definitions.remove(&alarm).is_some() {
+                removed = true;
+                imported.skipped.push(Finding { alarm, message });
+            }
+        }
+        if !removed {
+            // Errors that name no definition: refuse all, as above.
+            let names: Vec<String> = imported.definitions.keys().cloned().collect();
+            for alarm in names {
+                imported.skipped.push(Finding {
+                    alarm,
+                    message: "the alarm set refused the definitions".to_string(),
+                });
+            }
+            imported.definitions.clear();
+            return;
+        }
+    }
 }
 
 /// A template's resources, for resolving intrinsic functions.
@@ -799,7 +843,9 @@ impl Template<'_> {
                 match self.resolve(value, depth + 1)? {
                     Value::String(text) => out.push_str(&text),
                     other => {
-                        return Err(format!("`Fn::Sub` variable `{name}` is {other}, not a string"));
+                        return Err(format!(
+                            "`Fn::Sub` variable `{name}` is {other}, not a string"
+                        ));
                     }
                 }
             } else if let Some((id, attribute)) = name.split_once('.') {

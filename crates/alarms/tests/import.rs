@@ -182,3 +182,21 @@ fn files_of_neither_form_are_refused() {
     );
     assert!(refuse("{ not json: [").starts_with("neither JSON ("), "{}", refuse("{ not json: ["));
 }
+
+#[test]
+fn what_the_alarm_set_would_refuse_is_reported_not_written() {
+    let text = r#"{"MetricAlarms": [{"AlarmName": "odd-period", "MetricName": "Faults", "Namespace": "Checkout",
+        "Statistic": "Sum", "Period": 45, "EvaluationPeriods": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanThreshold"}],
+      "CompositeAlarms": [{"AlarmName": "over-odd", "AlarmRule": "ALARM(\"odd-period\")"},
+        {"AlarmName": "loop-a", "AlarmRule": "ALARM(\"loop-b\")"},
+        {"AlarmName": "loop-b", "AlarmRule": "ALARM(\"loop-a\")"}]}"#;
+    let imported = import(text, &ImportOptions::default()).unwrap();
+    assert!(imported.definitions.is_empty(), "{}", render(&imported));
+    let skipped: Vec<&str> =
+        imported.skipped.iter().map(|finding| finding.alarm.as_str()).collect();
+    for alarm in ["odd-period", "over-odd", "loop-a", "loop-b"] {
+        assert!(skipped.contains(&alarm), "{}", render(&imported));
+    }
+    assert!(render(&imported).contains("skipped `odd-period`: `period` is 45s; CloudWatch allows 10s, 20s, 30s or a multiple of 60s"), "{}", render(&imported));
+}
