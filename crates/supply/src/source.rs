@@ -420,8 +420,9 @@ impl Poller {
     }
 
     /// Looks at the source's head; a new head gives a trigger with the commits since the last
-    /// one seen (every ancestor, bounded, the first time). Safe to call again: an unchanged head
-    /// gives nothing.
+    /// one seen (the head alone the first time: the build computes the commit range an
+    /// artifact carries, and a long history must not stop the first poll). Safe to call again:
+    /// an unchanged head gives nothing.
     pub fn poll(&mut self, repository: &Repository) -> Result<Option<Trigger>, Error> {
         let head = repository.head()?;
         let key = Poller::key(repository);
@@ -429,7 +430,13 @@ impl Poller {
         if since.as_deref() == Some(head.as_str()) {
             return Ok(None);
         }
-        let commits = repository.commits_between(since.as_deref(), &head)?;
+        let commits = match &since {
+            Some(since) if repository.is_ancestor(since, &head)? => {
+                repository.commits_between(Some(since), &head)?
+            }
+            // First sight, or a rewritten branch: the head alone.
+            _ => vec![repository.commit(&head)?],
+        };
         self.last_seen.insert(key, head.clone());
         Ok(Some(Trigger {
             repository: repository.name.clone(),
@@ -582,6 +589,15 @@ pub(crate) mod tests {
         let ids: Vec<_> = trigger.commits.iter().map(|c| c.id.clone()).collect();
         assert_eq!(ids, [third.clone(), second]);
         assert_eq!(trigger.commit, third);
+
+        // A first poll of a long history names only the head: no walk of all of it.
+        for n in 0..(MAX_COMMITS_PER_ARTIFACT as u32 / 100) {
+            scratch.commit("bob", &format!("more {n}"), &[("a.txt", &n.to_string())]);
+        }
+        let head = scratch.commit("bob", "head", &[("a.txt", "head")]);
+        let repository = Repository::open(&source, cache.path()).unwrap();
+        let trigger = Poller::default().poll(&repository).unwrap().unwrap();
+        assert_eq!(trigger.commits.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), [head]);
     }
 
     #[test]

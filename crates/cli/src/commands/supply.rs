@@ -276,7 +276,11 @@ fn present_build(args: &BuildArgs, job: &BuildJob, checked: Checked) -> anyhow::
             manifest.builder.id,
         );
         for record in &manifest.commits {
-            eprintln!("  {}", commit_line(&record.commit, &record.reviewers));
+            eprintln!(
+                "  {} (author {})",
+                commit_line(&record.commit, &record.reviewers),
+                record.authorship.describe()
+            );
         }
     }
     for blocker in &checked.blockers {
