@@ -20,7 +20,10 @@
 //!   [`operations::Trust`] and a [`verify::Policy`]; `check` and `check_stored` return the
 //!   verified statement or the failing check.
 //! - [`operations::affected_by_block`] and [`operations::artifact_blockers`]: what a block
-//!   reaches, and what keeps an artifact from deploying.
+//!   reaches, and what keeps an artifact from deploying; [`operations::publish_blocks`]: the
+//!   signed block list hosts read, with every affected artifact and a maximum age.
+//! - [`operations::approve`] and [`operations::receive_webhook`]: approvals by a reviewer's
+//!   key or a verified forge delivery (which also authenticates the pull request's author).
 //!
 //! # The parts
 //!

@@ -7,6 +7,8 @@
 //! the trusted build service, signs it, checks reviews and content blockers, and returns the
 //! stored artifact with its verdict ([`Checked`]). `gantry build` calls [`build_and_check`] with
 //! [`BuilderRole::Local`]. Hosts and `gantry artifact verify` call [`Verification::check`].
+//! Approvals arrive through [`approve`] (a reviewer's key) or [`receive_webhook`] (a verified
+//! forge delivery); blocks reach hosts through [`publish_blocks`].
 //!
 //! These functions are safe to call again after a crash: the store never overwrites (a rebuild
 //! of the same commit reproduces the same digest and reports [`Error::AlreadyStored`]), and the
@@ -19,10 +21,12 @@ use crate::build::{BuildRequest, Builder, BuilderRole, Built, Sandbox};
 use crate::home::Home;
 use crate::keys::{TrustedKeys, parse_public_key};
 use crate::published_blocks::{PUBLISHED_BLOCKS_PAYLOAD_TYPE, PublishedBlocks};
-use crate::review::ReviewBook;
+use crate::review::{Approval, ReviewBook};
+use crate::source::Commit;
 use crate::source::{Poller, Trigger};
 use crate::store::{Store, StoredArtifact};
 use crate::verify::{self, Failure, Inputs, Policy, Verified};
+use crate::webhook::{Delivery, Forge, PushEvent, WebhookEvent};
 use crate::{Digest, Error};
 
 /// One pipeline's build, as its definition and its builder say.
@@ -186,6 +190,65 @@ pub fn affected_by_block(
         .cloned()
         .collect();
     Ok(affected)
+}
+
+/// Records the holder of reviewer `key` approving `revision` (id, prefix, tag or branch) of
+/// `source`, signed, in the home's review book. Refused when the home has no keyring, when the
+/// key is no member's, or when the member wrote the commit.
+pub fn approve(
+    home: &Home,
+    key: &crate::keys::KeyPair,
+    source: &gantry_model::Source,
+    revision: &str,
+    now: jiff::Timestamp,
+) -> Result<(Approval, Commit), Error> {
+    let repository = home.open_repository(source)?;
+    let commit = crate::review::commit_to_review(&repository, revision)?;
+    let mut book = home.reviews()?;
+    if book.keyring().members.is_empty() {
+        return Err(Error::Review(format!(
+            "no team keyring at {}: nobody may approve yet; add members with `gantry review \
+             member add`",
+            home.keyring_path().display()
+        )));
+    }
+    let approval = book.approve(key, &source.repository, &commit, now)?;
+    Ok((approval, commit))
+}
+
+/// What a forge delivery did.
+#[derive(Clone, Debug)]
+pub enum Received {
+    /// An approval, now in the review book (with the pull request's author, when the forge named
+    /// a member: that authenticates who wrote the commit).
+    Approved(Approval),
+    /// A push to a branch: the caller builds its head if it is the mainline.
+    Pushed(PushEvent),
+    Ignored {
+        reason: String,
+    },
+}
+
+/// Authenticates a forge webhook delivery with the shared `secret` and applies it; approvals
+/// are checked against the commit as `source` has it.
+pub fn receive_webhook(
+    home: &Home,
+    forge: Forge,
+    delivery: &Delivery,
+    secret: &str,
+    source: &gantry_model::Source,
+    now: jiff::Timestamp,
+) -> Result<Received, Error> {
+    match crate::webhook::receive(forge, delivery, secret)? {
+        WebhookEvent::Approval(approval) => {
+            let repository = home.open_repository(source)?;
+            let commit = repository.commit(&approval.commit)?;
+            let recorded = home.reviews()?.import_forge(&approval, &commit, now)?;
+            Ok(Received::Approved(recorded))
+        }
+        WebhookEvent::Push(push) => Ok(Received::Pushed(push)),
+        WebhookEvent::Ignored { reason } => Ok(Received::Ignored { reason }),
+    }
 }
 
 /// Publishes the home's block list for hosts: signed by the trust root, naming every stored

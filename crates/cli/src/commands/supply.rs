@@ -17,15 +17,15 @@ use gantry_supply::home::{DEFAULT_HOME_DIR, Home};
 use gantry_supply::keys::{KeyPair, KeyStatus, local_builder_ids, service_builder_ids};
 use gantry_supply::lockfiles::Ecosystem;
 use gantry_supply::operations::{
-    BuildJob, Checked, Trust, Verification, affected_by_block, build_and_check, poll_and_build,
-    publish_blocks, stored_digest,
+    BuildJob, Checked, Received, Trust, Verification, affected_by_block, approve, build_and_check,
+    poll_and_build, publish_blocks, receive_webhook, stored_digest,
 };
 use gantry_supply::published_blocks::DEFAULT_MAX_AGE_SECONDS;
 use gantry_supply::review::{Keyring, Member, ReviewBook};
 use gantry_supply::source::{Commit, Repository};
 use gantry_supply::store::{Exported, StoredArtifact};
 use gantry_supply::verify::Policy;
-use gantry_supply::webhook::{Delivery, Forge, WebhookEvent};
+use gantry_supply::webhook::{Delivery, Forge};
 use gantry_supply::{Digest, attestation};
 use jiff::Timestamp;
 
@@ -847,16 +847,8 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                 .or_else(|| std::env::var_os("GANTRY_REVIEWER_KEY").map(PathBuf::from))
                 .context("name your reviewer key with --key or $GANTRY_REVIEWER_KEY (create one with `gantry review keygen`)")?;
             let key = KeyPair::read(&key_path)?;
-            let opened = open_repository(home, &repository, "main")?;
-            let commit = gantry_supply::review::commit_to_review(&opened, &commit)?;
-            let mut book = reviews(home)?;
-            if book.keyring().members.is_empty() {
-                bail!(
-                    "no team keyring at {}: nobody may approve yet; add members with `gantry review member add`",
-                    home.keyring_path().display()
-                );
-            }
-            let approval = book.approve(&key, &repository, &commit, now)?;
+            let source = Source { repository, branch: "main".into() };
+            let (approval, commit) = approve(home, &key, &source, &commit, now)?;
             println!("{} approved {} (\"{}\")", approval.reviewer, commit.id, commit.subject);
         }
         ReviewCommand::List { repository, branch, since, json } => {
@@ -966,21 +958,14 @@ pub fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                     headers.insert("X-Gitlab-Token".to_string(), secret.trim().to_string());
                 }
             }
-            match gantry_supply::webhook::receive(
-                forge,
-                &Delivery { headers, body },
-                secret.trim(),
-            )? {
-                WebhookEvent::Approval(approval) => {
-                    let opened = open_repository(home, &repository, "main")?;
-                    let commit = opened.commit(&approval.commit)?;
-                    let recorded = reviews(home)?.import_forge(&approval, &commit, now)?;
+            let source = Source { repository, branch: "main".into() };
+            let delivery = Delivery { headers, body };
+            match receive_webhook(home, forge, &delivery, secret.trim(), &source, now)? {
+                Received::Approved(recorded) => {
                     println!("{} approved {} via {forge}", recorded.reviewer, recorded.commit);
                 }
-                WebhookEvent::Push(push) => {
-                    print_json(serde_json::to_value(&push)?)?;
-                }
-                WebhookEvent::Ignored { reason } => eprintln!("ignored: {reason}"),
+                Received::Pushed(push) => print_json(serde_json::to_value(&push)?)?,
+                Received::Ignored { reason } => eprintln!("ignored: {reason}"),
             }
         }
     }
