@@ -255,6 +255,7 @@ pub struct Builder<'a> {
 }
 
 /// A built and stored artifact, with what the build printed.
+#[derive(Clone, Debug)]
 pub struct Built {
     pub artifact: StoredArtifact,
     pub log: Vec<u8>,

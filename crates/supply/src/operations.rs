@@ -10,6 +10,10 @@
 //! Approvals arrive through [`approve`] (a reviewer's key) or [`receive_webhook`] (a verified
 //! forge delivery); blocks reach hosts through [`publish_blocks`].
 //!
+//! Every function here blocks (git, the sandbox, the filesystem): an async caller runs it on a
+//! blocking thread. Builds of one home may run concurrently: each gets its own scratch
+//! directory, and the files they share are written under locks or atomically.
+//!
 //! These functions are safe to call again after a crash: the store never overwrites (a rebuild
 //! of the same commit reproduces the same digest and reports [`Error::AlreadyStored`]), and the
 //! poller's memory is written before the build starts, so a head is built at most once.
@@ -65,6 +69,7 @@ impl BuildJob {
 }
 
 /// A built, signed and stored artifact with its verdict.
+#[derive(Clone, Debug)]
 pub struct Checked {
     pub built: Built,
     /// Everything that keeps it from deploying now: content blocks (its own commits, its
@@ -121,6 +126,7 @@ pub fn build_and_check(home: &Home, job: &BuildJob) -> Result<Checked, Error> {
 }
 
 /// A new mainline head found by [`poll_and_build`], and how its build went.
+#[derive(Debug)]
 pub struct Polled {
     pub trigger: Trigger,
     pub outcome: Result<Checked, Error>,
@@ -132,21 +138,29 @@ pub struct Polled {
 /// push a fix (or build by hand) to try again.
 pub fn poll_and_build(home: &Home, job: &BuildJob) -> Result<Option<Polled>, Error> {
     let path = home.poller_path();
-    let mut poller: Poller = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|error| Error::invalid(&path, format!("not a poller state file: {error}")))?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Poller::default(),
-        Err(error) => return Err(Error::io(&path, error)),
-    };
     let repository = home.open_repository(&job.request.source)?;
-    let Some(trigger) = poller.poll(&repository)? else {
+    // Read, poll and write under the file's lock: pipelines polled at once keep each other's
+    // heads.
+    let polled = crate::store::with_lock(&path, || {
+        let mut poller: Poller = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+                Error::invalid(&path, format!("not a poller state file: {error}"))
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Poller::default(),
+            Err(error) => return Err(Error::io(&path, error)),
+        };
+        let Some(trigger) = poller.poll(&repository)? else {
+            return Ok(None);
+        };
+        crate::store::write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(&poller).expect("poller state serializes"),
+        )?;
+        Ok(Some(trigger))
+    })?;
+    let Some(trigger) = polled else {
         return Ok(None);
     };
-    std::fs::create_dir_all(home.root()).map_err(|error| Error::io(home.root(), error))?;
-    crate::store::write_atomically(
-        &path,
-        &serde_json::to_vec_pretty(&poller).expect("poller state serializes"),
-    )?;
     let single = BuildJob {
         request: BuildRequest { commit: Some(trigger.commit.clone()), ..job.request.clone() },
         ..job.clone()
@@ -313,6 +327,7 @@ pub struct Trust {
 
 /// Everything one verification needs, read once from a home: the trust list, the review book,
 /// the block list and the stored history, with the policy to apply.
+#[derive(Debug)]
 pub struct Verification {
     pub trusted: TrustedKeys,
     pub reviews: ReviewBook,

@@ -545,3 +545,34 @@ fn remote_repositories_are_mirrored_and_built() {
     assert_eq!(built.manifest.source.commit, next);
     assert_eq!(built.manifest.source.baseline.as_deref(), Some(commit.as_str()));
 }
+
+#[test]
+fn the_controllers_poll_builds_each_new_mainline_head_once_as_the_build_service() {
+    use gantry_supply::build::{BuilderRole, Sandbox, builder_id};
+    use gantry_supply::operations::{BuildJob, poll_and_build};
+    let world = World::new();
+    let first = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &first).unwrap();
+    let job = BuildJob {
+        request: world.request(BUILD),
+        sandbox: Sandbox::detect(),
+        role: BuilderRole::Service,
+    };
+    let home = world.home();
+    let polled = poll_and_build(&home, &job).unwrap().expect("a new head");
+    let checked = polled.outcome.unwrap();
+    assert_eq!(checked.built.artifact.manifest.source.commit, first);
+    assert_eq!(
+        checked.built.artifact.manifest.builder.id,
+        builder_id(BuilderRole::Service, Sandbox::detect())
+    );
+    assert!(checked.deployable(), "{:?}", checked.blockers);
+    assert!(poll_and_build(&home, &job).unwrap().is_none(), "the same head is not built twice");
+
+    let second = world.commit("bob", "louder", &[("main.c", &GREETER.replace("hello", "HI"))]);
+    let checked = poll_and_build(&home, &job).unwrap().unwrap().outcome.unwrap();
+    let manifest = &checked.built.artifact.manifest;
+    assert_eq!(manifest.source.commit, second);
+    assert_eq!(manifest.commits.len(), 1, "the range starts at the first artifact");
+    assert!(!checked.deployable(), "the second commit is unreviewed");
+}
