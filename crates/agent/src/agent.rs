@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use gantry_model::Timestamp;
 use gantry_model::agent::{
-    Acknowledge, AgentCommand, BoxId, CommandOutcome, MAX_OUTCOME_DETAIL_BYTES,
+    Acknowledge, AgentCommand, BoxId, CommandOutcome, Health, MAX_OUTCOME_DETAIL_BYTES,
     MAX_REPORTED_OUTCOMES, PROTOCOL_VERSION, PipelineObservation, Register, Report,
 };
 use gantry_model::plan::Target;
@@ -116,6 +116,8 @@ pub struct Agent<C: Controller> {
     registered: bool,
     long_poll: Duration,
     backoff: Backoff,
+    /// Consecutive failed probes per pipeline since its last command, for live health.
+    probe_failures: std::collections::BTreeMap<String, u32>,
 }
 
 fn truncate(mut text: String, limit: usize) -> String {
@@ -168,6 +170,7 @@ impl<C: Controller> Agent<C> {
             registered: false,
             long_poll: DEFAULT_LONG_POLL,
             backoff: Backoff::default(),
+            probe_failures: Default::default(),
         })
     }
 
@@ -282,6 +285,8 @@ impl<C: Controller> Agent<C> {
         let slot = self.state.pipelines.entry(command.pipeline.clone()).or_default();
         slot.running = installed;
         slot.healthy = result.is_ok();
+        slot.health_check = command.health_check.as_ref().map(HealthProbe::from_check);
+        self.probe_failures.remove(&command.pipeline);
         self.state.in_progress = None;
         self.state.finish(
             &command.pipeline,
@@ -369,7 +374,7 @@ impl<C: Controller> Agent<C> {
                 PipelineObservation {
                     pipeline: name.clone(),
                     running: self.state.pipelines.get(name).and_then(|p| p.running),
-                    health: self.state.health(name),
+                    health: self.live_health(name),
                     in_progress: in_progress.filter(|c| &c.pipeline == name).map(|c| c.id),
                     outcomes,
                 }
@@ -383,7 +388,39 @@ impl<C: Controller> Agent<C> {
         }
     }
 
+    /// Health as reported: the last lifecycle's verdict, and — for a pipeline with a health
+    /// check — fewer than `unhealthy_threshold` failed probes in a row since.
+    fn live_health(&self, pipeline: &str) -> Health {
+        let failures = self.probe_failures.get(pipeline).copied().unwrap_or(0);
+        let check = self.state.pipelines.get(pipeline).and_then(|p| p.health_check.as_ref());
+        match (self.state.health(pipeline), check) {
+            (Health::Healthy, Some(check)) if failures >= check.unhealthy_threshold => {
+                Health::Unhealthy
+            }
+            (health, _) => health,
+        }
+    }
+
+    /// Probes every healthy pipeline's health check once (level-triggered observation).
+    fn probe_pipelines(&mut self) {
+        for (name, state) in &self.state.pipelines {
+            let Some(check) = state.health_check.as_ref().filter(|c| c.port != 0) else {
+                continue;
+            };
+            if !state.healthy {
+                continue;
+            }
+            let failures = self.probe_failures.entry(name.clone()).or_default();
+            if crate::health::probe_once("127.0.0.1", check) {
+                *failures = 0;
+            } else {
+                *failures = failures.saturating_add(1);
+            }
+        }
+    }
+
     fn report(&mut self) -> Result<(), TransportError> {
+        self.probe_pipelines();
         let report = self.observation();
         let accepted = self.controller.report(&self.config.box_id, &report)?;
         self.observe_epoch(accepted.epoch);

@@ -31,6 +31,10 @@ pub struct PipelineState {
     pub running: Option<Digest>,
     /// Healthy only after a whole lifecycle (and health check) succeeded.
     pub healthy: bool,
+    /// The pipeline's health check, probed again before every report, so a box whose service
+    /// dies later is reported unhealthy.
+    #[serde(default)]
+    pub health_check: Option<crate::health::HealthProbe>,
 }
 
 /// The command being carried out, and the last lifecycle event it finished.

@@ -198,3 +198,37 @@ fn a_controller_outage_is_ridden_out_with_a_growing_bounded_backoff() {
     assert_eq!(controller.world.lock().unwrap().registrations.len(), 1);
     assert!(!controller.world.lock().unwrap().reports.is_empty());
 }
+
+#[test]
+fn a_box_whose_service_stops_answering_its_health_check_is_reported_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    // What the disk holds after a successful deployment whose pipeline has a health check; the
+    // service has since died (nothing listens on its port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut state = AgentState { highest_epoch_seen: 1, ..AgentState::default() };
+    state.pipelines.insert(
+        "sample-code".into(),
+        gantry_agent::state::PipelineState {
+            running: Some(Digest::of(b"v1")),
+            healthy: true,
+            health_check: Some(gantry_agent::health::HealthProbe {
+                path: "/health".into(),
+                port,
+                interval: std::time::Duration::from_millis(100),
+                timeout: std::time::Duration::from_millis(200),
+                healthy_threshold: 2,
+                unhealthy_threshold: 2,
+            }),
+        },
+    );
+    state.save(dir.path()).unwrap();
+    let controller = controller(1);
+    let mut agent = start_agent(dir.path(), &controller);
+    // A round reports twice (after registering, after the poll), probing before each.
+    agent.round();
+    let world = controller.world.lock().unwrap();
+    let health: Vec<_> = world.reports.iter().map(|r| r.pipelines[0].health).collect();
+    use gantry_model::agent::Health::{Healthy, Unhealthy};
+    // One failed probe is not yet enough (unhealthy_threshold 2); two in a row are.
+    assert_eq!(health, [Healthy, Unhealthy]);
+}
