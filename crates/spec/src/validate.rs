@@ -391,10 +391,25 @@ fn check_alarms(spec: &PipelineSpec, at: &dyn Fn(&[&str]) -> Location, out: &mut
                     let names: Vec<String> =
                         parsed.alarm_names().into_iter().map(str::to_string).collect();
                     for child in &names {
-                        if !defined.contains(&child.as_str()) {
-                            out.push(unknown_alarm(at(&[&path[..], &["composite"]].concat()), child, &defined)
-                                .with_hint(format!("composite `{name}` refers to it; define it under `alarms.definitions`")));
+                        if defined.contains(&child.as_str()) {
+                            continue;
                         }
+                        let location = at(&[&path[..], &["composite"]].concat());
+                        out.push(match gantry_alarms::composite::parse_alarm_arn(child) {
+                            // A pipeline's composites run in every region's set, so an ARN
+                            // (one region's, one account's) names nothing here.
+                            Some(arn) => Diagnostic::error(
+                                location,
+                                format!("composite `{name}` names the alarm `{}` by its ARN `{}`", arn.name, echo(child)),
+                            )
+                            .with_hint(format!(
+                                "name it `{}`: a pipeline's composites are evaluated in every region; `gantry alarm import` resolves a CloudWatch composite's ARNs",
+                                arn.name
+                            )),
+                            None => unknown_alarm(location, child, &defined).with_hint(format!(
+                                "composite `{name}` refers to it; define it under `alarms.definitions`"
+                            )),
+                        });
                     }
                     children.insert(name, names);
                 }

@@ -842,3 +842,15 @@ fn jsonnet_recursion_and_deep_nesting_are_told_apart_and_located() {
         "$DIR/pipeline.jsonnet:1:14: error: Jsonnet: more than 500 nested calls: a function (or a field) keeps calling itself; the position is the innermost call",
     );
 }
+
+#[test]
+fn a_composite_naming_an_alarm_by_arn_says_what_to_write() {
+    check(
+        case(&format!(
+            "{MINIMAL}alarms:\n  definitions:\n    Arned: {{composite: 'ALARM(\"arn:aws:cloudwatch:eu-west-1:111122223333:alarm:Faults\")'}}\n"
+        )),
+        "\
+$DIR/pipeline.yaml:6:24: error: composite `Arned` names the alarm `Faults` by its ARN `arn:aws:cloudwatch:eu-west-1:111122223333:alarm:Faults`
+  hint: name it `Faults`: a pipeline's composites are evaluated in every region; `gantry alarm import` resolves a CloudWatch composite's ARNs",
+    );
+}
