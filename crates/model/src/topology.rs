@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Target;
+use crate::plan::{OneBoxScope, Stage, Step, Target};
 
 /// The whole topology file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -89,6 +89,42 @@ impl Topology {
             return zone.and_then(|zone| zone.boxes).or(region.boxes);
         };
         environment.boxes
+    }
+
+    /// The boxes a one-box step's box stands for, and that scope, by the topology: with
+    /// [`OneBoxScope::Region`], the boxes of every target of `stage` in `target`'s region;
+    /// otherwise `target`'s own. `None` when the topology does not give every count needed.
+    /// Validation checks the one-box share against it
+    /// ([`one_box_share`](crate::plan::one_box_share)); the ETA sizes its ideal fleet from it.
+    pub fn one_box_scope_boxes(
+        &self,
+        stage: &Stage,
+        step: &Step,
+        target: &Target,
+    ) -> Option<(u32, OneBoxScope)> {
+        match step.one_box_of {
+            Some(OneBoxScope::Region) => {
+                let mut targets: Vec<&Target> = stage
+                    .steps
+                    .iter()
+                    .flat_map(|step| &step.targets)
+                    .filter(|other| {
+                        other.region == target.region
+                            && other.zone.is_some() == target.zone.is_some()
+                    })
+                    .collect();
+                targets.sort();
+                targets.dedup();
+                let mut boxes = 0u32;
+                for target in targets {
+                    boxes = boxes.saturating_add(self.boxes_per_target(target)?);
+                }
+                Some((boxes, OneBoxScope::Region))
+            }
+            Some(OneBoxScope::Zone) | None => {
+                Some((self.boxes_per_target(target)?, OneBoxScope::Zone))
+            }
+        }
     }
 
     /// Total number of availability zones across all regions.

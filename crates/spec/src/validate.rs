@@ -756,39 +756,6 @@ fn capacity_floor(rule: HostCount, boxes: u32) -> u32 {
     }
 }
 
-/// The boxes a one-box step's box stands for, by the topology, and that scope: the region's
-/// boxes across the stage's targets in it, or the target's own. `None` when the topology does
-/// not give every count needed.
-fn one_box_scope(
-    stage: &Stage,
-    step: &gantry_model::Step,
-    target: &gantry_model::Target,
-    topology: &Topology,
-) -> Option<(u32, OneBoxScope)> {
-    match step.one_box_of {
-        Some(OneBoxScope::Region) => {
-            let mut targets: Vec<&gantry_model::Target> = stage
-                .steps
-                .iter()
-                .flat_map(|step| &step.targets)
-                .filter(|other| {
-                    other.region == target.region && other.zone.is_some() == target.zone.is_some()
-                })
-                .collect();
-            targets.sort();
-            targets.dedup();
-            let mut boxes = 0u32;
-            for target in targets {
-                boxes = boxes.saturating_add(topology.boxes_per_target(target)?);
-            }
-            Some((boxes, OneBoxScope::Region))
-        }
-        Some(OneBoxScope::Zone) | None => {
-            Some((topology.boxes_per_target(target)?, OneBoxScope::Zone))
-        }
-    }
-}
-
 fn check_fleet_sizes(
     spec: &PipelineSpec,
     plan: &Plan,
@@ -828,7 +795,8 @@ fn check_fleet_sizes(
             for target in &step.targets {
                 let Some(boxes) = topology.boxes_per_target(target) else { continue };
                 if step.kind == StepKind::OneBox
-                    && let Some((scope_boxes, scope)) = one_box_scope(stage, step, target, topology)
+                    && let Some((scope_boxes, scope)) =
+                        topology.one_box_scope_boxes(stage, step, target)
                     && let Err(error) =
                         one_box_share(scope_boxes, scope, deployment.one_box_percent)
                     && reported.insert((step.name.clone(), "one_box_percent"))
