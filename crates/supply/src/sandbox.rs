@@ -13,9 +13,11 @@
 //!   build's directory writable.
 //!
 //! In both the keys (every path in [`SandboxRun::hidden`], absolute) are covered by empty
-//! mounts, and failing to hide one stops the build. Run by root, the build runs as the
-//! unprivileged [`BUILD_UID`]:[`BUILD_GID`]; whoever starts it, it has no capabilities and
-//! `no_new_privs`, so it cannot undo a mount or gain privileges through a setuid program.
+//! mounts (by their real path), and failing to hide one stops the build. No file descriptor
+//! the builder inherited reaches the build: all above stderr are closed on `exec`. Run by
+//! root, the build runs as the unprivileged [`BUILD_UID`]:[`BUILD_GID`]; whoever starts it, it
+//! has no capabilities and `no_new_privs`, so it cannot undo a mount or gain privileges
+//! through a setuid program.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,7 +163,10 @@ impl Sandbox {
                     visible.push(path);
                 }
                 // A hidden path inside something visible is covered; one outside is not there.
+                // Compared and covered by its real path: a home reached through a symbolic link
+                // may really lie under the toolchain or a read-only path.
                 for path in hidden {
+                    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
                     if visible
                         .iter()
                         .any(|shown| path.starts_with(shown) || shown.starts_with(path))
@@ -385,6 +390,11 @@ pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>
         give_to_build_user(run.workspace)?;
     }
     let mut sandbox = kind.command(run);
+    // SAFETY: the hook runs in the forked child before `exec` and only makes one system call,
+    // which is async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut sandbox, close_inherited_descriptors);
+    }
     let (reader, writer) = std::io::pipe().map_err(|source| Error::io(dir, source))?;
     let writer_for_errors = writer.try_clone().map_err(|source| Error::io(dir, source))?;
     sandbox
@@ -440,6 +450,19 @@ pub fn run_sandboxed(run: &SandboxRun) -> Result<Result<RunOutput, BuildFailure>
         return Ok(Err(BuildFailure::NetworkDenied { evidence, log_tail: tail }));
     }
     Ok(Err(BuildFailure::Exited { code: status.code(), log_tail: tail }))
+}
+
+/// Marks every file descriptor above stderr close-on-exec in the forked child, so none the
+/// builder inherited from whoever started it (an open key file, an agent or container socket)
+/// reaches the build: Rust opens its own with `O_CLOEXEC`, but a parent's survive `exec`, and
+/// neither bubblewrap nor `unshare` closes them. The standard library's own exec-error pipe is
+/// close-on-exec already, so a failed `exec` is still reported. A kernel without
+/// `close_range(2)` (before 5.11) cannot start a build.
+fn close_inherited_descriptors() -> std::io::Result<()> {
+    // SAFETY: close_range takes integers only; with CLOSE_RANGE_CLOEXEC it closes nothing now.
+    let result =
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 fn collect_log(mut reader: std::io::PipeReader, mut copy: Option<std::fs::File>) -> (Vec<u8>, u64) {

@@ -415,3 +415,48 @@ fn extra_read_only_paths_are_checked_digested_and_visible() {
         );
     }
 }
+
+#[test]
+fn a_file_descriptor_the_builder_inherited_does_not_reach_the_build() {
+    // Whoever starts the builder may leave descriptors open across `exec` (a key file, an
+    // agent socket); an open descriptor bypasses every path the sandbox hides.
+    let dir = host_dir();
+    let secret = dir.path().join("build.key");
+    std::fs::write(&secret, "SECRET").unwrap();
+    let file = std::fs::File::open(&secret).unwrap();
+    // dup(2) gives a copy without close-on-exec, as a parent's descriptor arrives.
+    // SAFETY: dup and close take integers only.
+    let inherited = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&file)) };
+    assert!(inherited > 2, "dup failed");
+    let command = format!("cat /proc/self/fd/{inherited} 2>/dev/null || echo closed");
+    check(&command, &[], &[], [(Sandbox::Bubblewrap, "closed"), (Sandbox::Unshare, "closed")]);
+    // Only stdin, stdout, stderr and ls's own directory are open inside.
+    let listing = "echo $(ls /proc/self/fd)";
+    check(listing, &[], &[], [(Sandbox::Bubblewrap, "0 1 2 3"), (Sandbox::Unshare, "0 1 2 3")]);
+    unsafe { libc::close(inherited) };
+}
+
+#[test]
+fn keys_reached_through_a_symbolic_link_are_hidden_by_their_real_path() {
+    // The home is named through a link, but its keys really lie inside a path the build sees.
+    let shown = host_dir();
+    let keys = shown.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::write(keys.join("build.key"), "SECRET").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(shown.path(), 0o755), (keys.as_path(), 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(keys.join("build.key"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let links = host_dir();
+    let link = links.path().join("home-keys");
+    std::os::unix::fs::symlink(&keys, &link).unwrap();
+    let command = format!("cat {}/build.key 2>/dev/null || echo hidden", keys.display());
+    check(
+        &command,
+        &[link],
+        &[shown.path().to_path_buf()],
+        [(Sandbox::Bubblewrap, "hidden"), (Sandbox::Unshare, "hidden")],
+    );
+}
