@@ -316,6 +316,10 @@ pub const TRUST_PIN_FILE: &str = "trust-pin.json";
 pub struct TrustPin {
     pub trust_root: String,
     pub version: u64,
+    /// The digest of the list accepted at `version`: the root signs each version once, so a
+    /// second list under the same version (signed elsewhere, or never published) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 /// Reads a trust list as a verifier does: only its copy signed by the pinned trust root, never
@@ -359,9 +363,38 @@ pub fn read_pinned(
         ))
     })?;
     let floor = at_least.max(pin.as_ref().map_or(0, |pin| pin.version));
-    let trusted = TrustedKeys::read_signed(path, &root, floor)?;
-    if pin.as_ref().is_none_or(|pin| pin.version < trusted.version) {
-        let pinned = TrustPin { trust_root: root_text, version: trusted.version };
+    // One read of the signed copy: the digest pinned is that of the list parsed.
+    let body = read_signed(path, TRUSTED_KEYS_PAYLOAD_TYPE, &root)?;
+    let trusted = TrustedKeys::from_bytes(&body, &signed_path(path))?;
+    if trusted.version < floor {
+        return Err(Error::invalid(
+            signed_path(path),
+            format!(
+                "trust list version {} is older than version {floor}, already accepted",
+                trusted.version
+            ),
+        ));
+    }
+    let digest = Digest::of(&body);
+    if let Some(pin) = &pin
+        && pin.version == trusted.version
+        && pin.digest.is_some_and(|pinned| pinned != digest)
+    {
+        return Err(Error::invalid(
+            signed_path(path),
+            format!(
+                "trust list version {} differs from the version {} accepted before (it hashes \
+                 to {digest}, not {}); the trust root signs each version once, so one of the \
+                 two was not published by the builder: ask its operator which is current",
+                trusted.version,
+                pin.version,
+                pin.digest.map(|d| d.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    if pin.as_ref().is_none_or(|pin| pin.version < trusted.version || pin.digest.is_none()) {
+        let pinned =
+            TrustPin { trust_root: root_text, version: trusted.version, digest: Some(digest) };
         if let Some(parent) = pin_path.parent() {
             fs::create_dir_all(parent).map_err(|source| Error::io(parent, source))?;
         }

@@ -179,6 +179,37 @@ fn a_replayed_trust_list_is_refused_without_any_flag() {
 }
 
 #[test]
+fn a_second_trust_list_under_an_accepted_version_is_refused() {
+    let world = World::new();
+    let artifact = reviewed_artifact(&world);
+    let host = Host::new();
+    host.receive_trust_list(&world);
+    expect(host.verify(&world, &artifact, false, now(), policy()), Ok(()), "version 1");
+    // The trust root signs another list under the same version (one never published, or kept
+    // by a second builder): it binds a stranger's key to the service.
+    let mut other: TrustedKeys = world.keys().trusted().unwrap();
+    let stranger = KeyPair::from_seed([8; 32]);
+    other.keys.push(gantry_supply::keys::TrustedKey {
+        keyid: stranger.keyid.clone(),
+        public_key: stranger.public_base64(),
+        ..other.keys[0].clone()
+    });
+    let bytes = serde_json::to_vec_pretty(&other).unwrap();
+    world
+        .keys()
+        .sign_document(&host.trusted_keys(), &bytes, gantry_supply::keys::TRUSTED_KEYS_PAYLOAD_TYPE)
+        .unwrap();
+    expect(
+        host.verify(&world, &artifact, false, now(), policy()),
+        Err("trust list version 1 differs from the version 1 accepted before"),
+        "same version, other content",
+    );
+    // The list first accepted still verifies.
+    host.receive_trust_list(&world);
+    expect(host.verify(&world, &artifact, false, now(), policy()), Ok(()), "version 1 again");
+}
+
+#[test]
 fn a_hand_run_build_signs_as_the_local_builder_that_production_refuses() {
     let world = World::new();
     let commit = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
