@@ -31,6 +31,9 @@ pub enum Action {
     },
     /// Tell people (and the audit log) what happened and why.
     Notify(Event),
+    /// Get a person now: something cannot make progress on its own (a stuck rollback or
+    /// deployment). Sent once per occurrence, with the same reason as its event.
+    Page { pipeline: String, target: Target, reason: String },
     /// Call the engine with [`crate::Input::Tick`] at this time at the latest.
     WakeAt(Timestamp),
 }
@@ -170,6 +173,31 @@ pub enum Event {
         pipeline: String,
         target: Target,
         to: Digest,
+    },
+    /// A rollback cannot make progress: no box can be taken without crossing the floor and
+    /// none is on its way. Reported once; it stays stuck until a box reaches `to`.
+    RollbackStuck {
+        pipeline: String,
+        target: Target,
+        to: Digest,
+        reason: String,
+        boxes: Vec<BoxId>,
+    },
+    /// A deployment cannot make progress: no box can be taken without crossing the floor and
+    /// none is on its way. Reported once; it fails if it stays so.
+    DeploymentStuck {
+        pipeline: String,
+        stage: String,
+        step: String,
+        target: Target,
+        artifact: Digest,
+        reason: String,
+        boxes: Vec<BoxId>,
+    },
+    /// A pipeline moved onto a new plan version (its next artifact deploys with it).
+    PlanVersionStarted {
+        pipeline: String,
+        version: u32,
     },
     /// A target first seen running one artifact on every box adopts it as known good.
     KnownGoodAdopted {

@@ -7,19 +7,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A content address, `sha256:<hex>`. Plans and commands name artifacts only by digest.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Digest(pub String);
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A content address, `sha256:<hex>`: the one digest type of every crate. Plans and commands
+/// name artifacts only by digest.
+pub use gantry_model::Digest;
 
 /// One commit newly included in an artifact, with its review record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Commit {
     pub id: String,
     pub author: String,
@@ -35,7 +28,7 @@ impl Commit {
 }
 
 /// A dependency packaged into the artifact.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Package {
     pub name: String,
     pub version: String,
@@ -68,7 +61,7 @@ pub struct ArtifactReady {
 }
 
 /// An accepted artifact, numbered by its position on the pipeline's mainline.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Artifact {
     pub sequence: u64,
     pub previous: Option<u64>,

@@ -41,7 +41,7 @@ impl BlockerKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Blocker {
     pub kind: BlockerKind,
     /// What blocks: the alarm's name, the commit, `time-window`, the holder.
@@ -52,7 +52,7 @@ pub struct Blocker {
 }
 
 /// A person's manual hold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hold {
     /// `None` holds the whole pipeline.
     pub stage: Option<String>,
@@ -62,7 +62,7 @@ pub struct Hold {
 }
 
 /// A recorded override.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Override {
     /// The operator command's id.
     pub id: String,

@@ -54,7 +54,39 @@ pub struct CommandOutcome {
     pub detail: String,
 }
 
-/// One box as its agent last reported it.
+/// One box as its agent reports it, every round, whole (level-triggered): its health, and for
+/// each pipeline that deploys to it, what it runs and how that pipeline's last command ended.
+/// A box runs one artifact per pipeline (a service's code, config and OS-patch pipelines deploy
+/// to the same boxes); it carries out one command at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxReport {
+    pub id: BoxId,
+    pub health: Health,
+    /// The artifact installed and verified, per pipeline.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub running: BTreeMap<String, Digest>,
+    /// How the last command of each pipeline ended.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_commands: BTreeMap<String, CommandOutcome>,
+    /// The command the agent has received and is carrying out, of whichever pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<CommandId>,
+}
+
+impl BoxReport {
+    /// The box as one pipeline sees it.
+    pub fn for_pipeline(&self, pipeline: &str) -> BoxObservation {
+        BoxObservation {
+            id: self.id.clone(),
+            running: self.running.get(pipeline).cloned(),
+            health: self.health,
+            last_command: self.last_commands.get(pipeline).cloned(),
+            in_progress: self.in_progress,
+        }
+    }
+}
+
+/// One box as one pipeline sees it: [`BoxReport`] with that pipeline's artifact and outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoxObservation {
     pub id: BoxId,
@@ -68,7 +100,7 @@ pub struct BoxObservation {
 }
 
 /// Why a box is being moved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandKind {
     /// A forward deployment of a stage's artifact.
@@ -80,7 +112,7 @@ pub enum CommandKind {
 }
 
 /// A command outstanding on one box.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PendingCommand {
     pub id: CommandId,
     pub kind: CommandKind,
@@ -91,11 +123,31 @@ pub struct PendingCommand {
     pub deadline: Timestamp,
 }
 
-/// The engine's record of one box.
+impl Default for BoxObservation {
+    /// A box never reported: running nothing known, not healthy (fail closed).
+    fn default() -> Self {
+        BoxObservation {
+            id: BoxId(String::new()),
+            running: None,
+            health: Health::Unhealthy,
+            last_command: None,
+            in_progress: None,
+        }
+    }
+}
+
+/// One pipeline's record of one box: its last observation (not stored) and the pipeline's
+/// commands to it (stored in the target's record).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoxState {
+    #[serde(skip)]
     pub observation: BoxObservation,
+    #[serde(skip)]
     pub observed_at: Timestamp,
+    /// Another pipeline has a command outstanding on this box: it is out of service for every
+    /// pipeline, and no other pipeline may command it meanwhile. Refreshed before each decision.
+    #[serde(skip)]
+    pub taken_elsewhere: bool,
     pub pending: Option<PendingCommand>,
     /// When the box's last command was issued, pending or finished; observations older than
     /// this say nothing about the result.
@@ -106,12 +158,13 @@ pub struct BoxState {
 impl BoxState {
     /// Whether this box is in service and healthy capacity at `now` (see the module doc).
     pub fn counts_as_healthy(&self, now: Timestamp) -> bool {
-        counts_as_healthy(
-            &self.observation,
-            self.observed_at,
-            self.last_command_at.zip(self.last_command_artifact.as_ref()),
-            now,
-        )
+        !self.taken_elsewhere
+            && counts_as_healthy(
+                &self.observation,
+                self.observed_at,
+                self.last_command_at.zip(self.last_command_artifact.as_ref()),
+                now,
+            )
     }
 
     /// Whether the box runs `artifact` and is healthy capacity.
@@ -138,12 +191,27 @@ pub fn counts_as_healthy(
     fresh && settled && observation.health == Health::Healthy
 }
 
-/// A target's boxes.
+/// A target's boxes, as one pipeline sees them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fleet {
+    /// Stored: only the boxes this pipeline ever commanded, with their command state. The rest
+    /// come back with the next report.
+    #[serde(serialize_with = "commanded_boxes")]
     pub boxes: BTreeMap<BoxId, BoxState>,
-    /// When the snapshot in `boxes` was taken.
+    /// When the snapshot in `boxes` was taken. An observation: not stored.
+    #[serde(skip)]
     pub observed_at: Option<Timestamp>,
+}
+
+fn commanded_boxes<S: serde::Serializer>(
+    boxes: &BTreeMap<BoxId, BoxState>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(
+        boxes
+            .iter()
+            .filter(|(_, state)| state.pending.is_some() || state.last_command_at.is_some()),
+    )
 }
 
 impl Fleet {
@@ -185,6 +253,7 @@ impl Fleet {
                     let state = BoxState {
                         observation,
                         observed_at,
+                        taken_elsewhere: false,
                         pending: None,
                         last_command_at: None,
                         last_command_artifact: None,
@@ -213,5 +282,26 @@ impl Fleet {
         let mut running = self.boxes.values().map(|state| state.observation.running.as_ref());
         let first = running.next()??;
         running.all(|other| other == Some(first)).then_some(first)
+    }
+}
+
+/// Hashes exactly what is stored of a box: its commands, not its observation.
+impl std::hash::Hash for BoxState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pending.hash(state);
+        self.last_command_at.hash(state);
+        self.last_command_artifact.hash(state);
+    }
+}
+
+/// Hashes exactly what is stored of a fleet: the boxes ever commanded.
+impl std::hash::Hash for Fleet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for (id, box_state) in &self.boxes {
+            if box_state.pending.is_some() || box_state.last_command_at.is_some() {
+                id.hash(state);
+                box_state.hash(state);
+            }
+        }
     }
 }

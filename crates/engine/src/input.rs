@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::{ArtifactReady, ContentBlocklist, Digest};
 use crate::blockers::BlockerKind;
-use crate::fleet::{BoxObservation, CommandId};
+use crate::fleet::{BoxReport, CommandId};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
@@ -22,8 +22,9 @@ pub enum Input {
     ArtifactReady { pipeline: String, artifact: ArtifactReady },
     /// A test gate the engine asked for finished.
     TestGateResult { pipeline: String, command: CommandId, passed: bool, detail: String },
-    /// A snapshot of every box of one target.
-    Fleet { pipeline: String, target: Target, observed_at: Timestamp, boxes: Vec<BoxObservation> },
+    /// A snapshot of every box of one of `service`'s targets, shared by every pipeline of the
+    /// service that deploys there.
+    Fleet { service: String, target: Target, observed_at: Timestamp, boxes: Vec<BoxReport> },
     /// An alarm's state; `region: None` for an organisation-wide alarm.
     Alarm { alarm: String, region: Option<String>, state: AlarmState, observed_at: Timestamp },
     /// Cumulative data points of one metric served by `artifact` on a target.
@@ -39,11 +40,40 @@ pub enum Input {
     ContentBlocklist(ContentBlocklist),
     /// A person's command, with an id for de-duplication.
     Operator { id: String, by: String, command: OperatorCommand },
-    /// A new version of a pipeline's plan, e.g. a stage switched from manual to automatic
-    /// promotion. Accepted only when its stages and steps keep their names and order.
+    /// A new version of a pipeline's plan (its stages, steps and targets may change). An
+    /// artifact in flight finishes on the version it started with; the next artifact to enter
+    /// the pipeline takes the new one.
     UpdatePlan { plan: Box<Plan> },
+    /// A pipeline joins the organisation.
+    AddPipeline { plan: Box<Plan> },
+    /// A pipeline leaves; refused while it deploys, rolls back or has commands outstanding.
+    RemovePipeline { pipeline: String },
+    /// The topology's regions and their time zones changed. A new region joins a pipeline
+    /// through that pipeline's next plan version ([`Input::UpdatePlan`]), so from its next
+    /// artifact on; a region still deployed may not disappear.
+    Topology { region_zones: std::collections::BTreeMap<String, String> },
     /// Time passed; nothing else happened.
     Tick,
+}
+
+impl Input {
+    /// The one pipeline this input concerns, when it names one.
+    pub fn pipeline(&self) -> Option<&str> {
+        match self {
+            Input::ArtifactReady { pipeline, .. }
+            | Input::TestGateResult { pipeline, .. }
+            | Input::DataPoints { pipeline, .. }
+            | Input::RemovePipeline { pipeline } => Some(pipeline),
+            Input::UpdatePlan { plan } | Input::AddPipeline { plan } => Some(&plan.pipeline),
+            Input::ControllerStarted { .. }
+            | Input::Fleet { .. }
+            | Input::Alarm { .. }
+            | Input::ContentBlocklist(_)
+            | Input::Operator { .. }
+            | Input::Topology { .. }
+            | Input::Tick => None,
+        }
+    }
 }
 
 /// CloudWatch's three alarm states: the one type the alarm engine computes and this engine reads.
@@ -82,6 +112,20 @@ pub enum OperatorCommand {
         pipeline: String,
         stage: String,
     },
+    /// Rolls one target back to its newest known-good artifact other than the one it runs
+    /// now; a stage deploying there fails.
+    RollBackTarget {
+        pipeline: String,
+        target: Target,
+        reason: String,
+    },
+    /// Rolls back every target of `stage` that runs the stage's artifact (the one it deploys,
+    /// or the one that last passed it), and fails the stage if it is deploying.
+    RollBackStage {
+        pipeline: String,
+        stage: String,
+        reason: String,
+    },
     /// Moves every target running `artifact` or anything built on top of it back to the newest
     /// earlier known-good artifact, and recalls those artifacts.
     RollBackEverywhere {
@@ -108,6 +152,8 @@ impl OperatorCommand {
             | OperatorCommand::Release { pipeline, .. }
             | OperatorCommand::Override { pipeline, .. }
             | OperatorCommand::Retry { pipeline, .. }
+            | OperatorCommand::RollBackTarget { pipeline, .. }
+            | OperatorCommand::RollBackStage { pipeline, .. }
             | OperatorCommand::RollBackEverywhere { pipeline, .. }
             | OperatorCommand::Urgent { pipeline, .. }
             | OperatorCommand::EndUrgent { pipeline } => pipeline,

@@ -1,11 +1,11 @@
 //! Gantry's deployment engine: a pure, deterministic state machine.
 //!
 //! [`Engine::step`] takes the state, the current time and one [`Input`], and returns the
-//! [`Action`]s to perform; it never does I/O, never reads a clock and never draws a random
-//! number, so the controller, the simulator and the tests drive the same code and a recorded
-//! run replays exactly. The state ([`Engine`]) is serde-serializable: the controller commits it
-//! before acting, and restarting is deserializing it and stepping
-//! [`Input::ControllerStarted`] with a higher fencing epoch.
+//! [`Action`]s to perform and the records that changed; it never does I/O, never reads a clock
+//! and never draws a random number, so the controller, the simulator and the tests drive the
+//! same code and a recorded run replays exactly. The state ([`Engine`]) is split into records
+//! ([`records`]): the round driver commits the changed ones before acting, and restarting is
+//! [`Engine::from_records`] and stepping [`Input::ControllerStarted`] with a higher epoch.
 //!
 //! Module map:
 //! - [`engine`]: the transition function: applying inputs, promotion, deployments, bakes,
@@ -31,14 +31,18 @@ pub mod engine;
 pub mod fleet;
 pub mod input;
 pub mod limits;
+pub mod records;
 pub mod state;
+pub mod views;
 pub mod windows;
 
 pub use action::{Action, BoxCommand, Event};
 pub use artifact::{ArtifactReady, Commit, ContentBlocklist, Digest, Package};
 pub use blockers::{Blocker, BlockerKind};
-pub use fleet::{BoxId, BoxObservation, CommandId, CommandKind, CommandOutcome, Health};
+pub use engine::Outcome;
+pub use fleet::{BoxId, BoxObservation, BoxReport, CommandId, CommandKind, CommandOutcome, Health};
 pub use input::{AlarmState, Input, OperatorCommand};
+pub use records::SCHEMA_VERSION;
 pub use state::Engine;
 
 /// Why a set of plans cannot be run.
@@ -57,12 +61,19 @@ pub enum Error {
     UnknownRegion { pipeline: String, region: String },
     #[error("region {region:?}: time zone {zone:?} is unknown: {reason}")]
     UnknownTimeZone { region: String, zone: String, reason: String },
+    #[error(
+        "the stored records are of schema version {found}; this engine reads version {expected} \
+         (migrate them with a matching release first)"
+    )]
+    SchemaVersion { found: u32, expected: u32 },
+    #[error("stored record {key} cannot be read: {reason}")]
+    CorruptRecord { key: String, reason: String },
 }
 
 /// Deliberate bugs the simulator plants to prove its invariant checks catch them. Only
 /// `Engine::plant_bug`, compiled with the `planted-bugs` feature (a dev-dependency of the
 /// simulator), can turn one on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
     /// Batches ignore the capacity floor.
     IgnoreCapacityFloor,
@@ -76,4 +87,7 @@ pub enum PlantedBug {
     /// A restarted controller sends its outstanding commands again under new ids, so an agent
     /// may carry out the same change twice.
     ReissueOnRestart,
+    /// Steps change target records without reporting them, so the store never learns of
+    /// those writes and a restart loses them.
+    UnreportedTargetWrite,
 }

@@ -53,3 +53,8 @@ pub const EVIDENCE_RECHECK: i64 = 60;
 /// Reconcile passes one step makes at most: a pass that passed a stage or ended a rollback is
 /// followed by another, since that may let more happen at the same instant.
 pub const MAX_PASSES: usize = 4;
+
+/// Seconds a deployment or rollback may go without any box on its way before it is reported
+/// stuck: three observation rounds, so a health flap or a lost report (which heal within that)
+/// is not reported, and a capacity floor that binds is, once.
+pub const STUCK_AFTER: i64 = 180;

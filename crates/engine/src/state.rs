@@ -1,51 +1,104 @@
-//! The engine's state: everything it knows, serializable so the controller can persist it after
-//! every step and the simulator can restart the controller by round-tripping it.
+//! The engine's state: everything it knows. The parts that are decisions are serializable and
+//! stored as records (see [`crate::records`]); observations and caches are not.
 //!
-//! Maps are `BTreeMap`s (deterministic order: the same inputs give the same actions, byte for
-//! byte); maps keyed by a [`Target`] serialize as lists of pairs so the state is valid JSON.
+//! Maps are `BTreeMap`s (deterministic order: the same inputs give the same actions and the
+//! same record bytes).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use gantry_model::{Plan, Target};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use gantry_store::RecordKey;
+
 use crate::artifact::{Artifact, ContentBlocklist, Digest};
 use crate::blockers::{Blocker, Hold, Override};
 use crate::fleet::{BoxId, CommandId, Fleet};
 use crate::input::AlarmState;
 
-/// The whole engine state. Create it with [`Engine::new`](crate::Engine::new), drive it with
-/// [`Engine::step`](crate::Engine::step).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The whole engine state. Create it with [`Engine::new`](crate::Engine::new) or from stored
+/// records ([`Engine::from_records`](crate::Engine::from_records)), drive it with
+/// [`Engine::step_many`](crate::Engine::step_many), read it through its views.
+///
+/// In memory each pipeline holds its own view of its targets; stored, the state is split into
+/// records ([`crate::records`]): one global, one per pipeline, one per shared target holding
+/// every pipeline's part of it, one per plan version. Observations (box reports, alarm
+/// readings, data points) are level-triggered and never stored: a restarted engine knows
+/// nothing of them until the next reports, and fails closed meanwhile.
+#[derive(Clone, Debug)]
 pub struct Engine {
     /// The fencing epoch of the controller driving this state.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
+    /// The last command id handed out. Restored from the store's high-water mark, never from a
+    /// record, so issuing a command changes no global record.
     pub(crate) next_command: u64,
     /// IANA time zone per region, from the topology.
-    pub region_zones: BTreeMap<String, String>,
-    pub pipelines: BTreeMap<String, Pipeline>,
+    pub(crate) region_zones: BTreeMap<String, String>,
+    pub(crate) pipelines: BTreeMap<String, Pipeline>,
+    /// Every plan version some pipeline runs or will run, by (pipeline, version).
+    pub(crate) plans: BTreeMap<(String, u32), Arc<Plan>>,
+    /// Which pipelines deploy to each shared target (service, target). Derived from the plans.
+    pub(crate) users: BTreeMap<SharedTarget, BTreeSet<String>>,
+    /// Each shared target by its record's key.
+    pub(crate) target_keys: BTreeMap<String, SharedTarget>,
+    /// Records a step may have deleted (a pipeline removed, a plan replaced): checked, with
+    /// the step's other candidates, for whether they still exist.
+    pub(crate) maybe_gone: BTreeSet<RecordKey>,
+    /// Which pipelines read each alarm. Derived from the plans: an alarm reading concerns those
+    /// pipelines only.
+    pub(crate) alarm_readers: BTreeMap<String, BTreeSet<String>>,
     /// Latest reading per alarm, then per region (`""` for organisation-wide readings).
-    pub alarms: BTreeMap<String, BTreeMap<String, AlarmReading>>,
-    pub content: ContentBlocklist,
+    /// An observation: not stored.
+    pub(crate) alarms: BTreeMap<String, BTreeMap<String, AlarmReading>>,
+    pub(crate) content: ContentBlocklist,
     pub(crate) recent_operator_commands: VecDeque<String>,
     /// Compiled windows and their last verdict per pipeline and region. A cache of a pure
     /// function, so it is not persisted: a restarted engine recomputes it.
-    #[serde(skip)]
     pub(crate) window_cache: WindowCache,
     /// Every pipeline's next wake-up, earliest first, so a step that concerns one pipeline
     /// costs the same with ten thousand. Rebuilt by the first step after a restart, which
     /// decides for every pipeline.
-    #[serde(skip)]
     pub(crate) wakes: BTreeSet<(Timestamp, String)>,
     /// How many readings in `alarms` are ALARM, so a step need not scan them all to know none
     /// is. Counted afresh after a restart.
-    #[serde(skip)]
     pub(crate) firing: Option<usize>,
+    /// A hash of each record's bytes as last reported, so a step reports exactly the records
+    /// whose bytes changed.
+    pub(crate) reported: HashMap<RecordKey, u64>,
+    /// Whether steps report changed records; off for what-if computations never stored.
+    pub(crate) track_records: bool,
     /// Only ever set through `plant_bug`, which exists only with the `planted-bugs` feature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Never part of any record.
     pub(crate) planted_bug: Option<crate::PlantedBug>,
+}
+
+/// A target as boxes see it: the service whose boxes they are, and where. Every pipeline of the
+/// service that deploys to the target deploys to the same boxes.
+pub type SharedTarget = (String, Target);
+
+/// The placeholder a pipeline record deserializes with until its plan record is attached.
+fn unresolved_plan() -> Arc<Plan> {
+    static PLAN: std::sync::OnceLock<Arc<Plan>> = std::sync::OnceLock::new();
+    PLAN.get_or_init(|| {
+        Arc::new(Plan {
+            pipeline: String::new(),
+            team: String::new(),
+            service: String::new(),
+            kind: gantry_model::pipeline::SourceKind::Code,
+            sources: Vec::new(),
+            build_command: String::new(),
+            build_network: false,
+            code_review: Default::default(),
+            stages: Vec::new(),
+            alarm_blockers: Default::default(),
+            time_windows: Default::default(),
+            limits: Default::default(),
+            urgent: Default::default(),
+        })
+    })
+    .clone()
 }
 
 /// Per pipeline, then per region.
@@ -65,10 +118,18 @@ pub struct AlarmReading {
     pub observed_at: Timestamp,
 }
 
-/// One pipeline's state.
+/// One pipeline's state: its record, plus its part of each shared target (stored in the
+/// targets' records) and the plan it runs (stored by version).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {
+    /// The plan of `plan_version`; stored in its own record.
+    #[serde(skip, default = "unresolved_plan")]
     pub plan: Arc<Plan>,
+    pub plan_version: u32,
+    /// A newer plan version waiting for the artifact in flight to finish on the current one;
+    /// the next artifact takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<u32>,
     /// Artifacts by mainline position (refused ones too: their commits are in later ones).
     pub artifacts: BTreeMap<u64, Artifact>,
     /// Artifacts below this position were forgotten (see `MAX_ARTIFACTS_PER_PIPELINE`).
@@ -76,7 +137,8 @@ pub struct Pipeline {
     pub forgotten_below: u64,
     /// One entry per plan stage, in order.
     pub stages: Vec<StageState>,
-    #[serde(with = "pairs")]
+    /// This pipeline's part of each of its targets; stored in the targets' shared records.
+    #[serde(skip)]
     pub targets: BTreeMap<Target, TargetState>,
     pub holds: Vec<Hold>,
     pub overrides: Vec<Override>,
@@ -87,7 +149,7 @@ pub struct Pipeline {
     pub(crate) wake: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Urgent {
     pub artifact: Digest,
     pub approvers: Vec<String>,
@@ -95,7 +157,7 @@ pub struct Urgent {
 }
 
 /// A stage: the artifact it works on now, and the newest one that passed it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct StageState {
     pub run: Option<StageRun>,
     /// Sequence of the newest artifact that passed this stage: the next stage's candidate.
@@ -104,7 +166,7 @@ pub struct StageState {
     pub last_entered: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Serialize, Deserialize)]
 pub struct StageRun {
     pub sequence: u64,
     pub artifact: Digest,
@@ -113,7 +175,7 @@ pub struct StageRun {
     pub phase: StagePhase,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum StagePhase {
     /// Deploying the stage's steps. Each region works through its own steps in order (one zone
@@ -139,7 +201,7 @@ impl StagePhase {
 }
 
 /// One region's way through a stage: the step it is on, that step's target there, and its bake.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lane {
     /// Index of the stage's step this region is on.
     pub step: usize,
@@ -152,6 +214,11 @@ pub struct Lane {
     pub evidence_wait_reported: bool,
     /// Steps this region has baked in the stage.
     pub steps_baked: u32,
+    /// Per metric, the first cumulative data-point count seen for the artifact since this
+    /// step's own deployment finished: the bake counts only what came after it, never evidence
+    /// an earlier step gathered on the same target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub evidence_from: BTreeMap<String, u64>,
 }
 
 impl Lane {
@@ -165,6 +232,7 @@ impl Lane {
             bake_started: None,
             evidence_wait_reported: false,
             steps_baked: 0,
+            evidence_from: BTreeMap::new(),
         }
     }
 
@@ -178,7 +246,7 @@ impl Lane {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GateRun {
     pub gate: String,
     pub command: CommandId,
@@ -188,7 +256,7 @@ pub struct GateRun {
     pub last_sent: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum TargetPhase {
     /// Not started: blocked, or waiting for its first fresh observation.
@@ -201,6 +269,9 @@ pub enum TargetPhase {
         failed: BTreeSet<BoxId>,
         /// Since when no box could be taken without crossing the floor.
         stuck_since: Option<Timestamp>,
+        /// Whether this stall was reported ([`crate::Event::DeploymentStuck`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stuck_reported: bool,
     },
     Deployed {
         at: Timestamp,
@@ -221,18 +292,33 @@ pub struct TargetState {
     pub known_good: Vec<Digest>,
     pub rollback: Option<Rollback>,
     /// Cumulative data points per metric and per artifact that served them (a target mid-way
-    /// through a deployment serves two).
+    /// through a deployment serves two). An observation: not stored.
+    #[serde(skip)]
     pub data_points: BTreeMap<String, BTreeMap<Digest, DataPointReading>>,
     /// Boxes whose repair or rollback failed, and when they may be commanded again.
     #[serde(alias = "repair_backoff")]
     pub backoff: BTreeMap<BoxId, Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Rollback {
     pub to: Digest,
     pub reason: String,
     pub started_at: Timestamp,
+    /// Since when no box has been on its way to `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_since: Option<Timestamp>,
+    /// Reported unable to make progress, and why; reported once, cleared when one more box
+    /// reaches `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<Stuck>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stuck {
+    pub reason: String,
+    /// Boxes healthy on the rollback's artifact when it was reported.
+    pub boxes_done: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,25 +327,27 @@ pub struct DataPointReading {
     pub observed_at: Timestamp,
 }
 
-/// Serializes a map with non-string keys as a list of `[key, value]` pairs.
-pub(crate) mod pairs {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
-        map: &BTreeMap<K, V>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(map.iter())
+/// Hashes exactly what a pipeline's record stores (not its plan, its targets or its wake-up),
+/// so a step can tell a changed record without serializing it.
+impl std::hash::Hash for Pipeline {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.plan_version.hash(state);
+        self.pending_plan.hash(state);
+        self.artifacts.hash(state);
+        self.forgotten_below.hash(state);
+        self.stages.hash(state);
+        self.holds.hash(state);
+        self.overrides.hash(state);
+        self.urgent.hash(state);
     }
+}
 
-    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
-    where
-        K: Deserialize<'de> + Ord,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+/// Hashes exactly what a target's record stores of one pipeline's part (not its data points).
+impl std::hash::Hash for TargetState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.fleet.hash(state);
+        self.known_good.hash(state);
+        self.rollback.hash(state);
+        self.backoff.hash(state);
     }
 }

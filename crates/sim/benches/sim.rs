@@ -3,17 +3,21 @@
 //!
 //! 1. What-if ETA compute time for every pipeline of the example organisation.
 //! 2. Simulated seeds per minute per core, and simulated time per real second.
-//! 3. Engine step cost with 10,000 pipelines: a fleet observation (reconciles one pipeline) and a
-//!    tick (reconciles all of them).
+//! 3. Engine step cost with 10,000 pipelines: a box report (reconciles one pipeline) and a
+//!    tick (reconciles all of them), changed records included.
+//! 4. Bytes the store writes per round with 1,000 and 10,000 pipelines, 10,000 boxes reporting.
 //!
-//! `cargo bench -p gantry-sim -- eta` runs only the first (the names are `eta`, `seeds`, `engine`).
+//! `cargo bench -p gantry-sim -- eta` runs only the first (the names are `eta`, `seeds`,
+//! `engine`, `store`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gantry_engine::fleet::{BoxId, BoxObservation, Health};
+use gantry_driver::Driver;
+use gantry_engine::fleet::{BoxId, BoxReport, Health};
 use gantry_engine::{Digest, Engine, Input};
 use gantry_sim::{Options, batch, eta, scenario};
+use gantry_store::MemoryStore;
 
 /// The example organisation's pipelines, from the workspace root.
 const EXAMPLES: &[&str] = &[
@@ -43,6 +47,9 @@ fn main() {
     }
     if wanted("engine") {
         engine_step_cost();
+    }
+    if wanted("store") {
+        store_bytes();
     }
 }
 
@@ -112,46 +119,114 @@ const ONE_PIPELINE: &str = r#"{
   "pipelines": [{"name": "p", "gamma": true, "waves": [["r1"], ["r2"]]}]
 }"#;
 
-fn engine_step_cost() {
+/// 10,000 copies of the one-pipeline world, each its own service (so its own boxes).
+fn many(
+    count: usize,
+) -> (Vec<gantry_model::Plan>, std::collections::BTreeMap<String, String>, jiff::Timestamp) {
     let parsed = scenario::parse(ONE_PIPELINE).expect("parses");
     let world = scenario::world(&parsed).expect("valid");
-    let plans: Vec<_> = (0..10_000)
+    let plans = (0..count)
         .map(|number| {
             let mut plan = world.plans[0].clone();
             plan.pipeline = format!("pipeline-{number}");
+            plan.service = format!("service-{number}");
             plan
         })
         .collect();
-    let mut engine = Engine::new(plans, world.region_zones.clone()).expect("valid plans");
-    let now = parsed.start;
-    engine.step(now, Input::ControllerStarted { epoch: 1 });
-    let target = world.plans[0].stages[1].steps[0].targets[0].clone();
-    let boxes: Vec<BoxObservation> = (0..10)
-        .map(|n| BoxObservation {
+    (plans, world.region_zones, parsed.start)
+}
+
+/// Ten healthy boxes of one pipeline, as their agent reports them.
+fn boxes(pipeline: &str) -> Vec<BoxReport> {
+    let base = Digest::of(b"base");
+    (0..10)
+        .map(|n| BoxReport {
             id: BoxId(format!("b{n}")),
-            running: Some(Digest("sha256:base".into())),
             health: Health::Healthy,
-            last_command: None,
+            running: [(pipeline.to_string(), base)].into(),
+            last_commands: Default::default(),
             in_progress: None,
         })
-        .collect();
+        .collect()
+}
+
+fn engine_step_cost() {
+    let (plans, zones, now) = many(10_000);
+    let target = plans[0].stages[1].steps[0].targets[0].clone();
+    let mut engine = Engine::new(plans, zones).expect("valid plans");
+    engine.step(now, Input::ControllerStarted { epoch: 1 });
+    let reports = boxes("pipeline-7");
     let mut round = 0;
-    let (_, scoped) = timings(201, || {
+    let (fastest, scoped) = timings(201, || {
         round += 1;
         let at = now + jiff::SignedDuration::from_secs(round);
         let input = Input::Fleet {
-            pipeline: "pipeline-7".into(),
+            service: "service-7".into(),
             target: target.clone(),
             observed_at: at,
-            boxes: boxes.clone(),
+            boxes: reports.clone(),
         };
-        engine.step(at, input);
+        std::hint::black_box(engine.step(at, input));
     });
     let (_, global) = timings(21, || {
         round += 1;
         engine.step(now + jiff::SignedDuration::from_secs(1000 + round), Input::Tick);
     });
-    println!("Engine with 10,000 pipelines (median):");
-    println!("  {scoped:>10.2?} per step that concerns one pipeline (a fleet observation)");
+    println!("Engine with 10,000 pipelines (median; fastest in brackets), records reported:");
+    println!(
+        "  {scoped:>10.2?} ({fastest:.2?}) per step that concerns one pipeline (a box report)"
+    );
     println!("  {global:>10.2?} per step that concerns all of them (a tick)");
+}
+
+/// Bytes the store writes per round when 10,000 boxes report (1,000 targets of ten boxes),
+/// through the round driver and an in-memory store of bytes.
+fn store_bytes() {
+    println!("Store writes per round, 10,000 boxes reporting (1,000 targets of 10 boxes):");
+    for count in [1_000, 10_000] {
+        let (plans, zones, start) = many(count);
+        let reporting: Vec<(String, String, gantry_model::Target)> = plans
+            .iter()
+            .flat_map(|plan| {
+                let targets: std::collections::BTreeSet<gantry_model::Target> = plan
+                    .stages
+                    .iter()
+                    .flat_map(|stage| &stage.steps)
+                    .flat_map(|step| step.targets.iter().cloned())
+                    .collect();
+                targets.into_iter().map(|t| (plan.pipeline.clone(), plan.service.clone(), t))
+            })
+            .take(1_000)
+            .collect();
+        let fresh = move || Engine::new(plans, zones);
+        let (mut driver, started) =
+            Driver::start(MemoryStore::new(), fresh, 0, start, None).expect("starts");
+        let first = driver.store().stats().record_bytes;
+        let round = |driver: &mut Driver<MemoryStore>, at: jiff::Timestamp| {
+            let inputs = reporting
+                .iter()
+                .map(|(pipeline, service, target)| Input::Fleet {
+                    service: service.clone(),
+                    target: target.clone(),
+                    observed_at: at,
+                    boxes: boxes(pipeline),
+                })
+                .collect();
+            let committed = driver.round(at, inputs).expect("commits");
+            (committed.record_bytes, driver.store().stats().record_writes)
+        };
+        let minute = jiff::SignedDuration::from_mins(1);
+        let writes_before = driver.store().stats().record_writes;
+        let (adopting, writes) = round(&mut driver, start + minute);
+        let (steady, after) = round(&mut driver, start + minute * 2);
+        println!(
+            "  {count:>6} pipelines: start {:>6.1} MB ({} records); first reports {:>8} bytes ({} records: known-good adopted); then {:>4} bytes ({} records) per round",
+            first as f64 / 1e6,
+            started.round.commands.len() + writes_before as usize,
+            adopting,
+            writes - writes_before,
+            steady,
+            after - writes,
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_engine::action::{Action, BoxCommand, Event};
 use gantry_engine::engine::rollback_alarms;
-use gantry_engine::fleet::{BoxObservation, CommandId, CommandKind, counts_as_healthy};
+use gantry_engine::fleet::{BoxReport, CommandId, CommandKind, counts_as_healthy};
 use gantry_engine::input::{AlarmState, Input, OperatorCommand};
 use gantry_engine::limits::MAX_ALARM_AGE;
 use gantry_engine::{BlockerKind, ContentBlocklist, Digest, capacity, windows};
@@ -40,10 +40,26 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// One box, shared by the pipelines of its service: its last report, and each pipeline's last
+/// command to it.
 #[derive(Default)]
 struct BoxModel {
-    observation: Option<(BoxObservation, Timestamp)>,
-    last_command: Option<(Timestamp, Digest)>,
+    observation: Option<(BoxReport, Timestamp)>,
+    last_command: BTreeMap<String, (Timestamp, Digest)>,
+}
+
+impl BoxModel {
+    /// Healthy capacity for every pipeline of the service at once: the engine's rule for each
+    /// pipeline that ever commanded the box (and its health and freshness when none did).
+    fn healthy(&self, now: Timestamp) -> bool {
+        let Some((report, at)) = &self.observation else { return false };
+        if self.last_command.is_empty() {
+            return counts_as_healthy(&report.for_pipeline(""), *at, None, now);
+        }
+        self.last_command.iter().all(|(pipeline, (issued, artifact))| {
+            counts_as_healthy(&report.for_pipeline(pipeline), *at, Some((*issued, artifact)), now)
+        })
+    }
 }
 
 #[derive(Default)]
@@ -80,6 +96,7 @@ pub struct Checker {
     pub truth: BTreeMap<Digest, ArtifactTruth>,
     /// Artifacts every box started with, known good by construction.
     pub initial: BTreeSet<Digest>,
+    /// Shared targets, by (service, target).
     targets: BTreeMap<(String, Target), TargetModel>,
     seen_commands: BTreeSet<CommandId>,
     alarms: BTreeMap<(String, String), (AlarmState, Timestamp)>,
@@ -155,6 +172,20 @@ impl Checker {
         }
     }
 
+    /// The controller restarted: it knows no observation from before (they are never stored),
+    /// so the model of what it was told starts afresh too. Commands and decisions stay.
+    pub fn forget_observations(&mut self) {
+        self.alarms.clear();
+        self.last_alarm.clear();
+        self.data_points.clear();
+        for model in self.targets.values_mut() {
+            model.observed_at = None;
+            for box_model in model.boxes.values_mut() {
+                box_model.observation = None;
+            }
+        }
+    }
+
     fn violate(&mut self, at: Timestamp, invariant: &'static str, detail: String) {
         self.violations.push(Violation { at, invariant, detail });
     }
@@ -211,22 +242,24 @@ impl Checker {
             _ => input,
         };
         match input {
-            Input::Fleet { pipeline, target, observed_at, boxes } => {
-                let model = self.targets.entry((pipeline.clone(), target.clone())).or_default();
+            Input::Fleet { service, target, observed_at, boxes } => {
+                let model = self.targets.entry((service.clone(), target.clone())).or_default();
                 if model.observed_at.is_some_and(|last| *observed_at <= last) {
                     return;
                 }
                 model.observed_at = Some(*observed_at);
                 // A report settles a box's command: its outcome, the artifact running, or the
                 // box gone from the target.
+                let plans = &self.plans;
                 self.outstanding.retain(|(p, t, id), outstanding| {
-                    if p != pipeline || t != target || *observed_at <= outstanding.issued_at {
+                    let of_service = plans.get(p).is_some_and(|plan| &plan.service == service);
+                    if !of_service || t != target || *observed_at <= outstanding.issued_at {
                         return true;
                     }
                     boxes.iter().find(|b| &b.id.0 == id).is_some_and(|b| {
-                        b.running.as_ref() != Some(&outstanding.artifact)
-                            && b.last_command
-                                .as_ref()
+                        b.running.get(p) != Some(&outstanding.artifact)
+                            && b.last_commands
+                                .get(p)
                                 .is_none_or(|c| c.command != outstanding.command)
                     })
                 });
@@ -249,7 +282,7 @@ impl Checker {
                 }
             }
             Input::DataPoints { pipeline, target, artifact, metric, count, observed_at } => {
-                let key = (pipeline.clone(), target.clone(), metric.clone(), artifact.clone());
+                let key = (pipeline.clone(), target.clone(), metric.clone(), *artifact);
                 let newer = self.data_points.get(&key).is_none_or(|(_, last)| last < observed_at);
                 if newer {
                     self.data_points.insert(key, (*count, *observed_at));
@@ -268,6 +301,9 @@ impl Checker {
             | Input::ArtifactReady { .. }
             | Input::TestGateResult { .. }
             | Input::UpdatePlan { .. }
+            | Input::AddPipeline { .. }
+            | Input::RemovePipeline { .. }
+            | Input::Topology { .. }
             | Input::Tick => {}
         }
     }
@@ -348,6 +384,7 @@ impl Checker {
                     }
                     self.event(now, event, coverage);
                 }
+                Action::Page { .. } => coverage.hit("stuck rollback or deployment paged"),
                 Action::WakeAt(at) => {
                     if *at <= now {
                         self.violate(
@@ -414,7 +451,7 @@ impl Checker {
             key,
             Outstanding {
                 command: command.id,
-                artifact: command.artifact.clone(),
+                artifact: command.artifact,
                 issued_at: now,
                 lapses_at: now + SignedDuration::from_secs(timeouts as i64),
             },
@@ -461,28 +498,34 @@ impl Checker {
                 );
             }
         }
-        // I1: the capacity floor, against what the engine was told.
+        // I1: the capacity floor, against what the engine was told, counting every box any
+        // pipeline of the service has taken out of service.
         let strategy = self.stage_of_target(&command.pipeline, &command.target).deployment.clone();
-        let model =
-            self.targets.entry((command.pipeline.clone(), command.target.clone())).or_default();
-        let healthy = |model: &TargetModel| {
-            model
-                .boxes
-                .values()
-                .filter(|b| match &b.observation {
-                    Some((observation, at)) => counts_as_healthy(
-                        observation,
-                        *at,
-                        b.last_command.as_ref().map(|(t, d)| (*t, d)),
-                        now,
-                    ),
-                    None => false,
-                })
-                .count() as u32
-        };
+        let service = self.plan(&command.pipeline).service.clone();
+        let sharing = self
+            .plans
+            .values()
+            .filter(|plan| plan.service == service)
+            .filter(|plan| {
+                plan.stages
+                    .iter()
+                    .flat_map(|s| &s.steps)
+                    .any(|s| s.targets.contains(&command.target))
+            })
+            .count();
+        if sharing > 1 {
+            coverage.hit("command to a box shared by pipelines");
+        }
+        let model = self.targets.entry((service, command.target.clone())).or_default();
+        let healthy =
+            |model: &TargetModel| model.boxes.values().filter(|b| b.healthy(now)).count() as u32;
         let before = healthy(model);
-        model.boxes.entry(command.box_id.0.clone()).or_default().last_command =
-            Some((now, command.artifact.clone()));
+        model
+            .boxes
+            .entry(command.box_id.0.clone())
+            .or_default()
+            .last_command
+            .insert(command.pipeline.clone(), (now, command.artifact));
         let after = healthy(model);
         let floor =
             capacity::minimum_healthy(strategy.minimum_healthy_hosts, model.boxes.len() as u32);
@@ -515,6 +558,9 @@ impl Checker {
 
     fn event(&mut self, now: Timestamp, event: &Event, coverage: &mut Coverage) {
         match event {
+            Event::RollbackStuck { .. } => coverage.hit("stuck rollback reported"),
+            Event::DeploymentStuck { .. } => coverage.hit("stuck deployment reported"),
+            Event::PlanVersionStarted { .. } => coverage.hit("plan version switched"),
             Event::CommandAccepted { id, .. } => {
                 if let Some(command) = self.pending_operator.remove(id) {
                     self.accepted(now, id, command, coverage);
@@ -533,9 +579,7 @@ impl Checker {
                     .iter()
                     .position(|s| &s.name == stage)
                     .expect("stage");
-                if index > 0
-                    && !self.passed.contains(&(pipeline.clone(), index - 1, artifact.clone()))
-                {
+                if index > 0 && !self.passed.contains(&(pipeline.clone(), index - 1, *artifact)) {
                     self.violate(
                         now,
                         "I3 promotion requires baked evidence",
@@ -551,9 +595,8 @@ impl Checker {
                         format!("recalled {artifact} entered {stage}"),
                     );
                 }
-                self.stage_runs
-                    .insert((pipeline.clone(), index), (artifact.clone(), BTreeSet::new()));
-                self.failed.remove(&(pipeline.clone(), index, artifact.clone()));
+                self.stage_runs.insert((pipeline.clone(), index), (*artifact, BTreeSet::new()));
+                self.failed.remove(&(pipeline.clone(), index, *artifact));
             }
             Event::Superseded { .. } => coverage.hit("artifact superseded"),
             Event::Blocked { blockers, .. } => {
@@ -572,7 +615,7 @@ impl Checker {
             Event::DeploymentFailed { .. } => coverage.hit("deployment failed"),
             Event::BakeStarted { pipeline, stage, step, target, artifact, .. } => {
                 if let Some((stage, step)) = self.locate(pipeline, stage, step) {
-                    let key = (pipeline.clone(), stage, step, target.clone(), artifact.clone());
+                    let key = (pipeline.clone(), stage, step, target.clone(), *artifact);
                     self.bake_started.insert(key, now);
                 }
             }
@@ -601,8 +644,8 @@ impl Checker {
                         format!("{pipeline} {artifact} passed {stage} without baking every step"),
                     );
                 }
-                self.passed.insert((pipeline.clone(), index, artifact.clone()));
-                self.in_production.remove(&(pipeline.clone(), index, artifact.clone()));
+                self.passed.insert((pipeline.clone(), index, *artifact));
+                self.in_production.remove(&(pipeline.clone(), index, *artifact));
             }
             Event::StageFailed { pipeline, stage, artifact, .. } => {
                 let index = self
@@ -611,8 +654,8 @@ impl Checker {
                     .iter()
                     .position(|s| &s.name == stage)
                     .expect("stage");
-                self.failed.insert((pipeline.clone(), index, artifact.clone()));
-                self.in_production.remove(&(pipeline.clone(), index, artifact.clone()));
+                self.failed.insert((pipeline.clone(), index, *artifact));
+                self.in_production.remove(&(pipeline.clone(), index, *artifact));
                 self.in_progress.retain(|p| {
                     !(p.pipeline == *pipeline && p.stage == index && p.artifact == *artifact)
                 });
@@ -620,13 +663,13 @@ impl Checker {
             Event::RollbackFinished { .. } => coverage.hit("rollback executed"),
             Event::UrgentStarted { pipeline, artifact, .. } => {
                 coverage.hit("urgent mode");
-                self.urgent.insert(pipeline.clone(), artifact.clone());
+                self.urgent.insert(pipeline.clone(), *artifact);
             }
             Event::UrgentEnded { pipeline, .. } => {
                 self.urgent.remove(pipeline);
             }
             Event::ArtifactAccepted { artifact, .. } => {
-                self.accepted.insert(artifact.clone());
+                self.accepted.insert(*artifact);
                 if !self.truth.get(artifact).is_some_and(|truth| truth.signed) {
                     self.violate(
                         now,
@@ -699,12 +742,15 @@ impl Checker {
                     .iter()
                     .filter(|(digest, _)| self.accepted.contains(*digest))
                     .filter(|(_, truth)| truth.pipeline == pipeline && truth.sequence >= sequence)
-                    .map(|(digest, _)| digest.clone())
+                    .map(|(digest, _)| *digest)
                     .collect();
                 self.recalled.extend(recalled);
                 self.in_progress
                     .retain(|p| !(p.pipeline == pipeline && self.recalled.contains(&p.artifact)));
                 coverage.hit("roll back everywhere");
+            }
+            OperatorCommand::RollBackTarget { .. } | OperatorCommand::RollBackStage { .. } => {
+                coverage.hit("rollback by hand");
             }
             OperatorCommand::Approve { .. }
             | OperatorCommand::Urgent { .. }
@@ -748,7 +794,7 @@ impl Checker {
             }
         }
         if stage_index > 0
-            && !self.passed.contains(&(pipeline.to_string(), stage_index - 1, artifact.clone()))
+            && !self.passed.contains(&(pipeline.to_string(), stage_index - 1, *artifact))
         {
             self.violate(
                 now,
@@ -773,7 +819,7 @@ impl Checker {
                 format!("{pipeline} {artifact} starts {step} before the step before baked"),
             );
         }
-        if self.failed.contains(&(pipeline.to_string(), stage_index, artifact.clone())) {
+        if self.failed.contains(&(pipeline.to_string(), stage_index, *artifact)) {
             self.violate(
                 now,
                 "I5 rollback liveness",
@@ -782,7 +828,7 @@ impl Checker {
         }
         if stage_plan.kind.is_production() {
             self.check_blockers(now, &plan, stage_plan, target, artifact);
-            self.in_production.insert((pipeline.to_string(), stage_index, artifact.clone()));
+            self.in_production.insert((pipeline.to_string(), stage_index, *artifact));
         }
         self.in_progress.retain(|p| !(p.pipeline == pipeline && &p.target == target));
         self.in_progress.push(InProgress {
@@ -790,7 +836,7 @@ impl Checker {
             stage: stage_index,
             step: step_index,
             target: target.clone(),
-            artifact: artifact.clone(),
+            artifact: *artifact,
         });
     }
 
@@ -906,7 +952,7 @@ impl Checker {
             return;
         }
         let bake = stage_plan.bake_in_region(step_index, &target.region);
-        let key = (pipeline.to_string(), stage_index, step_index, target.clone(), artifact.clone());
+        let key = (pipeline.to_string(), stage_index, step_index, target.clone(), *artifact);
         let Some(started) = self.bake_started.get(&key).copied() else {
             self.violate(
                 now,
@@ -933,7 +979,7 @@ impl Checker {
             for (metric, needed) in &bake.data_points {
                 let seen = self
                     .data_points
-                    .get(&(pipeline.to_string(), target.clone(), metric.clone(), artifact.clone()))
+                    .get(&(pipeline.to_string(), target.clone(), metric.clone(), *artifact))
                     .map_or(0, |(count, _)| *count);
                 if seen < *needed {
                     self.violate(
@@ -973,7 +1019,7 @@ impl Checker {
         }
         self.stage_runs
             .entry((pipeline.to_string(), stage_index))
-            .or_insert_with(|| (artifact.clone(), BTreeSet::new()))
+            .or_insert_with(|| (*artifact, BTreeSet::new()))
             .1
             .insert((step_index, target.region.clone()));
         self.in_progress.retain(|p| {

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// What a default batch must reach at least once; `gantry simulate` reports any it missed.
-pub const REQUIRED: [&str; 9] = [
+pub const REQUIRED: [&str; 14] = [
     "rollback executed",
     "blocker hit",
     "override lifted a blocker",
@@ -18,6 +18,11 @@ pub const REQUIRED: [&str; 9] = [
     "stale-epoch command rejected",
     "aggregate rollback across pipelines",
     "roll back everywhere",
+    "crash before commit",
+    "crash after commit, before delivery",
+    "crash in the middle of delivery",
+    "outbox re-sent after a restart",
+    "command to a box shared by pipelines",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

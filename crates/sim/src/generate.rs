@@ -95,18 +95,17 @@ impl Swarm {
     }
 }
 
-/// The fleets of `plans`: every target of every step once, with `boxes(target)` boxes.
+/// The fleets of `plans`: every target of every step once per service (a service's pipelines
+/// deploy to the same boxes), with `boxes(target)` boxes.
 pub fn fleets(plans: &[Plan], mut boxes: impl FnMut(&Target) -> u32) -> Vec<(String, Target, u32)> {
     let mut fleets: Vec<(String, Target, u32)> = Vec::new();
     for plan in plans {
         for target in
             plan.stages.iter().flat_map(|stage| &stage.steps).flat_map(|step| &step.targets)
         {
-            if !fleets
-                .iter()
-                .any(|(pipeline, known, _)| pipeline == &plan.pipeline && known == target)
+            if !fleets.iter().any(|(service, known, _)| service == &plan.service && known == target)
             {
-                fleets.push((plan.pipeline.clone(), target.clone(), boxes(target)));
+                fleets.push((plan.service.clone(), target.clone(), boxes(target)));
             }
         }
     }
@@ -119,7 +118,7 @@ pub struct World {
     pub seed: u64,
     pub plans: Vec<Plan>,
     pub region_zones: BTreeMap<String, String>,
-    /// Boxes per (pipeline, target) at the start.
+    /// Boxes per (service, target) at the start; a service's pipelines share them.
     pub fleets: Vec<(String, Target, u32)>,
     pub start: Timestamp,
     pub team_alarm: String,
@@ -140,15 +139,17 @@ pub fn world(seed: u64) -> World {
     let team_alarm = "team-aggregate".to_string();
     let organisation_alarm = "org-large-scale-event".to_string();
     let pipelines = rng.range(1, 2);
+    // Half the worlds with two pipelines give both to one service: its code and config
+    // pipelines deploy to the same boxes.
+    let shared = pipelines == 2 && rng.chance(500_000);
     let mut plans = Vec::new();
     for number in 1..=pipelines {
-        let plan = pipeline_plan(
-            &mut rng,
-            &format!("service-{number}"),
-            &regions,
-            &team_alarm,
-            &organisation_alarm,
-        );
+        let (service, kind) = match (shared, number) {
+            (true, 2) => ("service-1".to_string(), "config"),
+            _ => (format!("service-{number}"), "code"),
+        };
+        let plan =
+            pipeline_plan(&mut rng, &service, kind, &regions, &team_alarm, &organisation_alarm);
         plans.push(plan);
     }
     let fleets = fleets(&plans, |_| rng.range(10, 12) as u32);
@@ -223,11 +224,12 @@ fn strategy(rng: &mut Rng) -> DeploymentStrategy {
 fn pipeline_plan(
     rng: &mut Rng,
     service: &str,
+    kind: &str,
     regions: &[(String, u32)],
     team_alarm: &str,
     organisation_alarm: &str,
 ) -> Plan {
-    let name = format!("{service}-code");
+    let name = format!("{service}-{kind}");
     let high_severity = format!("{service}-high-severity");
     let mut stages = Vec::new();
     let gamma_target = Target {
@@ -337,7 +339,7 @@ fn pipeline_plan(
         pipeline: name,
         team: "team-a".into(),
         service: service.into(),
-        kind: SourceKind::Code,
+        kind: if kind == "config" { SourceKind::Config } else { SourceKind::Code },
         sources: Vec::new(),
         build_command: "make".into(),
         build_network: false,

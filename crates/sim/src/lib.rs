@@ -17,17 +17,19 @@
 pub mod check;
 pub mod cli;
 pub mod coverage;
-pub mod eta;
 pub mod generate;
 pub mod rng;
 pub mod run;
 pub mod scenario;
-pub mod timeline;
+
+/// The what-if ETA and the timeline live with the round driver (the server needs them without
+/// the simulator); re-exported here for the simulator's users.
+pub use gantry_driver::{eta, timeline};
 
 use std::time::{Duration, Instant};
 
 pub use coverage::Coverage;
-pub use run::{Options, Report};
+pub use run::{CrashPoint, Options, Report};
 
 /// What a batch of seeds found.
 #[derive(Debug, Default)]

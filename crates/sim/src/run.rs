@@ -9,14 +9,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gantry_driver::Driver;
+use gantry_driver::timeline::Names;
 use gantry_engine::action::{Action, BoxCommand, Event};
-use gantry_engine::fleet::{BoxId, BoxObservation, CommandId, CommandOutcome, Health};
+use gantry_engine::fleet::{BoxId, BoxReport, CommandId, CommandOutcome, Health};
 use gantry_engine::input::{AlarmState, Input, OperatorCommand};
 use gantry_engine::state::{StagePhase, TargetPhase};
 use gantry_engine::{
     ArtifactReady, BlockerKind, Commit, ContentBlocklist, Digest, Engine, Package,
 };
 use gantry_model::Target;
+use gantry_store::MemoryStore;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::check::{ArtifactTruth, Checker, Violation};
@@ -31,6 +34,9 @@ const OBSERVE_EVERY: i64 = 60;
 const FULL_ROUND_EVERY: u64 = 20;
 /// Seconds a bad artifact must serve before its region's alarm fires.
 const DETECTION_DELAY: i64 = 180;
+/// One controller round in this many crashes at one of the round driver's named points: a
+/// run of a few thousand rounds crashes a handful of times at each.
+const CRASH_EVERY: u64 = 400;
 
 /// How long a run lasts and what it records.
 #[derive(Clone, Debug)]
@@ -44,6 +50,20 @@ pub struct Options {
     /// Applied to the engine after it is created and after every restart; tests use it to
     /// plant bugs.
     pub prepare: Option<fn(&mut Engine)>,
+    /// Crashes the controller at the round driver's named points ([`CrashPoint`]), one in this
+    /// many rounds at each (0: never); each restart loads the store.
+    pub crash_every: u64,
+}
+
+/// Where in a round the simulated controller may crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The round was decided and not committed: it is lost, as if never run.
+    BeforeCommit,
+    /// Committed, nothing delivered: the restarted controller sends the outbox.
+    AfterCommit,
+    /// Half the round's commands delivered and marked so: the rest come from the outbox.
+    MidDelivery,
 }
 
 impl Default for Options {
@@ -53,6 +73,7 @@ impl Default for Options {
             converge: SignedDuration::from_hours(10 * 24),
             keep_trace: false,
             prepare: None,
+            crash_every: CRASH_EVERY,
         }
     }
 }
@@ -77,15 +98,12 @@ pub struct Report {
     pub world: World,
 }
 
-/// A target of a pipeline.
-type TargetKey = (String, Target);
-
 #[derive(Clone, Debug)]
 enum SimEvent {
     ToController(Input),
     ToAgent(BoxCommand),
     ToTestRunner { pipeline: String, id: CommandId, artifact: Digest },
-    InstallDone { pipeline: String, target: Target, box_id: BoxId, command: CommandId },
+    InstallDone { service: String, target: Target, box_id: BoxId, command: CommandId },
     Observe,
     Wake,
     NewArtifact { pipeline: String },
@@ -97,21 +115,25 @@ enum SimEvent {
 
 #[derive(Clone, Debug)]
 struct Install {
+    pipeline: String,
     command: CommandId,
     artifact: Digest,
     fails: bool,
     hung: bool,
 }
 
+/// One box: it runs one artifact per pipeline of its service, one command at a time.
 #[derive(Clone, Debug)]
 struct SimBox {
-    running: Option<Digest>,
+    running: BTreeMap<String, Digest>,
     healthy: bool,
-    installed_at: Timestamp,
+    /// When each pipeline's artifact was installed.
+    installed_at: BTreeMap<String, Timestamp>,
     installing: Option<Install>,
-    last_outcome: Option<CommandOutcome>,
+    last_outcome: BTreeMap<String, CommandOutcome>,
     max_epoch: u64,
-    highest_command: Option<CommandId>,
+    /// The highest command id applied, per pipeline (ids of different pipelines interleave).
+    highest_command: BTreeMap<String, CommandId>,
     down_until: Option<Timestamp>,
     flap_until: Option<Timestamp>,
     /// Fails every install until the end of the run (a scenario's failed box).
@@ -146,10 +168,14 @@ struct Sim {
     now: Timestamp,
     queue: BTreeMap<(Timestamp, u64), SimEvent>,
     sequence: u64,
-    engine: Option<Engine>,
-    durable: String,
-    epoch: u64,
+    /// The controller, while it is up.
+    driver: Option<Driver<MemoryStore>>,
+    /// The store, while the controller is down: all that survives a crash.
+    store: Option<MemoryStore>,
+    names: Names,
     wake_at: Option<Timestamp>,
+    /// Rounds the controller decided.
+    controller_rounds: u64,
     targets: BTreeMap<(String, Target), SimTarget>,
     checker: Checker,
     coverage: Coverage,
@@ -188,17 +214,25 @@ pub fn run(seed: u64, options: &Options) -> Report {
 /// what follows from them: bad artifacts alarm, the engine acts), until the script's end.
 pub(crate) fn play(world: World, options: &Options, script: Option<Script>) -> Report {
     let seed = world.seed;
-    let mut engine = Engine::new(world.plans.clone(), world.region_zones.clone())
-        .expect("the world's plans are valid");
-    if let Some(prepare) = options.prepare {
-        prepare(&mut engine);
-    }
     let mut rng = Rng::new(seed ^ 0x5eed);
     let mut checker = Checker::new(&world.plans, &world.region_zones);
+    let mut names = Names::default();
     let mut targets = BTreeMap::new();
-    for (pipeline, target, count) in &world.fleets {
-        let initial = Digest(format!("sha256:{pipeline}-0"));
-        checker.initial.insert(initial.clone());
+    for (service, target, count) in &world.fleets {
+        // Every pipeline of the service that deploys here starts on its artifact 0.
+        let initial: BTreeMap<String, Digest> = world
+            .plans
+            .iter()
+            .filter(|plan| &plan.service == service)
+            .filter(|plan| {
+                plan.stages.iter().flat_map(|s| &s.steps).any(|s| s.targets.contains(target))
+            })
+            .map(|plan| {
+                let digest = names.artifact(&format!("{}-0", plan.pipeline));
+                (plan.pipeline.clone(), digest)
+            })
+            .collect();
+        checker.initial.extend(initial.values().copied());
         let mut sim_target = SimTarget {
             next_box: *count,
             requests_per_minute: *rng.pick(&[1, 5, 20, 100]),
@@ -215,9 +249,9 @@ pub(crate) fn play(world: World, options: &Options, script: Option<Script>) -> R
         for number in 0..*count {
             sim_target
                 .boxes
-                .insert(box_id(target, number), fresh_box(Some(initial.clone()), world.start));
+                .insert(box_id(target, number), fresh_box(initial.clone(), world.start));
         }
-        targets.insert((pipeline.clone(), target.clone()), sim_target);
+        targets.insert((service.clone(), target.clone()), sim_target);
     }
     let scripted = script.is_some();
     let mut sim = Sim {
@@ -226,9 +260,11 @@ pub(crate) fn play(world: World, options: &Options, script: Option<Script>) -> R
         rng,
         queue: BTreeMap::new(),
         sequence: 0,
-        durable: String::new(),
-        epoch: 1,
+        driver: None,
+        store: Some(MemoryStore::new()),
+        names,
         wake_at: None,
+        controller_rounds: 0,
         targets,
         checker,
         coverage: Coverage::default(),
@@ -250,14 +286,13 @@ pub(crate) fn play(world: World, options: &Options, script: Option<Script>) -> R
         scripted,
         converged: false,
         data_since: BTreeMap::new(),
-        engine: Some(engine),
         world,
     };
     sim.record(format!(
         "seed {seed} world {}",
         serde_json::to_string(&sim.world).expect("serializable")
     ));
-    sim.deliver(Input::ControllerStarted { epoch: 1 });
+    sim.controller_up();
     sim.schedule(SignedDuration::ZERO, SimEvent::Observe);
     let deadline = match script {
         Some(script) => {
@@ -329,16 +364,16 @@ fn box_id(target: &Target, number: u32) -> BoxId {
     BoxId(format!("{}-{scope}-{number:02}", target.environment))
 }
 
-fn fresh_box(running: Option<Digest>, now: Timestamp) -> SimBox {
-    let healthy = running.is_some();
+fn fresh_box(running: BTreeMap<String, Digest>, now: Timestamp) -> SimBox {
+    let healthy = !running.is_empty();
     SimBox {
+        installed_at: running.keys().map(|pipeline| (pipeline.clone(), now)).collect(),
         running,
         healthy,
-        installed_at: now,
         installing: None,
-        last_outcome: None,
+        last_outcome: BTreeMap::new(),
         max_epoch: 0,
-        highest_command: None,
+        highest_command: BTreeMap::new(),
         down_until: None,
         flap_until: None,
         broken: false,
@@ -403,8 +438,8 @@ impl Sim {
                 });
                 self.queue.insert((self.now + after, self.sequence), result);
             }
-            SimEvent::InstallDone { pipeline, target, box_id, command } => {
-                self.install_done(pipeline, target, box_id, command)
+            SimEvent::InstallDone { service, target, box_id, command } => {
+                self.install_done(service, target, box_id, command)
             }
             SimEvent::Observe => self.observe(),
             SimEvent::Wake => {
@@ -429,25 +464,110 @@ impl Sim {
         }
     }
 
-    /// Steps the engine with one input, checks invariants, and performs its actions.
+    /// The service a pipeline deploys.
+    fn service(&self, pipeline: &str) -> String {
+        self.world
+            .plans
+            .iter()
+            .find(|plan| plan.pipeline == pipeline)
+            .map(|plan| plan.service.clone())
+            .unwrap_or_default()
+    }
+
+    /// Where this round's controller crashes, if it does.
+    fn crash_point(&mut self) -> Option<CrashPoint> {
+        if self.options.crash_every == 0 || self.healing || self.scripted {
+            return None;
+        }
+        if self.rng.below(self.options.crash_every) != 0 {
+            return None;
+        }
+        Some(*self.rng.pick(&[
+            CrashPoint::BeforeCommit,
+            CrashPoint::AfterCommit,
+            CrashPoint::MidDelivery,
+        ]))
+    }
+
+    /// One round of the controller with one input, through the round driver: decide, commit,
+    /// check the invariants and the records, then perform — crashing at a named point when the
+    /// seed says so.
     fn deliver(&mut self, input: Input) {
-        let Some(engine) = &mut self.engine else {
+        let Some(mut driver) = self.driver.take() else {
             self.record(format!("{} controller down, lost {}", self.now, short_input(&input)));
             return;
         };
-        self.checker.delivered(self.now, &input);
         let line = format!("{} {}", self.now, short_input(&input));
         *self.inputs.entry(input_kind(&input)).or_default() += 1;
-        let actions = engine.step(self.now, input);
-        let epoch = engine.epoch;
+        self.controller_rounds += 1;
+        let crash = self.crash_point();
+        let decided = driver.decide(self.now, vec![input.clone()]);
+        if crash == Some(CrashPoint::BeforeCommit) {
+            self.coverage.hit("crash before commit");
+            self.driver = Some(driver);
+            self.controller_crash();
+            return;
+        }
+        let committed = driver.commit(decided).expect("the in-memory store commits");
+        let epoch = driver.engine().epoch();
+        self.driver = Some(driver);
         self.engine_steps += 1;
+        self.checker.delivered(self.now, &input);
         self.record(line);
-        for action in &actions {
+        for action in &committed.actions {
             self.record(format!("  {action:?}"));
         }
-        self.checker.stepped(self.now, epoch, &actions, &mut self.coverage);
-        for action in actions {
+        self.checker.stepped(self.now, epoch, &committed.actions, &mut self.coverage);
+        self.check_records(&committed);
+        if crash == Some(CrashPoint::AfterCommit) {
+            self.coverage.hit("crash after commit, before delivery");
+            self.controller_crash();
+            return;
+        }
+        let commands = committed.commands.len();
+        let mut sent = Vec::new();
+        for action in committed.actions {
+            let command = match &action {
+                Action::Deploy(command) | Action::RollBack(command) => Some(command.id.0),
+                Action::RunTestGate { id, .. } => Some(id.0),
+                _ => None,
+            };
+            if crash == Some(CrashPoint::MidDelivery)
+                && command.is_some()
+                && sent.len() * 2 >= commands
+            {
+                break;
+            }
             self.perform(action);
+            sent.extend(command);
+        }
+        if let Some(driver) = &mut self.driver {
+            driver.delivered(&sent).expect("the in-memory store marks delivered");
+        }
+        if crash == Some(CrashPoint::MidDelivery) {
+            self.coverage.hit("crash in the middle of delivery");
+            self.controller_crash();
+        }
+    }
+
+    /// Checked mode: a record written without being reported, or a one-pipeline round
+    /// reporting another pipeline's records, is an engine bug.
+    fn check_records(&mut self, committed: &gantry_driver::Committed) {
+        for key in &committed.unreported {
+            let detail = format!("record {key} changed but the step did not report it");
+            self.checker.violations.push(Violation {
+                at: self.now,
+                invariant: "I20 every write reported",
+                detail,
+            });
+        }
+        for key in &committed.out_of_scope {
+            let detail = format!("a one-pipeline round reported record {key}");
+            self.checker.violations.push(Violation {
+                at: self.now,
+                invariant: "I21 a round writes only what it concerns",
+                detail,
+            });
         }
     }
 
@@ -466,9 +586,15 @@ impl Sim {
                     self.queue.insert((at, self.sequence), SimEvent::Wake);
                 }
             }
+            Action::Page { pipeline, target, reason } => {
+                let when = gantry_driver::timeline::when(self.now);
+                let line = self.names.rename(&format!("page: {pipeline} {target}: {reason}"));
+                self.timeline.push(format!("{when} {line}"));
+            }
             Action::Notify(event) => {
-                if let Some(line) = crate::timeline::describe(&event) {
-                    self.timeline.push(format!("{} {line}", crate::timeline::when(self.now)));
+                if let Some(line) = gantry_driver::timeline::describe(&event, &self.names) {
+                    self.timeline
+                        .push(format!("{} {line}", gantry_driver::timeline::when(self.now)));
                 }
                 if !self.scripted {
                     self.react(event);
@@ -491,7 +617,7 @@ impl Sim {
                 let bad = self.checker.truth.get(&artifact).is_some_and(|truth| truth.bad);
                 if bad
                     && (self.healing || self.rng.chance(300_000))
-                    && self.recalled_requested.insert(artifact.clone())
+                    && self.recalled_requested.insert(artifact)
                 {
                     let after = SignedDuration::from_mins(self.rng.range(5, 30) as i64);
                     let reason = "bad change".to_string();
@@ -499,7 +625,7 @@ impl Sim {
                         after,
                         SimEvent::Operator(OperatorCommand::RollBackEverywhere {
                             pipeline: pipeline.clone(),
-                            artifact: artifact.clone(),
+                            artifact,
                             reason,
                         }),
                     );
@@ -533,7 +659,8 @@ impl Sim {
                 }
             }
             Scripted::BoxFails { pipeline, target, count } => {
-                if let Some(sim_target) = self.targets.get_mut(&(pipeline, target)) {
+                let service = self.service(&pipeline);
+                if let Some(sim_target) = self.targets.get_mut(&(service, target)) {
                     for sim_box in
                         sim_target.boxes.values_mut().filter(|b| b.healthy).take(count as usize)
                     {
@@ -558,7 +685,7 @@ impl Sim {
         let fails = !healing && self.rng.chance(self.world.swarm.hook_failure);
         let hung = !healing && self.rng.chance(self.world.swarm.hook_hang);
         let takes = SignedDuration::from_secs(self.rng.range(30, 240) as i64);
-        let key = (command.pipeline.clone(), command.target.clone());
+        let key = (self.service(&command.pipeline), command.target.clone());
         let Some(sim_box) =
             self.targets.get_mut(&key).and_then(|t| t.boxes.get_mut(&command.box_id))
         else {
@@ -577,36 +704,52 @@ impl Sim {
             return;
         }
         sim_box.max_epoch = command.epoch;
-        if sim_box.highest_command.is_some_and(|highest| command.id < highest) {
+        let pipeline = command.pipeline.clone();
+        let highest = sim_box.highest_command.get(&pipeline).copied();
+        if highest.is_some_and(|highest| command.id < highest) {
             return;
         }
-        let duplicate = sim_box.highest_command == Some(command.id)
+        let duplicate = highest == Some(command.id)
             && (sim_box.installing.as_ref().is_some_and(|install| install.command == command.id)
                 || sim_box
                     .last_outcome
-                    .as_ref()
+                    .get(&pipeline)
                     .is_some_and(|outcome| outcome.command == command.id));
         if duplicate {
             return;
         }
-        sim_box.highest_command = Some(command.id);
+        // One command at a time: another pipeline's install is still running. The controller
+        // sends this one again once that one settled.
+        if sim_box.installing.as_ref().is_some_and(|install| install.pipeline != pipeline) {
+            self.coverage.hit("shared box busy with another pipeline's command");
+            return;
+        }
+        sim_box.highest_command.insert(pipeline.clone(), command.id);
         if corrupt {
-            sim_box.last_outcome = Some(CommandOutcome {
-                command: command.id,
-                succeeded: false,
-                detail: "downloaded artifact's sha256 does not match its digest; not installed"
-                    .into(),
-            });
+            sim_box.last_outcome.insert(
+                pipeline,
+                CommandOutcome {
+                    command: command.id,
+                    succeeded: false,
+                    detail: "downloaded artifact's sha256 does not match its digest; not installed"
+                        .into(),
+                },
+            );
             return;
         }
         let fails = fails || sim_box.broken;
-        sim_box.installing =
-            Some(Install { command: command.id, artifact: command.artifact, fails, hung });
+        sim_box.installing = Some(Install {
+            pipeline,
+            command: command.id,
+            artifact: command.artifact,
+            fails,
+            hung,
+        });
         if !hung {
             self.schedule(
                 takes,
                 SimEvent::InstallDone {
-                    pipeline: key.0,
+                    service: key.0,
                     target: key.1,
                     box_id: command.box_id,
                     command: command.id,
@@ -615,15 +758,9 @@ impl Sim {
         }
     }
 
-    fn install_done(
-        &mut self,
-        pipeline: String,
-        target: Target,
-        box_id: BoxId,
-        command: CommandId,
-    ) {
+    fn install_done(&mut self, service: String, target: Target, box_id: BoxId, command: CommandId) {
         let now = self.now;
-        let key = (pipeline.clone(), target.clone());
+        let key = (service, target.clone());
         let Some(sim_box) = self.targets.get_mut(&key).and_then(|t| t.boxes.get_mut(&box_id))
         else {
             return;
@@ -631,18 +768,22 @@ impl Sim {
         let Some(install) = sim_box.installing.take_if(|install| install.command == command) else {
             return;
         };
-        sim_box.running = Some(install.artifact.clone());
+        let pipeline = install.pipeline.clone();
+        sim_box.running.insert(pipeline.clone(), install.artifact);
         sim_box.healthy = !install.fails;
-        sim_box.installed_at = now;
-        sim_box.last_outcome = Some(CommandOutcome {
-            command,
-            succeeded: !install.fails,
-            detail: if install.fails {
-                "ValidateService hook failed".into()
-            } else {
-                "installed".into()
+        sim_box.installed_at.insert(pipeline.clone(), now);
+        sim_box.last_outcome.insert(
+            pipeline.clone(),
+            CommandOutcome {
+                command,
+                succeeded: !install.fails,
+                detail: if install.fails {
+                    "ValidateService hook failed".into()
+                } else {
+                    "installed".into()
+                },
             },
-        });
+        );
         if !install.fails {
             self.data_since.entry((pipeline, target, install.artifact)).or_insert(now);
         }
@@ -676,7 +817,7 @@ impl Sim {
         unreviewed: bool,
         signed: bool,
     ) {
-        let digest = Digest(format!("sha256:{pipeline}-{number}"));
+        let digest = self.names.artifact(&format!("{pipeline}-{number}"));
         let author = format!("dev-{}", self.rng.range(1, 4));
         let approvers = if unreviewed {
             vec![author.clone()]
@@ -688,7 +829,7 @@ impl Sim {
         let packages =
             vec![Package { name: "libfoo".into(), version: format!("1.{}", number % 4) }];
         self.checker.truth.insert(
-            digest.clone(),
+            digest,
             ArtifactTruth {
                 pipeline: pipeline.to_string(),
                 sequence: number,
@@ -715,39 +856,17 @@ impl Sim {
     }
 
     fn controller_crash(&mut self) {
-        let Some(engine) = self.engine.take() else { return };
-        let mid_deployment = engine.pipelines.values().any(|pipeline| {
-            pipeline
-                .targets
-                .values()
-                .any(|target| target.fleet.boxes.values().any(|b| b.pending.is_some()))
-        });
-        if mid_deployment {
+        let Some(driver) = self.driver.take() else { return };
+        let outstanding = driver.engine().outstanding_commands();
+        if !outstanding.is_empty() {
             self.coverage.hit("restart mid-deployment");
         }
         // A stale leader: the old controller re-sends a few commands after it lost its lease.
-        let stale: Vec<BoxCommand> = engine
-            .pipelines
-            .iter()
-            .flat_map(|(name, pipeline)| {
-                pipeline.targets.iter().flat_map(move |(target, state)| {
-                    state.fleet.boxes.iter().filter_map(move |(id, b)| {
-                        b.pending.as_ref().map(|pending| BoxCommand {
-                            id: pending.id,
-                            epoch: engine.epoch,
-                            pipeline: name.clone(),
-                            target: target.clone(),
-                            box_id: id.clone(),
-                            artifact: pending.artifact.clone(),
-                            kind: pending.kind,
-                        })
-                    })
-                })
-            })
-            .take(3)
-            .collect();
-        self.durable = serde_json::to_string(&engine).expect("the engine state serializes");
-        self.record(format!("{} controller crashed (epoch {})", self.now, engine.epoch));
+        let stale: Vec<BoxCommand> = outstanding.into_iter().take(3).collect();
+        let epoch = driver.engine().epoch();
+        // All that survives is what the store holds.
+        self.store = Some(driver.into_store());
+        self.record(format!("{} controller crashed (epoch {epoch})", self.now));
         let down = SignedDuration::from_secs(self.rng.range(10, 300) as i64);
         self.schedule(down, SimEvent::ControllerUp);
         for command in stale {
@@ -756,28 +875,58 @@ impl Sim {
         }
     }
 
+    /// Starts the controller from the store: a new epoch past every epoch an agent has seen,
+    /// the outbox of the last one sent again, then its start round.
     fn controller_up(&mut self) {
         // Already up (a restart and the healing phase may both bring it up): a second start
         // would replace the live controller with its state from the last crash.
-        if self.engine.is_some() {
+        if self.driver.is_some() {
             return;
         }
-        let mut engine: Engine =
-            serde_json::from_str(&self.durable).expect("the engine state deserializes");
-        let again = serde_json::to_string(&engine).expect("the engine state serializes");
-        assert_eq!(
-            again, self.durable,
-            "seed {}: the engine state does not round-trip through JSON",
-            self.world.seed
-        );
-        if let Some(prepare) = self.options.prepare {
-            prepare(&mut engine);
-        }
-        self.engine = Some(engine);
+        let Some(store) = self.store.take() else { return };
+        let seen = self
+            .targets
+            .values()
+            .flat_map(|target| target.boxes.values())
+            .map(|b| b.max_epoch)
+            .max()
+            .unwrap_or(0);
+        let plans = self.world.plans.clone();
+        let zones = self.world.region_zones.clone();
+        let fresh = || Engine::new(plans, zones);
+        let seed = self.world.seed;
+        let (driver, started) = Driver::start(store, fresh, seen, self.now, self.options.prepare)
+            .unwrap_or_else(|error| panic!("seed {seed}: the controller cannot start: {error}"));
+        self.driver = Some(driver.checked());
         self.wake_at = None;
-        self.epoch += 1;
-        self.record(format!("{} controller restarted", self.now));
-        self.deliver(Input::ControllerStarted { epoch: self.epoch });
+        self.record(format!("{} controller started (epoch {})", self.now, started.epoch));
+        // It knows no observation from before: nor does the checker's model of what it knows.
+        self.checker.forget_observations();
+        let input = Input::ControllerStarted { epoch: started.epoch };
+        self.checker.delivered(self.now, &input);
+        self.engine_steps += 1;
+        self.checker.stepped(self.now, started.epoch, &started.round.actions, &mut self.coverage);
+        self.check_records(&started.round);
+        let mut sent = Vec::new();
+        for command in started.undelivered {
+            let action: Action =
+                serde_json::from_slice(&command.bytes).expect("the outbox holds actions");
+            self.coverage.hit("outbox re-sent after a restart");
+            self.perform(action);
+            sent.push(command.id);
+        }
+        for action in started.round.actions {
+            if let Action::Deploy(command) | Action::RollBack(command) = &action {
+                sent.push(command.id.0);
+            }
+            if let Action::RunTestGate { id, .. } = &action {
+                sent.push(id.0);
+            }
+            self.perform(action);
+        }
+        if let Some(driver) = &mut self.driver {
+            driver.delivered(&sent).expect("the in-memory store marks delivered");
+        }
     }
 
     fn heal(&mut self) {
@@ -785,33 +934,33 @@ impl Sim {
         self.record(format!("{} healing: faults off, liveness phase begins", self.now));
         self.organisation_event_until = None;
         let mut hung = Vec::new();
-        for ((pipeline, target), sim_target) in &mut self.targets {
+        for ((service, target), sim_target) in &mut self.targets {
             for (id, sim_box) in &mut sim_target.boxes {
                 sim_box.down_until = None;
                 sim_box.flap_until = None;
                 if let Some(install) = &sim_box.installing
                     && install.hung
                 {
-                    hung.push((pipeline.clone(), target.clone(), id.clone(), install.command));
+                    hung.push((service.clone(), target.clone(), id.clone(), install.command));
                 }
             }
         }
-        for (pipeline, target, box_id, command) in hung {
+        for (service, target, box_id, command) in hung {
             self.schedule(
                 SignedDuration::from_secs(30),
-                SimEvent::InstallDone { pipeline, target, box_id, command },
+                SimEvent::InstallDone { service, target, box_id, command },
             );
         }
-        if self.engine.is_none() {
+        if self.driver.is_none() {
             self.schedule(SignedDuration::from_secs(5), SimEvent::ControllerUp);
         }
         // People clear what they set: holds, content blocks; reviewers approve late reviews.
         let holds: Vec<(String, Option<String>)> = self
-            .engine
+            .driver
             .iter()
-            .flat_map(|engine| engine.pipelines.iter())
+            .flat_map(|driver| driver.engine().pipelines())
             .flat_map(|(name, pipeline)| {
-                pipeline.holds.iter().map(move |hold| (name.clone(), hold.stage.clone()))
+                pipeline.holds.iter().map(move |hold| (name.to_string(), hold.stage.clone()))
             })
             .collect();
         for (pipeline, stage) in holds {
@@ -846,7 +995,7 @@ impl Sim {
         }
         for (pipeline, _, artifact) in self.failed.clone() {
             let bad = self.checker.truth.get(&artifact).is_some_and(|truth| truth.bad);
-            if bad && self.recalled_requested.insert(artifact.clone()) {
+            if bad && self.recalled_requested.insert(artifact) {
                 let reason = "bad change".to_string();
                 self.schedule(
                     SignedDuration::from_mins(1),
@@ -861,45 +1010,12 @@ impl Sim {
     }
 
     /// What the controller is working on, so agents report it every round and the rest every
-    /// tenth: fleets of targets deploying, about to start or rolling back; data points of
-    /// targets baking; alarms of the regions of both.
-    fn active(&self) -> (BTreeSet<TargetKey>, BTreeSet<TargetKey>) {
-        let mut fleets = BTreeSet::new();
-        let mut baking = BTreeSet::new();
-        let Some(engine) = &self.engine else { return (fleets, baking) };
-        for (name, pipeline) in &engine.pipelines {
-            for state in &pipeline.stages {
-                let Some(run) = &state.run else { continue };
-                let StagePhase::Rollout { lanes } = &run.phase else { continue };
-                for lane in lanes.values() {
-                    let key = (name.clone(), lane.target.clone());
-                    match lane.phase {
-                        TargetPhase::Waiting if lane.blockers.is_empty() => {
-                            fleets.insert(key);
-                        }
-                        TargetPhase::Deploying { .. } => {
-                            fleets.insert(key);
-                        }
-                        TargetPhase::Deployed { .. } => {
-                            baking.insert(key);
-                        }
-                        TargetPhase::Waiting | TargetPhase::Baked { .. } | TargetPhase::Halted => {}
-                    }
-                }
-            }
-            for (target, state) in &pipeline.targets {
-                let busy = state.rollback.is_some()
-                    || state
-                        .fleet
-                        .boxes
-                        .values()
-                        .any(|b| b.pending.is_some() || b.observation.running.is_none());
-                if busy {
-                    fleets.insert((name.clone(), target.clone()));
-                }
-            }
+    /// twentieth: the engine's own account of what it needs observed.
+    fn active(&self) -> gantry_engine::views::Watch {
+        match &self.driver {
+            Some(driver) => driver.engine().needs_observing(self.now),
+            None => gantry_engine::views::Watch::default(),
         }
-        (fleets, baking)
     }
 
     fn observe(&mut self) {
@@ -908,13 +1024,22 @@ impl Sim {
         if !self.healing && !self.scripted {
             self.inject_faults();
         }
-        let (fleets, baking) = self.active();
-        let keys: Vec<(String, Target)> =
-            self.targets.keys().filter(|key| full || fleets.contains(*key)).cloned().collect();
+        let watch = self.active();
+        let baking: BTreeSet<(String, Target)> = watch
+            .data_points
+            .iter()
+            .map(|(pipeline, target)| (self.service(pipeline), target.clone()))
+            .collect();
+        let keys: Vec<(String, Target)> = self
+            .targets
+            .keys()
+            .filter(|key| full || watch.fleets.contains(*key))
+            .cloned()
+            .collect();
         let data_keys: Vec<(String, Target)> = self
             .targets
             .keys()
-            .filter(|key| full || fleets.contains(*key) || baking.contains(*key))
+            .filter(|key| full || watch.fleets.contains(*key) || baking.contains(*key))
             .cloned()
             .collect();
         let now = self.now;
@@ -923,16 +1048,16 @@ impl Sim {
             let boxes = sim_target
                 .boxes
                 .iter()
-                .map(|(id, b)| BoxObservation {
+                .map(|(id, b)| BoxReport {
                     id: id.clone(),
                     running: b.running.clone(),
                     health: b.reported_health(now),
-                    last_command: b.last_outcome.clone(),
+                    last_commands: b.last_outcome.clone(),
                     in_progress: b.installing.as_ref().map(|install| install.command),
                 })
                 .collect();
             self.send(SimEvent::ToController(Input::Fleet {
-                pipeline: key.0.clone(),
+                service: key.0.clone(),
                 target: key.1.clone(),
                 observed_at: now + sim_target.clock_skew,
                 boxes,
@@ -944,25 +1069,25 @@ impl Sim {
         let data_keys: Vec<(String, Target)> = if evidence_round { data_keys } else { Vec::new() };
         for key in &data_keys {
             let sim_target = &self.targets[key];
-            let mut serving: BTreeSet<&Digest> = BTreeSet::new();
+            let mut serving: BTreeSet<(&String, &Digest)> = BTreeSet::new();
             for b in sim_target.boxes.values().filter(|b| b.reported_health(now) == Health::Healthy)
             {
-                serving.extend(b.running.as_ref());
+                serving.extend(b.running.iter());
             }
             let rate = sim_target.requests_per_minute;
             let skew = sim_target.clock_skew;
             let mut readings = Vec::new();
-            for artifact in serving {
+            for (pipeline, artifact) in serving {
                 if let Some(since) =
-                    self.data_since.get(&(key.0.clone(), key.1.clone(), artifact.clone()))
+                    self.data_since.get(&(pipeline.clone(), key.1.clone(), *artifact))
                 {
                     let count = rate * (now.duration_since(*since).as_secs() / 60) as u64;
-                    readings.push((artifact.clone(), count));
+                    readings.push((pipeline.clone(), *artifact, count));
                 }
             }
-            for (artifact, count) in readings {
+            for (pipeline, artifact, count) in readings {
                 let input = Input::DataPoints {
-                    pipeline: key.0.clone(),
+                    pipeline,
                     target: key.1.clone(),
                     artifact,
                     metric: "requests".into(),
@@ -988,19 +1113,21 @@ impl Sim {
         self.schedule(SignedDuration::from_secs(OBSERVE_EVERY), SimEvent::Observe);
     }
 
-    /// Whether a bad artifact has served in (pipeline, environment, region) long enough to alarm.
-    fn bad_serving(&self, pipeline: &str, environment: &str, region: &str, delay: i64) -> bool {
-        self.targets.iter().any(|((p, target), sim_target)| {
-            p == pipeline
+    /// Whether a bad artifact of any of the service's pipelines has served in (service,
+    /// environment, region) long enough to alarm.
+    fn bad_serving(&self, service: &str, environment: &str, region: &str, delay: i64) -> bool {
+        self.targets.iter().any(|((s, target), sim_target)| {
+            s == service
                 && target.environment == environment
                 && target.region == region
                 && sim_target.boxes.values().any(|b| {
                     b.healthy
-                        && b.running.as_ref().is_some_and(|running| {
+                        && b.running.iter().any(|(pipeline, running)| {
                             self.checker.truth.get(running).is_some_and(|t| t.bad)
+                                && b.installed_at.get(pipeline).is_some_and(|at| {
+                                    self.now.duration_since(*at) >= SignedDuration::from_secs(delay)
+                                })
                         })
-                        && self.now.duration_since(b.installed_at)
-                            >= SignedDuration::from_secs(delay)
                 })
         })
     }
@@ -1015,25 +1142,18 @@ impl Sim {
         let mut team_regions = BTreeSet::new();
         let scopes: BTreeSet<(String, String, String)> = targets
             .iter()
-            .map(|(pipeline, target)| {
-                (pipeline.clone(), target.environment.clone(), target.region.clone())
+            .map(|(service, target)| {
+                (service.clone(), target.environment.clone(), target.region.clone())
             })
             .collect();
-        for (pipeline, environment, region) in scopes {
-            let service = &self
-                .world
-                .plans
-                .iter()
-                .find(|plan| plan.pipeline == pipeline)
-                .expect("plan")
-                .service;
+        for (service, environment, region) in scopes {
             if environment == "gamma" {
-                let gamma = self.bad_serving(&pipeline, "gamma", &region, DETECTION_DELAY);
+                let gamma = self.bad_serving(&service, "gamma", &region, DETECTION_DELAY);
                 readings.push((format!("{service}-gamma-high-severity"), Some(region), gamma));
                 continue;
             }
-            let prod = self.bad_serving(&pipeline, "prod", &region, DETECTION_DELAY);
-            let one_box = self.bad_serving(&pipeline, "prod", &region, DETECTION_DELAY / 3);
+            let prod = self.bad_serving(&service, "prod", &region, DETECTION_DELAY);
+            let one_box = self.bad_serving(&service, "prod", &region, DETECTION_DELAY / 3);
             readings.push((format!("{service}-high-severity"), Some(region.clone()), prod));
             readings.push((format!("{service}-one-box"), Some(region.clone()), one_box));
             team_regions.insert(region);
@@ -1043,7 +1163,7 @@ impl Sim {
                 .world
                 .plans
                 .iter()
-                .any(|plan| self.bad_serving(&plan.pipeline, "prod", &region, DETECTION_DELAY));
+                .any(|plan| self.bad_serving(&plan.service, "prod", &region, DETECTION_DELAY));
             readings.push((self.world.team_alarm.clone(), Some(region), team));
         }
         let event = self.organisation_event_until.is_some_and(|until| self.now < until);
@@ -1109,7 +1229,7 @@ impl Sim {
             let sim_target = self.targets.get_mut(&key).expect("listed");
             let id = box_id(&key.1, sim_target.next_box);
             sim_target.next_box += 1;
-            sim_target.boxes.insert(id, fresh_box(None, now));
+            sim_target.boxes.insert(id, fresh_box(BTreeMap::new(), now));
             self.coverage.hit("box added mid-run");
         }
         if self.rng.chance(swarm.controller_restart) {
@@ -1136,7 +1256,7 @@ impl Sim {
             .iter()
             .filter(|(_, t)| t.pipeline == pipeline && t.signed)
             .max_by_key(|(_, t)| t.sequence)
-            .map(|(d, _)| d.clone());
+            .map(|(d, _)| *d);
         match self.rng.below(6) {
             0 => {
                 let stage = if self.rng.chance(500_000) {
@@ -1213,7 +1333,7 @@ impl Sim {
                     })
                     .cloned();
                 if let Some((pipeline, _, artifact)) = bad
-                    && self.recalled_requested.insert(artifact.clone())
+                    && self.recalled_requested.insert(artifact)
                 {
                     let command = OperatorCommand::RollBackEverywhere {
                         pipeline,
@@ -1267,18 +1387,18 @@ impl Sim {
     /// point at it (an alarm that fires after the bake rolls nothing back by itself).
     fn recall_bad_artifacts(&mut self) {
         let mut running: BTreeSet<(String, Digest)> = BTreeSet::new();
-        for ((pipeline, _), sim_target) in &self.targets {
+        for sim_target in self.targets.values() {
             for sim_box in sim_target.boxes.values() {
-                if let Some(artifact) = &sim_box.running
-                    && self.checker.truth.get(artifact).is_some_and(|truth| truth.bad)
-                {
-                    running.insert((pipeline.clone(), artifact.clone()));
+                for (pipeline, artifact) in &sim_box.running {
+                    if self.checker.truth.get(artifact).is_some_and(|truth| truth.bad) {
+                        running.insert((pipeline.clone(), *artifact));
+                    }
                 }
             }
         }
         // Asked again every round it still runs: a command can be lost on its way.
         for (pipeline, artifact) in running {
-            self.recalled_requested.insert(artifact.clone());
+            self.recalled_requested.insert(artifact);
             let reason = "bad change found after its bake".to_string();
             self.schedule(
                 SignedDuration::ZERO,
@@ -1313,17 +1433,17 @@ impl Sim {
 
     /// People keep approving what waits for them (an approval may have been lost).
     fn approve_waiting(&mut self) {
-        let Some(engine) = &self.engine else { return };
+        let Some(driver) = &self.driver else { return };
         let mut approvals = Vec::new();
-        for (name, pipeline) in &engine.pipelines {
+        for (name, pipeline) in driver.engine().pipelines() {
             for (stage, state) in pipeline.plan.stages.iter().zip(&pipeline.stages) {
                 if let Some(run) = &state.run
                     && matches!(run.phase, StagePhase::AwaitingApproval)
                 {
                     approvals.push(OperatorCommand::Approve {
-                        pipeline: name.clone(),
+                        pipeline: name.to_string(),
                         stage: stage.name.clone(),
-                        artifact: run.artifact.clone(),
+                        artifact: run.artifact,
                     });
                 }
             }
@@ -1336,8 +1456,8 @@ impl Sim {
     /// Every deployment is terminal: no stage is deploying, baking, testing or waiting for
     /// approval, no rollback runs and no command is outstanding.
     fn quiescent(&self) -> bool {
-        let Some(engine) = &self.engine else { return false };
-        engine.pipelines.values().all(|pipeline| {
+        let Some(driver) = &self.driver else { return false };
+        driver.engine().pipelines().all(|(_, pipeline)| {
             pipeline.stages.iter().all(|state| {
                 state.run.as_ref().is_none_or(|run| matches!(run.phase, StagePhase::Failed { .. }))
             }) && pipeline.targets.values().all(|target| {
@@ -1348,9 +1468,9 @@ impl Sim {
     }
 
     fn describe_unfinished(&self) -> String {
-        let Some(engine) = &self.engine else { return "the controller is down".into() };
+        let Some(driver) = &self.driver else { return "the controller is down".into() };
         let mut parts = Vec::new();
-        for (name, pipeline) in &engine.pipelines {
+        for (name, pipeline) in driver.engine().pipelines() {
             for (stage, state) in pipeline.plan.stages.iter().zip(&pipeline.stages) {
                 let Some(run) = &state.run else { continue };
                 match &run.phase {
@@ -1374,7 +1494,8 @@ impl Sim {
             }
             for (target, state) in &pipeline.targets {
                 if let Some(rollback) = &state.rollback {
-                    parts.push(format!("{name} {target}: rolling back to {}", rollback.to));
+                    let to = self.names.name(&rollback.to);
+                    parts.push(format!("{name} {target}: rolling back to {to}"));
                 }
             }
         }
@@ -1393,6 +1514,9 @@ fn input_kind(input: &Input) -> &'static str {
         Input::ContentBlocklist(_) => "content blocklist",
         Input::Operator { .. } => "operator",
         Input::UpdatePlan { .. } => "update plan",
+        Input::AddPipeline { .. } => "add pipeline",
+        Input::RemovePipeline { .. } => "remove pipeline",
+        Input::Topology { .. } => "topology",
         Input::Tick => "tick",
     }
 }
@@ -1409,7 +1533,7 @@ fn short(event: &SimEvent) -> String {
 
 fn short_input(input: &Input) -> String {
     match input {
-        Input::Fleet { pipeline, target, .. } => format!("fleet {pipeline} {target}"),
+        Input::Fleet { service, target, .. } => format!("fleet {service} {target}"),
         Input::Alarm { alarm, region, state, .. } => format!("alarm {alarm} {region:?} {state:?}"),
         other => {
             let text = format!("{other:?}");

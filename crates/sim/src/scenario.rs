@@ -170,9 +170,35 @@ pub enum What {
     Restart,
 }
 
-/// Parses a scenario file's text.
+/// Parses a scenario file's text. Artifacts are named as the scenario builds them
+/// (`sha256:api-1` is build 1 of pipeline `api`); such a name stands for the digest the
+/// simulator gives that build.
 pub fn parse(text: &str) -> Result<Scenario, Error> {
-    Ok(serde_json::from_str(text)?)
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    name_artifacts(&mut value);
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Replaces every `"artifact": "sha256:<name>"` that is not a digest with the digest of the
+/// build called `<name>`.
+fn name_artifacts(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if key == "artifact"
+                    && let serde_json::Value::String(text) = field
+                    && text.parse::<gantry_engine::Digest>().is_err()
+                {
+                    let name = text.strip_prefix("sha256:").unwrap_or(text);
+                    *text = gantry_engine::Digest::of(name.as_bytes()).to_string();
+                } else {
+                    name_artifacts(field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(name_artifacts),
+        _ => {}
+    }
 }
 
 fn bake(duration: Duration, data_points: u64) -> Bake {

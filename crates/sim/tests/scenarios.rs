@@ -388,3 +388,118 @@ fn an_alarm_while_a_later_zone_bakes_rolls_back_the_regions_earlier_zones_too() 
         );
     }
 }
+
+/// How many timeline lines contain `wanted`.
+fn count(scenario: &str, wanted: &str) -> usize {
+    let report = scenario::run(&scenario::parse(scenario).unwrap()).unwrap();
+    assert!(report.violations.is_empty(), "invariants broken: {:?}", report.violations);
+    report.timeline.iter().filter(|line| line.contains(wanted)).count()
+}
+
+#[test]
+fn each_step_bakes_on_data_points_gathered_since_its_own_deployment() {
+    // The one box and zone 1 share a target: zone 1 must not start its bake credited with the
+    // one box's traffic. 100 requests a minute; every bake needs 2,000 (twenty minutes' worth).
+    let scenario = r#"{"start": "2026-11-24T14:00:00Z", "until": "4h",
+        "regions": [{"name": "r1", "time_zone": "America/New_York", "zones": 1, "boxes": 10}],
+        "pipelines": [{"name": "api", "waves": [["r1"]], "deployment": {"one_box_percent": 10},
+                       "bake": {"one_box": "10m", "wave": "5m", "data_points": 2000}}],
+        "events": [{"at": "1m", "event": "artifact", "pipeline": "api", "number": 1}]}"#;
+    check(
+        scenario,
+        &[
+            "api wave-1/one-box prod/r1/r1-az1: deployed api-1",
+            "api wave-1/one-box prod/r1/r1-az1: bake of api-1 waits for evidence: prod/r1/r1-az1: requests has",
+            "api wave-1/one-box prod/r1/r1-az1: api-1 baked",
+            "api wave-1/zone-1 prod/r1/r1-az1: deployed api-1",
+            "api wave-1/zone-1 prod/r1/r1-az1: bake of api-1 waits for evidence: prod/r1/r1-az1: requests has",
+            "api wave-1/zone-1 prod/r1/r1-az1: api-1 baked",
+        ],
+    );
+}
+
+/// A region of three zones of four boxes: one box is 8% of the region, 25% of its zone.
+const SMALL_REGION: &str =
+    r#""regions": [{"name": "r1", "time_zone": "America/New_York", "zones": 3, "boxes": 4}]"#;
+
+#[test]
+fn a_one_box_is_measured_against_its_region_and_allowed_at_eight_percent() {
+    let scenario = format!(
+        r#"{{"start": "2026-11-24T14:00:00Z", "until": "3h", {SMALL_REGION},
+            "pipelines": [{{"name": "api", "waves": [["r1"]], "bake": {{"one_box": "10m", "wave": "10m"}}}}],
+            "events": [{{"at": "1m", "event": "artifact", "pipeline": "api", "number": 1}}]}}"#
+    );
+    check(
+        &scenario,
+        &[
+            "api wave-1/one-box prod/r1/r1-az1: deploying api-1",
+            "api wave-1/one-box prod/r1/r1-az1: deployed api-1",
+            "api wave-1: api-1 passed",
+        ],
+    );
+    check_never(&scenario, "would take");
+}
+
+#[test]
+fn a_one_box_that_would_take_a_quarter_of_its_region_is_refused() {
+    let scenario = r#"{"start": "2026-11-24T14:00:00Z", "until": "1h",
+        "regions": [{"name": "r1", "time_zone": "America/New_York", "zones": 1, "boxes": 4}],
+        "pipelines": [{"name": "api", "waves": [["r1"]]}],
+        "events": [{"at": "1m", "event": "artifact", "pipeline": "api", "number": 1}]}"#;
+    check(
+        scenario,
+        &[
+            "api wave-1/one-box prod/r1/r1-az1: deploying api-1 failed: one box of 4 in its region would take 25.0% of its traffic, more than one_box_percent 10%",
+            "api wave-1: api-1 failed",
+        ],
+    );
+}
+
+/// Three boxes with a floor of two: rolled back by hand after api-2 reached all of them.
+fn hand_rollback(broken: u32, batch: &str) -> String {
+    format!(
+        r#"{{"start": "2026-11-24T14:00:00Z", "until": "6h",
+            "regions": [{{"name": "r1", "time_zone": "America/New_York", "zones": 1, "boxes": 3}}],
+            "pipelines": [{{"name": "api", "waves": [["r1"]],
+                           "deployment": {{"one_box_percent": 50, "rollback_batch_size": {batch}}},
+                           "bake": {{"one_box": "10m", "wave": "10m"}}}}],
+            "events": [
+              {{"at": "1m", "event": "artifact", "pipeline": "api", "number": 1}},
+              {{"at": "1h", "event": "artifact", "pipeline": "api", "number": 2}},
+              {{"at": "2h", "event": "boxes_fail", "pipeline": "api", "environment": "prod",
+                "region": "r1", "zone": "r1-az1", "count": {broken}}},
+              {{"at": "2h5m", "event": "command", "by": "oncall", "command": "roll_back_target",
+                "pipeline": "api", "target": {{"environment": "prod", "region": "r1", "zone": "r1-az1"}},
+                "reason": "errors"}}]}}"#
+    )
+}
+
+#[test]
+fn a_rollback_that_cannot_make_progress_is_reported_once_with_a_page() {
+    // One broken box and the other two at the floor: the rollback can never finish.
+    let scenario = hand_rollback(1, r#"{"type": "HOST_COUNT", "value": 1}"#);
+    check(
+        &scenario,
+        &[
+            "api wave-1: api-2 passed",
+            "oncall (op-1): rolling prod/r1/r1-az1 back from sha256:api-2 to sha256:api-1",
+            "api prod/r1/r1-az1: rolling back to api-1",
+            "api prod/r1/r1-az1: rollback stuck: rollback to sha256:api-1 cannot make progress: the capacity floor of 2 healthy of 3 boxes binds (2 healthy); 2 healthy box(es) wait for capacity: prod-r1-az1-01, prod-r1-az1-02; 1 box(es) failed their rollback and rest: prod-r1-az1-00",
+            "page: api prod/r1/r1-az1: rollback to sha256:api-1 cannot make progress",
+        ],
+    );
+    assert_eq!(count(&scenario, "rollback stuck"), 1, "reported once in four hours");
+    assert_eq!(count(&scenario, "page: "), 1);
+}
+
+#[test]
+fn a_slow_rollback_that_makes_progress_is_not_reported() {
+    // One box at a time, every box healthy: slow, never stuck.
+    let scenario = hand_rollback(0, r#"{"type": "HOST_COUNT", "value": 1}"#);
+    check(
+        &scenario,
+        &["api prod/r1/r1-az1: rolling back to api-1", "api prod/r1/r1-az1: rolled back to api-1"],
+    );
+    check_never(&scenario, "stuck");
+    check_never(&scenario, "page: ");
+}

@@ -1,5 +1,7 @@
-//! The simulator as CI runs it: a batch of seeds with faults on, every seed checked against the
-//! invariants, some run twice for determinism, and planted bugs that the checks must catch.
+//! The simulator as CI runs it: a batch of seeds with faults on — the controller crashing at
+//! each of the round driver's named points, pipelines sharing boxes — every seed checked
+//! against the invariants and the records it writes, some run twice for determinism, and
+//! planted bugs that the checks must catch.
 
 use gantry_engine::{Engine, PlantedBug};
 use gantry_sim::{Options, batch, run};
@@ -86,6 +88,14 @@ fn a_planted_second_zone_of_a_region_is_caught() {
 #[test]
 fn a_planted_unaudited_command_is_caught() {
     caught(|engine| engine.plant_bug(PlantedBug::UnauditedCommands), "I16 audit completeness");
+}
+
+#[test]
+fn a_planted_unreported_record_write_is_caught() {
+    caught(
+        |engine| engine.plant_bug(PlantedBug::UnreportedTargetWrite),
+        "I20 every write reported",
+    );
 }
 
 #[test]

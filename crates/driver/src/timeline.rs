@@ -1,22 +1,64 @@
 //! The engine's decisions as a readable timeline, one line per event with its reason: what
 //! `gantry simulate --scenario` prints and what scenario tests compare.
 
-use gantry_engine::Event;
+use std::collections::BTreeMap;
+
+use gantry_engine::{Digest, Event};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+
+/// Names for digests, so a timeline reads `api-1` rather than 64 hex digits: whoever made the
+/// artifacts (the simulator, a scenario, the ETA) names them. Unnamed digests show their first
+/// twelve hex digits.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    names: BTreeMap<Digest, String>,
+}
+
+impl Names {
+    /// The digest of an artifact called `name` (the digest of the name's bytes), remembered
+    /// under that name.
+    pub fn artifact(&mut self, name: &str) -> Digest {
+        let digest = Digest::of(name.as_bytes());
+        self.names.insert(digest, name.to_string());
+        digest
+    }
+
+    /// The digest named `name`, if one was.
+    pub fn digest(&self, name: &str) -> Option<Digest> {
+        let digest = Digest::of(name.as_bytes());
+        self.names.contains_key(&digest).then_some(digest)
+    }
+
+    pub fn name(&self, digest: &Digest) -> String {
+        self.names.get(digest).cloned().unwrap_or_else(|| digest.short())
+    }
+
+    /// `text` with every named `sha256:<hex>` written `sha256:<name>`.
+    pub fn rename(&self, text: &str) -> String {
+        if !text.contains("sha256:") {
+            return text.to_string();
+        }
+        let mut out = text.to_string();
+        for (digest, name) in &self.names {
+            let full = digest.to_string();
+            if out.contains(&full) {
+                out = out.replace(&full, &format!("sha256:{name}"));
+            }
+        }
+        out
+    }
+}
 
 /// `2026-11-27 Fri 16:00:05 UTC`
 pub fn when(at: Timestamp) -> String {
     at.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %a %H:%M:%S UTC").to_string()
 }
 
-fn short(digest: &gantry_engine::Digest) -> &str {
-    digest.0.strip_prefix("sha256:").unwrap_or(&digest.0)
-}
-
 /// One line for an event, or `None` for events too fine for a timeline.
-pub fn describe(event: &Event) -> Option<String> {
-    Some(match event {
+pub fn describe(event: &Event, names: &Names) -> Option<String> {
+    let short = |digest: &Digest| names.name(digest);
+    let line = match event {
         Event::ArtifactAccepted { pipeline, artifact } => {
             format!("{pipeline}: accepted {}", short(artifact))
         }
@@ -110,7 +152,17 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::UrgentEnded { pipeline, artifact } => {
             format!("{pipeline}: urgent mode for {} ended", short(artifact))
         }
+        Event::RollbackStuck { pipeline, target, reason, .. } => {
+            format!("{pipeline} {target}: rollback stuck: {reason}")
+        }
+        Event::DeploymentStuck { pipeline, step, target, reason, .. } => {
+            format!("{pipeline} {step} {target}: stuck: {reason}")
+        }
+        Event::PlanVersionStarted { pipeline, version } => {
+            format!("{pipeline}: plan version {version} in effect")
+        }
         Event::CommandAccepted { id, by, summary } => format!("{by} ({id}): {summary}"),
         Event::CommandRejected { id, by, reason } => format!("{by} ({id}) refused: {reason}"),
-    })
+    };
+    Some(names.rename(&line))
 }

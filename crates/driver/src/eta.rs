@@ -7,19 +7,25 @@
 //! data-point minimums. What remains is what the pipeline itself imposes: batches, bakes, time
 //! windows, holidays, manual approvals (given at once here) and the order of waves.
 //!
-//! Each wake-up is one round, as a controller would run it: what finished and what the engine
-//! needs fresh (the boxes of deployments in progress or free to start, the alarms of their
-//! regions) is reported, then the engine decides once (`Engine::step_many`). A lane held by a
-//! window gets nothing until the window opens; the engine wakes itself then.
+//! Each wake-up is one round of the [`Driver`](crate::Driver), as a controller runs it: what
+//! finished and what the engine needs fresh ([`Engine::needs_observing`]: the boxes of
+//! deployments in progress or free to start, the data points of bakes, the alarms of their
+//! regions) is reported, then the engine decides once. A lane held by a window gets nothing
+//! until the window opens; the engine wakes itself then. Nothing of a what-if is worth
+//! keeping, so its engine reports no records ([`Engine::without_records`]) and its store is
+//! in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gantry_engine::fleet::{BoxId, BoxObservation, CommandId, CommandOutcome, Health};
+use gantry_engine::fleet::{BoxId, BoxReport, CommandId, CommandOutcome, Health};
 use gantry_engine::input::{AlarmState, Input, OperatorCommand};
-use gantry_engine::state::{StagePhase, StageRun, TargetPhase};
 use gantry_engine::windows::{Closure, CompiledWindows};
 use gantry_engine::{Action, ArtifactReady, BlockerKind, Commit, Digest, Engine, Event};
 use gantry_model::{Plan, Target};
+use gantry_store::MemoryStore;
+
+use crate::Driver;
+use crate::timeline::Names;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -27,8 +33,13 @@ use serde::Serialize;
 pub const INSTALL_TIME: SignedDuration = SignedDuration::from_secs(180);
 /// How long a test gate runs.
 pub const TEST_TIME: SignedDuration = SignedDuration::from_secs(600);
-/// Boxes per target in the ideal fleet: enough for a one-box of at most 10% of traffic.
+/// Boxes per target in the ideal fleet at least: enough for any capacity floor below 90% to
+/// leave a box to take. A one-box step's scope gets more when its share needs them
+/// ([`gantry_model::plan::fewest_boxes_for_one_box`]).
 pub const BOXES_PER_TARGET: u32 = 10;
+/// Data points the ideal traffic serves per second on every target: far more than any bake's
+/// minimum once the bake has lasted a second.
+pub const DATA_POINTS_PER_SECOND: u64 = 1_000_000;
 /// The most wake-ups an ETA follows; a pipeline needing more is reported unfinished.
 pub const MAX_WAKE_UPS: usize = 20_000;
 
@@ -37,6 +48,8 @@ pub const MAX_WAKE_UPS: usize = 20_000;
 pub enum Error {
     #[error("the engine refuses the plan: {0}")]
     Plan(#[from] gantry_engine::Error),
+    #[error("the round driver failed: {0}")]
+    Driver(#[from] crate::Error),
     #[error(
         "the change does not finish within {MAX_WAKE_UPS} wake-ups; last seen at {at}: {stuck}"
     )]
@@ -90,23 +103,56 @@ struct Install {
     command: CommandId,
 }
 
+/// Boxes per target of the ideal fleet: at least [`BOXES_PER_TARGET`], and enough that every
+/// one-box step's box takes at most its share of the scope it stands for.
+fn boxes_per_target(plan: &Plan) -> BTreeMap<Target, u32> {
+    let mut boxes: BTreeMap<Target, u32> = BTreeMap::new();
+    for stage in &plan.stages {
+        let fewest = gantry_model::plan::fewest_boxes_for_one_box(stage.deployment.one_box_percent);
+        for step in &stage.steps {
+            for target in &step.targets {
+                let mut needed = BOXES_PER_TARGET;
+                if step.kind == gantry_model::StepKind::OneBox {
+                    // The region's targets of the stage share the scope when the step stands
+                    // for its region.
+                    let sharing = match step.one_box_of {
+                        Some(gantry_model::OneBoxScope::Region) => stage
+                            .steps
+                            .iter()
+                            .flat_map(|step| &step.targets)
+                            .filter(|other| other.region == target.region)
+                            .collect::<BTreeSet<_>>()
+                            .len()
+                            as u32,
+                        _ => 1,
+                    };
+                    needed = needed.max(fewest.div_ceil(sharing.max(1)));
+                }
+                let entry = boxes.entry(target.clone()).or_default();
+                *entry = (*entry).max(needed);
+            }
+        }
+    }
+    boxes
+}
+
 /// Computes when a change entering `plan` at `start` reaches every stage and region.
 pub fn eta(
     plan: &Plan,
     region_zones: &BTreeMap<String, String>,
     start: Timestamp,
 ) -> Result<Eta, Error> {
-    let mut engine = Engine::new(vec![plan.clone()], region_zones.clone())?;
+    let mut names = Names::default();
+    let base = names.artifact("running-now");
+    let change = names.artifact("the-change");
     let name = plan.pipeline.clone();
-    let base = Digest("sha256:running-now".into());
-    let change = Digest("sha256:the-change".into());
-    let steps = || plan.stages.iter().flat_map(|stage| &stage.steps);
-    let targets: BTreeSet<Target> = steps().flat_map(|step| step.targets.iter().cloned()).collect();
-    let mut fleet: BTreeMap<Target, Vec<IdealBox>> = targets
+    let service = plan.service.clone();
+    let sizes = boxes_per_target(plan);
+    let mut fleet: BTreeMap<Target, Vec<IdealBox>> = sizes
         .iter()
-        .map(|t| {
-            let ideal = IdealBox { running: Some(base.clone()), last: None, installing: None };
-            (t.clone(), vec![ideal; BOXES_PER_TARGET as usize])
+        .map(|(t, size)| {
+            let ideal = IdealBox { running: Some(base), last: None, installing: None };
+            (t.clone(), vec![ideal; *size as usize])
         })
         .collect();
     // Every alarm the engine reads, per region: rollback alarms and alarm blockers.
@@ -121,8 +167,12 @@ pub fn eta(
             }
         }
     }
-    let metrics: BTreeSet<&String> =
-        steps().flat_map(|step| step.bake.data_points.keys()).collect();
+    let metrics: BTreeSet<&String> = plan
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.steps)
+        .flat_map(|step| step.bake.data_points.keys())
+        .collect();
 
     let mut report = Eta {
         start,
@@ -146,29 +196,22 @@ pub fn eta(
     let alarm_refresh = SignedDuration::from_secs(150);
     let fleet_refresh = SignedDuration::from_secs(100);
     let mut alarm_fed: BTreeMap<String, Timestamp> = BTreeMap::new();
-    let box_ids: Vec<BoxId> =
-        (0..BOXES_PER_TARGET).map(|index| BoxId(format!("box-{index}"))).collect();
+    let box_ids: Vec<BoxId> = (0..sizes.values().copied().max().unwrap_or(BOXES_PER_TARGET))
+        .map(|index| BoxId(format!("box-{index}")))
+        .collect();
     let mut fleet_fed: BTreeMap<Target, Timestamp> = BTreeMap::new();
 
-    // The first round: the controller starts, traffic meets every bake's minimums from the
-    // start, and the change arrives.
-    let mut inputs = vec![Input::ControllerStarted { epoch: 1 }];
-    for metric in &metrics {
-        for target in &targets {
-            inputs.push(Input::DataPoints {
-                pipeline: name.clone(),
-                target: target.clone(),
-                artifact: change.clone(),
-                metric: (*metric).clone(),
-                count: u64::MAX / 2,
-                observed_at: start,
-            });
-        }
-    }
-    inputs.push(Input::ArtifactReady {
+    let fresh = || {
+        let engine = Engine::new(vec![plan.clone()], region_zones.clone())?;
+        Ok(engine.without_records())
+    };
+    let (mut driver, started) = Driver::start(MemoryStore::new(), fresh, 0, start, None)?;
+    let mut pending_actions = started.round.actions;
+    // The change arrives.
+    let mut inputs = vec![Input::ArtifactReady {
         pipeline: name.clone(),
         artifact: ArtifactReady {
-            digest: change.clone(),
+            digest: change,
             sequence: 1,
             previous: None,
             commits: vec![Commit {
@@ -179,7 +222,7 @@ pub fn eta(
             packages: Vec::new(),
             signature_verified: true,
         },
-    });
+    }];
     let mut now = start;
     for round in 0..MAX_WAKE_UPS {
         // Finish what is due, then report what changed or went stale, all in one round.
@@ -188,7 +231,7 @@ pub fn eta(
                 return true;
             }
             fleet.get_mut(&install.target).expect("known target")[install.index] = IdealBox {
-                running: Some(install.artifact.clone()),
+                running: Some(install.artifact),
                 last: Some(CommandOutcome {
                     command: install.command,
                     succeeded: true,
@@ -212,14 +255,29 @@ pub fn eta(
             false
         });
         // Only the regions and targets of steps in progress need fresh readings.
-        let (fleets, regions) = watched(&engine, &name, now);
-        for region in regions {
-            alarm_fed.insert(region.to_string(), now);
-            for alarm in alarms.get(region).into_iter().flatten() {
+        let watch = driver.engine().needs_observing(now);
+        for region in &watch.alarm_regions {
+            alarm_fed.insert(region.clone(), now);
+            for alarm in alarms.get(region.as_str()).into_iter().flatten() {
                 inputs.push(Input::Alarm {
                     alarm: (*alarm).clone(),
-                    region: Some(region.to_string()),
+                    region: Some(region.clone()),
                     state: AlarmState::Ok,
+                    observed_at: now,
+                });
+            }
+        }
+        // Traffic meets every bake's minimums: cumulative counts, growing by the second.
+        let served = (now.duration_since(start).as_secs().max(0) as u64 + 1)
+            .saturating_mul(DATA_POINTS_PER_SECOND);
+        for (_, target) in &watch.data_points {
+            for metric in &metrics {
+                inputs.push(Input::DataPoints {
+                    pipeline: name.clone(),
+                    target: target.clone(),
+                    artifact: change,
+                    metric: (*metric).clone(),
+                    count: served,
                     observed_at: now,
                 });
             }
@@ -230,21 +288,22 @@ pub fn eta(
         };
         let due: BTreeSet<Target> = std::mem::take(&mut changed)
             .into_iter()
-            .chain(fleets.iter().filter(|target| stale(target)).map(|target| (*target).clone()))
+            .chain(watch.fleets.iter().map(|(_, target)| target).filter(|t| stale(t)).cloned())
             .collect();
         for target in due {
             fleet_fed.insert(target.clone(), now);
             inputs.push(Input::Fleet {
-                pipeline: name.clone(),
-                boxes: observe(&fleet[&target], &box_ids),
+                service: service.clone(),
+                boxes: observe(&name, &fleet[&target], &box_ids),
                 target,
                 observed_at: now,
             });
         }
         inputs.push(Input::Tick);
         report.engine_steps = round as u64 + 1;
-        let actions = engine.step_many(now, inputs.drain(..));
+        let committed = driver.round(now, std::mem::take(&mut inputs))?;
         let mut wake: Option<Timestamp> = None;
+        let actions = std::mem::take(&mut pending_actions).into_iter().chain(committed.actions);
         for action in actions {
             match action {
                 Action::Deploy(command) | Action::RollBack(command) => {
@@ -274,8 +333,9 @@ pub fn eta(
                 }
                 // Each round's wake-up replaces the last: the engine decides it afresh.
                 Action::WakeAt(at) => wake = Some(at),
+                Action::Page { .. } => {}
                 Action::Notify(event) => {
-                    if let Some(line) = crate::timeline::describe(&event) {
+                    if let Some(line) = crate::timeline::describe(&event, &names) {
                         report.timeline.push(format!("{} {line}", crate::timeline::when(now)));
                     }
                     match event {
@@ -321,10 +381,10 @@ pub fn eta(
         }
         // An approval given, or a lane that may start now and needs fresh observations:
         // another round at the same instant.
-        let (fleets, regions) = watched(&engine, &name, now);
-        let unobserved = fleets.into_iter().any(|target| {
+        let watch = driver.engine().needs_observing(now);
+        let unobserved = watch.fleets.iter().any(|(_, target)| {
             fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
-        }) || regions.into_iter().any(|region| {
+        }) || watch.alarm_regions.iter().any(|region| {
             alarm_fed.get(region).is_none_or(|at| now.duration_since(*at) >= alarm_refresh)
         });
         if !inputs.is_empty() || unobserved {
@@ -343,53 +403,16 @@ pub fn eta(
     Err(Error::Unfinished { at: now, stuck: recent })
 }
 
-/// What the engine needs fresh reports of, as its controller would keep them fresh: the boxes
-/// of targets deploying or free to start, and the alarms of their regions and of regions baking.
-/// A lane held by a window until a later time needs nothing until then: the engine wakes itself
-/// when the window opens, and the next round reports what it then needs.
-fn watched<'a>(
-    engine: &'a Engine,
-    pipeline: &str,
-    now: Timestamp,
-) -> (BTreeSet<&'a Target>, BTreeSet<&'a str>) {
-    let mut fleets = BTreeSet::new();
-    let mut regions = BTreeSet::new();
-    let lanes = engine.pipelines[pipeline]
-        .stages
-        .iter()
-        .filter_map(|state| match &state.run {
-            Some(StageRun { phase: StagePhase::Rollout { lanes }, .. }) => Some(lanes.values()),
-            _ => None,
-        })
-        .flatten();
-    for lane in lanes {
-        let region = lane.target.region.as_str();
-        match &lane.phase {
-            TargetPhase::Waiting
-                if lane.blockers.iter().any(|b| b.clears_at.is_some_and(|at| at > now)) => {}
-            TargetPhase::Waiting | TargetPhase::Deploying { .. } => {
-                fleets.insert(&lane.target);
-                regions.insert(region);
-            }
-            TargetPhase::Deployed { .. } => {
-                regions.insert(region);
-            }
-            TargetPhase::Baked { .. } | TargetPhase::Halted => {}
-        }
-    }
-    (fleets, regions)
-}
-
 /// What the ideal agents report: every box healthy on what it runs.
-fn observe(boxes: &[IdealBox], ids: &[BoxId]) -> Vec<BoxObservation> {
+fn observe(pipeline: &str, boxes: &[IdealBox], ids: &[BoxId]) -> Vec<BoxReport> {
     boxes
         .iter()
         .zip(ids)
-        .map(|(ideal, id)| BoxObservation {
+        .map(|(ideal, id)| BoxReport {
             id: id.clone(),
-            running: ideal.running.clone(),
+            running: ideal.running.iter().map(|d| (pipeline.to_string(), *d)).collect(),
             health: Health::Healthy,
-            last_command: ideal.last.clone(),
+            last_commands: ideal.last.iter().map(|l| (pipeline.to_string(), l.clone())).collect(),
             in_progress: ideal.installing,
         })
         .collect()
