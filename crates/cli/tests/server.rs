@@ -80,7 +80,7 @@ fn agent_token(server: &ServerProcess, admin: &str, box_id: &str) -> String {
         admin,
         "POST",
         "/api/v1/tokens",
-        Some(json!({"kind": "agent", "box_id": box_id})),
+        Some(json!({"kind": "agent", "box_id": box_id, "service": "checkout-api"})),
     );
     assert_eq!(status, 201, "{answer}");
     answer["token"].as_str().unwrap().to_string()

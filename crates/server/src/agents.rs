@@ -37,6 +37,8 @@ impl FieldError {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct BoxRecord {
     pub box_id: BoxId,
+    /// The service whose pipelines deploy to the box (from its agent token).
+    pub service: String,
     pub target: Target,
     pub agent_version: String,
     pub registered_at: Timestamp,
@@ -59,10 +61,11 @@ pub struct Agents {
 
 impl Agents {
     /// Records a registration; returns the highest epoch and command id the agent has seen.
-    pub fn register(&mut self, register: Register, now: Timestamp) -> (u64, u64) {
+    pub fn register(&mut self, register: Register, service: &str, now: Timestamp) -> (u64, u64) {
         let seen = (register.highest_epoch_seen, register.highest_command_id_seen);
         let record = self.boxes.entry(register.box_id.clone()).or_insert_with(|| BoxRecord {
             box_id: register.box_id.clone(),
+            service: service.to_string(),
             target: register.target.clone(),
             agent_version: String::new(),
             registered_at: now,
@@ -71,6 +74,7 @@ impl Agents {
             highest_epoch_seen: 0,
             highest_command_id_seen: 0,
         });
+        record.service = service.to_string();
         record.target = register.target;
         record.agent_version = register.agent_version;
         record.registered_at = now;
@@ -145,8 +149,22 @@ impl Agents {
     }
 }
 
+/// The largest epoch or command id an agent may report: 2^53, the largest integer every JSON
+/// reader keeps exact. A controller hands out a few a second; a larger one is forged, and
+/// moving past it would leave no ids.
+pub const MAX_REPORTED_ID: u64 = 1 << 53;
+
+fn check_seen(field: &str, value: u64) -> Result<(), FieldError> {
+    if value > MAX_REPORTED_ID {
+        return Err(FieldError::new(field, format!("at most {MAX_REPORTED_ID}")));
+    }
+    Ok(())
+}
+
 /// The limits and shape rules serde cannot express, each naming the field at fault.
 pub fn check_report(report: &Report) -> Result<(), FieldError> {
+    check_seen("highest_epoch_seen", report.highest_epoch_seen)?;
+    check_seen("highest_command_id_seen", report.highest_command_id_seen)?;
     if report.pipelines.len() > MAX_PIPELINES_PER_REPORT {
         return Err(FieldError::new(
             "pipelines",
@@ -197,6 +215,8 @@ pub fn check_register(register: &Register) -> Result<(), FieldError> {
             ),
         ));
     }
+    check_seen("highest_epoch_seen", register.highest_epoch_seen)?;
+    check_seen("highest_command_id_seen", register.highest_command_id_seen)?;
     if register.box_id.0.is_empty() {
         return Err(FieldError::new("box_id", "must not be empty"));
     }

@@ -136,8 +136,12 @@ pub enum Principal {
         person: String,
         grants: Vec<Grant>,
     },
-    /// The agent of one box.
-    Agent { box_id: String },
+    /// The agent of one box, of one service (whose pipelines deploy to the box).
+    Agent {
+        box_id: String,
+        #[serde(default)]
+        service: String,
+    },
 }
 
 /// What a request touches, for the scope check.
@@ -168,7 +172,7 @@ impl Principal {
     pub fn name(&self) -> String {
         match self {
             Principal::Person { name, .. } => name.clone(),
-            Principal::Agent { box_id } => format!("agent:{box_id}"),
+            Principal::Agent { box_id, .. } => format!("agent:{box_id}"),
         }
     }
 
@@ -178,7 +182,7 @@ impl Principal {
             return true;
         }
         match self {
-            Principal::Agent { box_id } => {
+            Principal::Agent { box_id, .. } => {
                 permission == Permission::Agent && scope == Scope::Box(box_id.as_str())
             }
             Principal::Person { grants, .. } => grants.iter().any(|grant| {
@@ -314,7 +318,7 @@ mod tests {
 
     #[test]
     fn an_agent_acts_for_its_own_box_only() {
-        let agent = Principal::Agent { box_id: "b1".into() };
+        let agent = Principal::Agent { box_id: "b1".into(), service: "s".into() };
         check(&agent, Permission::Agent, Scope::Box("b1"), true);
         check(&agent, Permission::Agent, Scope::Box("b2"), false);
         check(&agent, Permission::Read, Scope::Organisation, false);
@@ -340,7 +344,11 @@ mod tests {
         let mut tokens = Tokens::default();
         let secret = new_token().unwrap();
         assert_eq!(secret.len(), TOKEN_PREFIX.len() + 64);
-        tokens.insert(token_hash(&secret), "t1".into(), Principal::Agent { box_id: "b".into() });
+        tokens.insert(
+            token_hash(&secret),
+            "t1".into(),
+            Principal::Agent { box_id: "b".into(), service: "s".into() },
+        );
         assert!(tokens.authenticate(&secret).is_ok());
         assert_eq!(tokens.authenticate("gantry_00"), Err(Denied::UnknownToken));
         tokens.revoke("t1");

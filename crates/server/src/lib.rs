@@ -13,6 +13,7 @@
 //! - [`api`]: the HTTP API under `/api/v1`, its OpenAPI 3.1 document and its limits;
 //! - [`metrics`]: the controller's own Prometheus metrics;
 //! - [`organisation`]: pipelines as code, loaded from a directory whole or not at all;
+//! - [`rounds`]: the round loop — the engine on the real clock through the round driver;
 //! - [`server`]: opening a data directory and serving it.
 //!
 //! Architecture invariant: nothing a round decided reaches an agent before that round's commit
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod data_dir;
 pub mod metrics;
 pub mod organisation;
+pub mod rounds;
 pub mod server;
 pub mod sqlite;
 

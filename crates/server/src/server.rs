@@ -6,13 +6,13 @@
 //! a higher epoch or command id than the controller knows (it was restored from a backup) move
 //! the epoch past theirs before anything else is sent to them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use gantry_model::Timestamp;
-use gantry_model::agent::AgentCommand;
+use gantry_model::{Target, Timestamp};
 use gantry_store::{AuditRecord, Store};
 
 use crate::agents::Agents;
@@ -28,12 +28,14 @@ pub struct Config {
     /// Where signed audit checkpoints are appended; outside the data directory.
     pub checkpoints: PathBuf,
     pub listen: SocketAddr,
+    /// The organisation directory (topology, policy, pipelines), watched for changes.
+    pub organisation: Option<PathBuf>,
 }
 
 impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
         let checkpoints = audit::default_checkpoints(&data_dir);
-        Config { data_dir, checkpoints, listen }
+        Config { data_dir, checkpoints, listen, organisation: None }
     }
 }
 
@@ -85,8 +87,88 @@ pub struct Controller {
     pub checkpoints: PathBuf,
     /// Denied requests audited in the current minute (see `api::MAX_DENIED_AUDITS_PER_MINUTE`).
     pub denied_this_minute: Mutex<(i64, u32)>,
+    /// What the round loop has not taken yet, and its wake-up.
+    pending: Mutex<Pending>,
+    wake_rounds: Condvar,
+    /// Woken when the epoch moves (a fence after a restore).
+    pub epoch_changed: tokio::sync::Notify,
+    /// The highest command id the engine has handed out, after the last round.
+    pub command_high_water: AtomicU64,
+    /// The `now` of the last round (or of the newest audit record on start): the engine is
+    /// never given an earlier one, whatever the wall clock does.
+    last_now: Mutex<Timestamp>,
+    /// The organisation the rounds run, or why the last change to it was refused.
+    organisation: RwLock<OrganisationStatus>,
+    /// Set to stop the round loop.
+    pub stopping: AtomicBool,
+    /// Whether the store had never been committed to when the controller opened it.
+    fresh_store: bool,
+    /// Each running pipeline as people read it, refreshed after every round.
+    views: RwLock<BTreeMap<String, PipelineView>>,
+    /// The engine's verdicts on recent operator commands, by id (at most [`MAX_VERDICTS`]).
+    verdicts: Mutex<std::collections::VecDeque<(String, Verdict)>>,
+    /// Woken when a verdict arrives.
+    pub verdict_changed: tokio::sync::Notify,
     /// Held for the life of the controller: the data directory's lock.
     _data_dir: DataDir,
+}
+
+/// Inputs waiting for the round loop.
+#[derive(Debug, Default)]
+struct Pending {
+    inputs: Vec<gantry_engine::Input>,
+    dirty: BTreeSet<(String, Target)>,
+    /// The highest epoch an agent reported having seen, when it asks for a fence.
+    fence: Option<u64>,
+}
+
+/// The organisation as the API shows it.
+#[derive(Clone, Debug, Default, serde::Serialize, schemars::JsonSchema)]
+pub struct OrganisationStatus {
+    /// Every pipeline running, with its team.
+    pub pipelines: BTreeMap<String, String>,
+    /// When the running organisation was loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<Timestamp>,
+    /// Best-practice warnings of the running organisation.
+    pub warnings: Vec<String>,
+    /// The last change refused, with every file's diagnostics; the previous organisation runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<crate::organisation::Refused>,
+}
+
+/// How many operator verdicts are kept for requests waiting on them: far more than can be in
+/// flight within one request's wait.
+pub const MAX_VERDICTS: usize = 1024;
+
+/// The engine's verdict on an operator command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted(String),
+    Rejected(String),
+}
+
+/// One pipeline as people read it: its team, the engine's status, its artifacts.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PipelineView {
+    pub pipeline: String,
+    pub team: String,
+    pub service: String,
+    /// The engine's status: stages with their lanes, blockers, bakes and waits; rollbacks.
+    pub status: serde_json::Value,
+    /// Artifacts the pipeline knows, newest first.
+    pub artifacts: Vec<ArtifactView>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ArtifactView {
+    pub digest: gantry_model::Digest,
+    pub sequence: u64,
+    /// Authors of the commits it adds.
+    pub authors: Vec<String>,
+    /// Commits no one but their author approved.
+    pub unreviewed_commits: Vec<String>,
+    pub deployable: bool,
 }
 
 /// What [`open`] reports besides the controller.
@@ -124,23 +206,13 @@ pub fn open(config: &Config, now: Timestamp) -> Result<(Arc<Controller>, Opened)
         what: data_dir.database().display().to_string(),
         reason: error.to_string(),
     })?;
-    let mut agents = Agents::default();
-    for command in &loaded.outbox {
-        match serde_json::from_slice::<AgentCommand>(&command.bytes) {
-            Ok(agent_command) => agents.queue(agent_command),
-            Err(error) => tracing::warn!(
-                command = command.id,
-                destination = %command.destination,
-                %error,
-                "outbox command is not an agent command; left for its own consumer"
-            ),
-        }
-    }
-    let epoch = store.begin_epoch(0).map_err(|error| Error::Corrupt {
-        what: data_dir.database().display().to_string(),
-        reason: error.to_string(),
-    })?;
+    // The round loop begins the next epoch; until it does, this is the last one stored.
+    let epoch = loaded.high_water.epoch;
+    let agents = Agents::default();
     let (audit_records, _) = store.audit_head()?;
+    let last_audit_at =
+        store.audit_page(audit_records.saturating_sub(1), 1)?.pop().map(|(_, r)| r.at);
+    let last_now = last_audit_at.map_or(now, |at| at.max(now));
     metrics.epoch.set(epoch as i64);
     metrics.audit_records.set(audit_records as i64);
     metrics.outbox_depth.set(agents.depth() as i64);
@@ -157,6 +229,17 @@ pub fn open(config: &Config, now: Timestamp) -> Result<(Arc<Controller>, Opened)
         audit_key,
         checkpoints: config.checkpoints.clone(),
         denied_this_minute: Mutex::new((0, 0)),
+        pending: Mutex::new(Pending::default()),
+        wake_rounds: Condvar::new(),
+        epoch_changed: tokio::sync::Notify::new(),
+        command_high_water: AtomicU64::new(loaded.high_water.command_id),
+        last_now: Mutex::new(last_now),
+        organisation: RwLock::new(OrganisationStatus::default()),
+        stopping: AtomicBool::new(false),
+        fresh_store: loaded.schema_version.is_none(),
+        views: RwLock::new(BTreeMap::new()),
+        verdicts: Mutex::new(std::collections::VecDeque::new()),
+        verdict_changed: tokio::sync::Notify::new(),
         _data_dir: data_dir,
     };
     controller.store_health.healthy.store(true, Ordering::SeqCst);
@@ -222,23 +305,210 @@ impl Controller {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Moves the epoch past `seen_epoch` and the command-id high-water mark past
-    /// `seen_command_id` when an agent has seen more than this controller knows (it was
-    /// restored from a backup). Durable before it returns.
-    pub fn fence_past(&self, seen_epoch: u64, seen_command_id: u64) -> Result<u64, Error> {
-        let mut store = self.store.lock().expect("store lock");
-        let mut epoch = self.epoch();
-        if seen_epoch >= epoch {
-            epoch = store.begin_epoch(seen_epoch).map_err(|error| Error::Corrupt {
-                what: "the epoch".into(),
-                reason: error.to_string(),
-            })?;
-            self.epoch.store(epoch, Ordering::SeqCst);
-            self.metrics.epoch.set(epoch as i64);
-            tracing::warn!(epoch, seen_epoch, "an agent had seen a newer epoch; moved past it");
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.metrics.epoch.set(epoch as i64);
+        self.epoch_changed.notify_waiters();
+    }
+
+    /// The `now` for the next round: the wall clock, but never earlier than the last round's.
+    pub fn now(&self) -> Timestamp {
+        let last = *self.last_now.lock().expect("clock lock");
+        Timestamp::now().max(last)
+    }
+
+    /// Records the `now` of a committed round and the engine's command high-water mark.
+    pub fn note_round(&self, now: Timestamp, command_high_water: u64) {
+        let mut last = self.last_now.lock().expect("clock lock");
+        *last = (*last).max(now);
+        self.command_high_water.fetch_max(command_high_water, Ordering::SeqCst);
+    }
+
+    /// Hands inputs to the round loop and wakes it.
+    pub fn submit(&self, inputs: impl IntoIterator<Item = gantry_engine::Input>) {
+        self.pending.lock().expect("pending lock").inputs.extend(inputs);
+        self.wake_rounds.notify_all();
+    }
+
+    /// Notes that a box of `(service, target)` reported or registered, and wakes the loop.
+    pub fn mark_dirty(&self, service: String, target: Target) {
+        self.pending.lock().expect("pending lock").dirty.insert((service, target));
+        self.wake_rounds.notify_all();
+    }
+
+    /// Every registered box's target needs a fresh snapshot (the engine was rebuilt).
+    pub fn mark_all_targets_dirty(&self) {
+        let targets: Vec<(String, Target)> = self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .boxes()
+            .map(|record| (record.service.clone(), record.target.clone()))
+            .collect();
+        self.pending.lock().expect("pending lock").dirty.extend(targets);
+    }
+
+    /// Sleeps until an input arrives or `timeout` passes.
+    pub fn wait_for_inputs(&self, timeout: std::time::Duration) {
+        let pending = self.pending.lock().expect("pending lock");
+        if !pending.inputs.is_empty() || !pending.dirty.is_empty() || pending.fence.is_some() {
+            return;
         }
-        store.raise_command_id(seen_command_id)?;
-        Ok(epoch)
+        let _ = self.wake_rounds.wait_timeout(pending, timeout).expect("pending lock");
+    }
+
+    pub fn take_inputs(&self) -> Vec<gantry_engine::Input> {
+        std::mem::take(&mut self.pending.lock().expect("pending lock").inputs)
+    }
+
+    pub fn take_dirty_targets(&self) -> BTreeSet<(String, Target)> {
+        std::mem::take(&mut self.pending.lock().expect("pending lock").dirty)
+    }
+
+    pub fn take_fence_request(&self) -> Option<u64> {
+        self.pending.lock().expect("pending lock").fence.take()
+    }
+
+    /// Whether an agent that has seen `seen_epoch` and `seen_command_id` has seen more than
+    /// this controller knows (it was restored from a backup).
+    pub fn fence_needed(&self, seen_epoch: u64, seen_command_id: u64) -> bool {
+        seen_epoch > self.epoch()
+            || seen_command_id > self.command_high_water.load(Ordering::SeqCst)
+    }
+
+    /// Durably raises the command-id mark past `seen_command_id` and asks the round loop to
+    /// restart the engine past `seen_epoch` before anything more is delivered.
+    pub fn request_fence(&self, seen_epoch: u64, seen_command_id: u64) -> Result<(), Error> {
+        self.store.lock().expect("store lock").raise_command_id(seen_command_id)?;
+        self.command_high_water.fetch_max(seen_command_id, Ordering::SeqCst);
+        let mut pending = self.pending.lock().expect("pending lock");
+        pending.fence = Some(pending.fence.unwrap_or(0).max(seen_epoch));
+        drop(pending);
+        self.wake_rounds.notify_all();
+        tracing::warn!(
+            seen_epoch,
+            seen_command_id,
+            "an agent has seen more than this controller; fencing past it"
+        );
+        Ok(())
+    }
+
+    pub fn pipeline_views(&self) -> BTreeMap<String, PipelineView> {
+        self.views.read().expect("views lock").clone()
+    }
+
+    pub fn pipeline_view(&self, pipeline: &str) -> Option<PipelineView> {
+        self.views.read().expect("views lock").get(pipeline).cloned()
+    }
+
+    pub fn set_pipeline_views(&self, views: BTreeMap<String, PipelineView>) {
+        *self.views.write().expect("views lock") = views;
+    }
+
+    pub fn verdict(&self, id: &str) -> Option<Verdict> {
+        let verdicts = self.verdicts.lock().expect("verdicts lock");
+        verdicts.iter().find(|(known, _)| known == id).map(|(_, verdict)| verdict.clone())
+    }
+
+    pub fn record_verdict(&self, id: String, verdict: Verdict) {
+        let mut verdicts = self.verdicts.lock().expect("verdicts lock");
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.pop_front();
+        }
+        verdicts.push_back((id, verdict));
+        drop(verdicts);
+        self.verdict_changed.notify_waiters();
+    }
+
+    /// Audits a request refused by a handler (separation of duties), in its own transaction.
+    pub async fn audit_denied_now(self: &Arc<Self>, who: String, action: &str, reason: &str) {
+        self.metrics.denied_requests.inc();
+        let record = audit_record(
+            Timestamp::now(),
+            serde_json::json!({"kind": "request_denied", "by": who, "action": action, "reason": reason}),
+        );
+        let controller = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            controller.store.lock().expect("store lock").append_audit(&[record])
+        })
+        .await;
+        if !matches!(result, Ok(Ok(_))) {
+            tracing::error!("could not audit a refused request");
+        }
+    }
+
+    /// Issues a token for `principal`, recorded (hashed) with its audit record in one
+    /// transaction; returns its id and its secret, which is shown once and kept nowhere.
+    pub fn issue_token(
+        &self,
+        principal: Principal,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<(String, String), Error> {
+        let secret = new_token()?;
+        let hash = token_hash(&secret);
+        let id = format!("t-{}", &hash[..16]);
+        let record = audit_record(
+            now,
+            serde_json::json!({"kind": "token_issued", "by": by, "token": id, "principal": principal}),
+        );
+        let principal_json = serde_json::to_string(&principal).expect("a principal serializes");
+        self.store.lock().expect("store lock").insert_token(
+            &id,
+            &hash,
+            &principal_json,
+            &now.to_string(),
+            &record,
+        )?;
+        self.tokens.write().expect("tokens lock").insert(hash, id.clone(), principal);
+        Ok((id, secret))
+    }
+
+    pub fn fresh_store(&self) -> bool {
+        self.fresh_store
+    }
+
+    /// Stops the round loop after its current round.
+    pub fn stop_rounds(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _pending = self.pending.lock().expect("pending lock");
+        self.wake_rounds.notify_all();
+    }
+
+    pub fn organisation(&self) -> OrganisationStatus {
+        self.organisation.read().expect("organisation lock").clone()
+    }
+
+    /// The team of a running pipeline.
+    pub fn team_of(&self, pipeline: &str) -> Option<String> {
+        // The engine's plans answer from the first round on; the organisation once it loaded.
+        if let Some(view) = self.views.read().expect("views lock").get(pipeline) {
+            return Some(view.team.clone());
+        }
+        self.organisation.read().expect("organisation lock").pipelines.get(pipeline).cloned()
+    }
+
+    /// Records a loaded organisation, or a refused change to it.
+    pub fn set_organisation(
+        &self,
+        result: Result<crate::organisation::Organisation, crate::organisation::Refused>,
+    ) {
+        let mut status = self.organisation.write().expect("organisation lock");
+        match result {
+            Ok(organisation) => {
+                *status = OrganisationStatus {
+                    pipelines: organisation
+                        .plans
+                        .iter()
+                        .map(|(name, plan)| (name.clone(), plan.team.clone()))
+                        .collect(),
+                    loaded_at: Some(Timestamp::now()),
+                    warnings: organisation.warnings,
+                    refused: None,
+                };
+            }
+            Err(refused) => status.refused = Some(refused),
+        }
     }
 }
 
@@ -252,11 +522,53 @@ pub fn bootstrap_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("bootstrap-admin.token")
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, checkpointing the audit chain every
+/// The round loop's thread; stopped and joined when dropped.
+pub struct RoundsThread {
+    controller: Arc<Controller>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RoundsThread {
+    fn drop(&mut self) {
+        self.controller.stop_rounds();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the round loop (see [`crate::rounds`]) on a thread of its own, and returns once the
+/// engine resumed from the store under a new epoch.
+pub fn start_rounds(
+    controller: Arc<Controller>,
+    organisation: Option<PathBuf>,
+) -> Result<RoundsThread, Error> {
+    let (started, resumed) = std::sync::mpsc::channel();
+    let thread = {
+        let controller = controller.clone();
+        std::thread::Builder::new()
+            .name("rounds".into())
+            .spawn(move || {
+                crate::rounds::run(controller, crate::rounds::RoundConfig { organisation }, started)
+            })
+            .map_err(|source| Error::Io { path: "the round thread".into(), source })?
+    };
+    let rounds = RoundsThread { controller, thread: Some(thread) };
+    // Nothing is served before the engine resumed under its new epoch.
+    if resumed.recv().is_err() {
+        let reason = rounds.controller.store_health.last_error().unwrap_or_default();
+        return Err(Error::Corrupt { what: "the engine's records".into(), reason });
+    }
+    Ok(rounds)
+}
+
+/// Serves the API on `listener` (with the round loop `rounds` running, see [`start_rounds`])
+/// until `shutdown` resolves, checkpointing the audit chain every
 /// [`audit::CHECKPOINT_INTERVAL`] and once more on the way out.
 pub async fn serve(
     controller: Arc<Controller>,
     listener: tokio::net::TcpListener,
+    rounds: RoundsThread,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let address =
@@ -284,6 +596,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     checkpointer.abort();
+    let _ = tokio::task::spawn_blocking(move || drop(rounds)).await;
     let final_checkpoint = {
         let controller = controller.clone();
         tokio::task::spawn_blocking(move || controller.checkpoint(Timestamp::now())).await
@@ -334,4 +647,29 @@ pub fn restore(data_dir: &Path, from: &Path, checkpoints: &Path) -> Result<Optio
     let aside = PathBuf::from(aside);
     std::fs::rename(checkpoints, &aside).map_err(io(checkpoints))?;
     Ok(Some(aside))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_never_goes_back_behind_the_last_round() {
+        let temp = tempfile::tempdir().unwrap();
+        let config = Config::new(temp.path().join("data"), "127.0.0.1:0".parse().unwrap());
+        let now = Timestamp::now();
+        let later = now + jiff::SignedDuration::from_hours(1);
+        {
+            let (controller, _) = open(&config, now).unwrap();
+            let round = gantry_store::Round {
+                schema_version: 1,
+                audit: vec![AuditRecord { at: later, bytes: b"{}".to_vec() }],
+                ..Default::default()
+            };
+            controller.store.lock().unwrap().commit(round).unwrap();
+        }
+        // The wall clock went back an hour (or the last round ran on a clock that was ahead).
+        let (controller, _) = open(&config, now).unwrap();
+        assert!(controller.now() >= later, "{} < {later}", controller.now());
+    }
 }

@@ -74,6 +74,21 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("agent_report", &["agent-own-box"]),
     ("list_boxes", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
     ("get_box", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    (
+        "get_organisation",
+        &["viewer", "developer", "approver", "senior_approver", "operator", "admin"],
+    ),
+    (
+        "list_pipelines",
+        &["viewer", "developer", "approver", "senior_approver", "operator", "admin"],
+    ),
+    ("get_pipeline", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    ("hold_pipeline", &["developer", "operator"]),
+    ("release_pipeline", &["operator"]),
+    ("retry_stage", &["developer", "operator"]),
+    ("approve_stage", &["approver", "senior_approver"]),
+    ("override_blocker", &["operator"]),
+    ("roll_back", &["operator"]),
     ("list_audit", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
     ("list_tokens", &["admin"]),
     ("issue_token", &["admin"]),
@@ -83,16 +98,26 @@ const MATRIX: &[(&str, &[&str])] = &[
 struct Api {
     _temp: tempfile::TempDir,
     controller: Arc<Controller>,
+    _rounds: server::RoundsThread,
     tokens: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl Api {
     async fn start() -> Api {
+        Api::start_with(None, &[]).await
+    }
+
+    /// With the organisation in `organisation` running, and extra people `(caller, grants)`.
+    async fn start_with(
+        organisation: Option<std::path::PathBuf>,
+        people: &[(&'static str, Value)],
+    ) -> Api {
         let temp = tempfile::tempdir().unwrap();
         let config = Config::new(temp.path().join("data"), "127.0.0.1:0".parse().unwrap());
         let (controller, opened) = server::open(&config, gantry_model::Timestamp::now()).unwrap();
         let bootstrap = std::fs::read_to_string(opened.bootstrap_token.unwrap()).unwrap();
-        let mut api = Api { _temp: temp, controller, tokens: Default::default() };
+        let rounds = server::start_rounds(controller.clone(), organisation).unwrap();
+        let mut api = Api { _temp: temp, controller, _rounds: rounds, tokens: Default::default() };
         api.tokens.insert("admin", bootstrap.trim().to_string());
         for role in ["viewer", "developer", "approver", "senior_approver", "operator"] {
             let body = json!({"kind": "person", "name": role, "person": format!("{role}@example.com"),
@@ -100,8 +125,16 @@ impl Api {
             let token = api.issue(body).await;
             api.tokens.insert(role, token);
         }
+        for (caller, grants) in people {
+            let body = json!({"kind": "person", "name": caller, "person": format!("{caller}@example.com"),
+                              "grants": grants});
+            let token = api.issue(body).await;
+            api.tokens.insert(caller, token);
+        }
         for (caller, box_id) in [("agent-own-box", "box-1"), ("agent-other-box", "box-2")] {
-            let token = api.issue(json!({"kind": "agent", "box_id": box_id})).await;
+            let token = api
+                .issue(json!({"kind": "agent", "box_id": box_id, "service": "checkout-api"}))
+                .await;
             api.tokens.insert(caller, token);
         }
         api
@@ -151,7 +184,10 @@ impl Api {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{box}", "box-1").replace("{box_id}", "box-1").replace("{token_id}", "t-none")
+    path.replace("{box}", "box-1")
+        .replace("{box_id}", "box-1")
+        .replace("{token_id}", "t-none")
+        .replace("{pipeline}", "no-such-pipeline")
 }
 
 #[tokio::test]
@@ -323,7 +359,10 @@ async fn malformed_requests_name_the_field_at_fault() {
         (
             "POST",
             "/api/v1/tokens",
-            Some(("application/json", r#"{"kind": "agent", "box_id": " "}"#)),
+            Some((
+                "application/json",
+                r#"{"kind": "agent", "box_id": " ", "service": "checkout-api"}"#,
+            )),
             422,
             "box_id",
         ),
@@ -377,4 +416,153 @@ async fn revoked_tokens_stop_working_at_once() {
     let (_, tokens) = api.call("admin", "GET", "/api/v1/tokens", None).await;
     assert!(tokens.to_string().contains("revoked_at"), "{tokens}");
     assert!(!tokens.to_string().contains("gantry_"), "no secret is ever listed: {tokens}");
+}
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Waits (bounded) until `ready` holds of the controller.
+async fn until(controller: &Controller, what: &str, ready: impl Fn(&Controller) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready(controller) {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_act_through_the_engine_within_their_team_and_never_on_their_own_commits() {
+    let people = [
+        ("payments-developer", json!([{"role": "developer", "team": "payments"}])),
+        ("author", json!([{"role": "approver"}])),
+    ];
+    let api = Api::start_with(Some(examples()), &people).await;
+    until(&api.controller, "the organisation's pipelines", |c| {
+        c.pipeline_views().contains_key("checkout-api-code")
+    })
+    .await;
+    let (status, organisation) = api.call("viewer", "GET", "/api/v1/organisation", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(organisation["pipelines"]["checkout-api-code"], "storefront", "{organisation}");
+    let payments = organisation["pipelines"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, team)| *team == "payments")
+        .map(|(name, _)| name.clone())
+        .expect("a payments pipeline");
+
+    // A team grant covers that team's pipelines only.
+    let hold = json!({"reason": "investigating"});
+    let (status, answer) = api
+        .call(
+            "payments-developer",
+            "POST",
+            "/api/v1/pipelines/checkout-api-code/hold",
+            Some(hold.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let path = format!("/api/v1/pipelines/{payments}/hold");
+    let (status, answer) = api.call("payments-developer", "POST", &path, Some(hold)).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("accepted")), "{answer}");
+    let (_, view) = api.call("viewer", "GET", &format!("/api/v1/pipelines/{payments}"), None).await;
+    assert_eq!(view["status"]["held"], true, "{view}");
+
+    // An artifact whose commit "author" wrote: they may not approve it; someone else may ask.
+    let digest = gantry_model::Digest::of(b"checkout-api build 1");
+    api.controller.submit([gantry_engine::Input::ArtifactReady {
+        pipeline: "checkout-api-code".into(),
+        artifact: gantry_engine::ArtifactReady {
+            digest,
+            sequence: 1,
+            previous: None,
+            commits: vec![gantry_engine::Commit {
+                id: "c0ffee".into(),
+                author: "author@example.com".into(),
+                approvers: vec!["approver@example.com".into()],
+            }],
+            packages: Vec::new(),
+            signature_verified: true,
+        },
+    }]);
+    until(&api.controller, "the artifact", |c| {
+        c.pipeline_views()["checkout-api-code"].artifacts.iter().any(|a| a.digest == digest)
+    })
+    .await;
+    let approve = json!({"stage": "gamma", "artifact": digest.to_string()});
+    let path = "/api/v1/pipelines/checkout-api-code/approve";
+    let (status, answer) = api.call("author", "POST", path, Some(approve.clone())).await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::FORBIDDEN, Some("artifact")),
+        "{answer}"
+    );
+    assert!(answer["error"].as_str().unwrap().contains("own commit"), "{answer}");
+    let (status, answer) = api.call("approver", "POST", path, Some(approve)).await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::CONFLICT,
+        "the engine decides: {status} {answer}"
+    );
+    assert!(answer["id"].as_str().unwrap().starts_with("op-"), "{answer}");
+
+    // Every decision, and the refusals, are in the audit log; through the API it says so.
+    let (_, audit) = api.call("viewer", "GET", "/api/v1/audit?limit=1000", None).await;
+    let text = audit.to_string();
+    assert!(
+        text.contains("api:payments-developer"),
+        "the hold is audited as given through the API"
+    );
+    assert!(text.contains("may not approve their own commit"), "the refusal is audited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_commit_stops_commands_and_shows_in_health_and_metrics() {
+    let api = Api::start().await;
+    let page_count: i64 = {
+        let store = api.controller.store.lock().unwrap();
+        let connection = store.connection();
+        let pages = connection.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        // SQLite's own page limit stands in for a full disk: the same SQLITE_FULL error.
+        connection.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).unwrap();
+        pages
+    };
+    assert!(page_count > 0);
+    // Rounds that write audit records until the database is full.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    while api.controller.store_health.healthy() {
+        assert!(std::time::Instant::now() < deadline, "no commit failed");
+        n += 1;
+        api.controller.submit([gantry_engine::Input::Operator {
+            id: format!("fill-{n}"),
+            by: "test".into(),
+            command: gantry_engine::OperatorCommand::Release {
+                pipeline: "x".repeat(2000),
+                stage: None,
+            },
+        }]);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (_, health) = api.call("anonymous", "GET", "/api/v1/health", None).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["store_error"].as_str().unwrap().contains("full"), "{health}");
+    let (_, metrics) = api.call("anonymous", "GET", "/metrics", None).await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(metrics.contains("gantry_store_healthy 0"), "{metrics}");
+    assert!(metrics.contains("gantry_store_commit_failures_total"), "{metrics}");
+
+    // Room again: the next round commits and the controller is healthy.
+    {
+        let store = api.controller.store.lock().unwrap();
+        store.connection().query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(())).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !api.controller.store_health.healthy() {
+        assert!(std::time::Instant::now() < deadline, "never healthy again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, health) = api.call("anonymous", "GET", "/api/v1/health", None).await;
+    assert_eq!(health["status"], "ok", "{health}");
 }

@@ -57,6 +57,9 @@ struct RunArgs {
     /// Where signed audit checkpoints are appended (default: beside the data directory).
     #[arg(long)]
     checkpoints: Option<PathBuf>,
+    /// The organisation directory (topology, policy, pipeline files), re-applied on change.
+    #[arg(long)]
+    organisation: Option<PathBuf>,
     /// Log lines as JSON objects (for collectors) or as text.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -129,6 +132,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(checkpoints) = args.checkpoints {
         config.checkpoints = checkpoints;
     }
+    config.organisation = args.organisation;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,8 +149,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
+        let rounds = {
+            let (controller, organisation) = (controller.clone(), config.organisation.clone());
+            tokio::task::spawn_blocking(move || server::start_rounds(controller, organisation))
+                .await??
+        };
         // The one line on stdout: scripts and tests read the bound address from it.
-        println!("gantry server listening on http://{address} (epoch {})", opened.epoch);
+        println!("gantry server listening on http://{address} (epoch {})", controller.epoch());
         let shutdown = async {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -156,7 +165,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = terminate.recv() => {}
             }
         };
-        server::serve(controller, listener, shutdown).await?;
+        server::serve(controller, listener, rounds, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

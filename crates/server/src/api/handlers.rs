@@ -21,7 +21,7 @@ use super::{
     REPORT_INTERVAL,
 };
 use crate::agents::{BoxRecord, check_register};
-use crate::auth::{Grant, Principal, TokenInfo, new_token, token_hash};
+use crate::auth::{Grant, Principal, TokenInfo};
 use crate::server::{Controller, audit_record};
 
 pub fn routes() -> Router<Arc<Controller>> {
@@ -36,6 +36,15 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/api/v1/boxes", get(list_boxes))
         .route("/api/v1/boxes/{box_id}", get(get_box))
         .route("/api/v1/audit", get(list_audit))
+        .route("/api/v1/organisation", get(organisation))
+        .route("/api/v1/pipelines", get(super::operator::list_pipelines))
+        .route("/api/v1/pipelines/{pipeline}", get(super::operator::get_pipeline))
+        .route("/api/v1/pipelines/{pipeline}/hold", post(super::operator::hold))
+        .route("/api/v1/pipelines/{pipeline}/release", post(super::operator::release))
+        .route("/api/v1/pipelines/{pipeline}/retry", post(super::operator::retry))
+        .route("/api/v1/pipelines/{pipeline}/approve", post(super::operator::approve))
+        .route("/api/v1/pipelines/{pipeline}/override", post(super::operator::override_blocker))
+        .route("/api/v1/pipelines/{pipeline}/rollback", post(super::operator::roll_back))
         .route("/api/v1/tokens", get(list_tokens).post(issue_token))
         .route("/api/v1/tokens/{token_id}", delete(revoke_token))
 }
@@ -52,18 +61,44 @@ async fn with_store<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-/// Runs a fencing step (epoch or command id) on a blocking thread.
+/// How long a registration or report waits for the round loop to move the epoch past the one
+/// its agent has seen (after a restore): a restart of the engine from the store.
+pub const FENCE_WAIT: Duration = Duration::from_secs(10);
+
+/// Moves the controller past what an agent has seen, if it has seen more, and answers the
+/// epoch the agent should now hold.
 async fn fence(controller: &Arc<Controller>, seen: (u64, u64)) -> Result<u64, ApiError> {
-    let controller = controller.clone();
-    tokio::task::spawn_blocking(move || controller.fence_past(seen.0, seen.1))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|error| {
-            ApiError::new(
+    if !controller.fence_needed(seen.0, seen.1) {
+        return Ok(controller.epoch());
+    }
+    {
+        let controller = controller.clone();
+        tokio::task::spawn_blocking(move || controller.request_fence(seen.0, seen.1))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the store is unavailable: {error}"),
+                )
+            })?;
+    }
+    let deadline = tokio::time::Instant::now() + FENCE_WAIT;
+    loop {
+        let changed = controller.epoch_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let epoch = controller.epoch();
+        if !controller.fence_needed(seen.0, seen.1) {
+            return Ok(epoch);
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("the store is unavailable: {error}"),
-            )
-        })
+                "the controller is moving past the epoch this agent has seen; try again",
+            ));
+        }
+    }
 }
 
 /// `GET /api/v1/health`.
@@ -106,9 +141,13 @@ async fn metrics(State(controller): State<Arc<Controller>>) -> Response {
 
 async fn register(
     State(controller): State<Arc<Controller>>,
+    Extension(caller): Extension<Caller>,
     Path(box_id): Path<String>,
     Json(body): Json<Register>,
 ) -> Result<axum::Json<Registered>, ApiError> {
+    let Some(Principal::Agent { service, .. }) = caller.0 else {
+        return Err(ApiError::internal("an agent route ran without an agent token"));
+    };
     check_register(&body)?;
     if body.box_id.0 != box_id {
         return Err(ApiError::field(
@@ -118,12 +157,14 @@ async fn register(
         ));
     }
     let now = Timestamp::now();
+    let target = body.target.clone();
     let seen = {
         let mut agents = controller.agents.lock().expect("agents lock");
-        let seen = agents.register(body, now);
+        let seen = agents.register(body, &service, now);
         controller.metrics.agents.set(agents.len() as i64);
         seen
     };
+    controller.mark_dirty(service, target);
     let epoch = fence(&controller, seen).await?;
     Ok(axum::Json(Registered {
         epoch,
@@ -233,8 +274,11 @@ async fn report(
         }
         let seen = agents.report(&box_id, body, Timestamp::now())?;
         controller.metrics.outbox_depth.set(agents.depth() as i64);
-        seen
+        let record = agents.get(&box_id).expect("registered");
+        (seen, record.service.clone(), record.target.clone())
     };
+    let (seen, service, target) = seen;
+    controller.mark_dirty(service, target);
     let epoch = fence(&controller, seen).await?;
     Ok(axum::Json(ReportAccepted { epoch }))
 }
@@ -407,6 +451,9 @@ pub struct IssueToken {
     /// For an agent: the one box it acts for.
     #[serde(default)]
     pub box_id: Option<String>,
+    /// For an agent: the service whose pipelines deploy to its box.
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 #[derive(Clone, Copy, Deserialize, schemars::JsonSchema)]
@@ -461,11 +508,14 @@ async fn issue_token(
             let person = required("person", body.person)?;
             check_name("name", &name)?;
             check_name("person", &person)?;
-            if body.box_id.is_some() {
+            if let Some(field) = [("box_id", &body.box_id), ("service", &body.service)]
+                .into_iter()
+                .find_map(|(field, value)| value.is_some().then_some(field))
+            {
                 return Err(ApiError::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "box_id",
-                    "only an agent token names a box",
+                    field,
+                    "only an agent token names a box and its service",
                 ));
             }
             if body.grants.len() > MAX_GRANTS {
@@ -484,7 +534,9 @@ async fn issue_token(
         }
         TokenKind::Agent => {
             let box_id = required("box_id", body.box_id)?;
+            let service = required("service", body.service)?;
             check_name("box_id", &box_id)?;
+            check_name("service", &service)?;
             if body.name.is_some() || body.person.is_some() || !body.grants.is_empty() {
                 return Err(ApiError::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -492,27 +544,20 @@ async fn issue_token(
                     "an agent token has no name, person or grants: it acts for its box only",
                 ));
             }
-            Principal::Agent { box_id }
+            Principal::Agent { box_id, service }
         }
     };
-    let secret = new_token().map_err(ApiError::internal)?;
-    let hash = token_hash(&secret);
-    let id = format!("t-{}", &hash[..16]);
-    let now = Timestamp::now();
     let by = caller.0.as_ref().map(Principal::name).unwrap_or_default();
-    let record = audit_record(
-        now,
-        serde_json::json!({"kind": "token_issued", "by": by, "token": id, "principal": principal}),
-    );
-    let principal_json = serde_json::to_string(&principal).map_err(ApiError::internal)?;
-    {
-        let (id, hash) = (id.clone(), hash.clone());
-        with_store(&controller, move |store| {
-            store.insert_token(&id, &hash, &principal_json, &now.to_string(), &record)
+    let (id, secret) = {
+        let controller = controller.clone();
+        let principal = principal.clone();
+        tokio::task::spawn_blocking(move || {
+            controller.issue_token(principal, &by, Timestamp::now())
         })
-        .await?;
-    }
-    controller.tokens.write().expect("tokens lock").insert(hash, id.clone(), principal.clone());
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+    };
     Ok((StatusCode::CREATED, axum::Json(IssuedToken { id, token: secret, principal }))
         .into_response())
 }
@@ -544,4 +589,10 @@ async fn revoke_token(
     }
     controller.tokens.write().expect("tokens lock").revoke(&token_id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn organisation(
+    State(controller): State<Arc<Controller>>,
+) -> axum::Json<crate::server::OrganisationStatus> {
+    axum::Json(controller.organisation())
 }

@@ -7,6 +7,7 @@
 //! which names the field at fault in every `4xx`.
 
 pub mod handlers;
+pub mod operator;
 pub mod routes;
 
 use std::sync::Arc;
@@ -209,12 +210,19 @@ async fn authenticate(
         *request = Request::from_parts(parts, body);
         params
     };
-    let box_id = params.ok().and_then(|params| {
-        params.iter().find(|(name, _)| *name == "box").map(|(_, v)| v.to_string())
-    });
-    let scope = match &box_id {
-        Some(box_id) => Scope::Box(box_id),
-        None => Scope::Organisation,
+    let param = |wanted: &str| {
+        params.as_ref().ok().and_then(|params| {
+            params.iter().find(|(name, _)| *name == wanted).map(|(_, value)| value.to_string())
+        })
+    };
+    let box_id = param("box");
+    // A pipeline's routes are scoped to its team; an unknown pipeline has none, so only
+    // organisation-wide grants reach the handler (which answers 404).
+    let team = param("pipeline").map(|pipeline| controller.team_of(&pipeline).unwrap_or_default());
+    let scope = match (&box_id, &team) {
+        (Some(box_id), _) => Scope::Box(box_id),
+        (None, Some(team)) => Scope::Team(team),
+        (None, None) => Scope::Organisation,
     };
     principal.check(route.permission, scope).map_err(|denied| (denied, principal.name()))?;
     Ok(Caller(Some(principal)))

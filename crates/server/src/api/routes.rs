@@ -38,6 +38,9 @@ pub struct Route {
     pub request: Option<Body>,
     /// The answer on success, and its status.
     pub response: (u16, Body),
+    /// Other answers that are not errors of the request: `202` (queued) and `409` (refused by
+    /// the engine) for pipeline actions.
+    pub also: &'static [(u16, &'static str, Body)],
     pub tag: &'static str,
 }
 
@@ -57,6 +60,20 @@ use gantry_model::agent as wire;
 
 use super::handlers as h;
 
+/// The answers of a pipeline action besides `200 accepted`.
+const DECIDED: &[(u16, &str, Body)] = &[
+    (
+        202,
+        "Queued: not decided within the wait; the audit log will say",
+        Body::Json(schema::<super::operator::Decision>),
+    ),
+    (
+        409,
+        "Refused by the engine, with its reason",
+        Body::Json(schema::<super::operator::Decision>),
+    ),
+];
+
 pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
@@ -67,6 +84,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (200, Body::Json(schema::<h::Health>)),
+        also: &[],
         tag: "controller",
     },
     Route {
@@ -78,6 +96,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (200, Body::Json(|_| schemars::json_schema!({"type": "object"}))),
+        also: &[],
         tag: "controller",
     },
     Route {
@@ -89,6 +108,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (200, Body::Text),
+        also: &[],
         tag: "controller",
     },
     Route {
@@ -100,6 +120,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some(Body::Json(schema::<wire::Register>)),
         response: (200, Body::Json(schema::<wire::Registered>)),
+        also: &[],
         tag: "agent",
     },
     Route {
@@ -116,6 +137,7 @@ pub const ROUTES: &[Route] = &[
         }],
         request: None,
         response: (200, Body::Json(schema::<wire::CommandBatch>)),
+        also: &[],
         tag: "agent",
     },
     Route {
@@ -127,6 +149,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some(Body::Json(schema::<wire::Acknowledge>)),
         response: (200, Body::Json(schema::<wire::Acknowledged>)),
+        also: &[],
         tag: "agent",
     },
     Route {
@@ -138,6 +161,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some(Body::Json(schema::<wire::Report>)),
         response: (200, Body::Json(schema::<wire::ReportAccepted>)),
+        also: &[],
         tag: "agent",
     },
     Route {
@@ -149,6 +173,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (200, Body::Json(schema::<h::BoxList>)),
+        also: &[],
         tag: "fleet",
     },
     Route {
@@ -160,7 +185,116 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (200, Body::Json(schema::<h::BoxDetail>)),
+        also: &[],
         tag: "fleet",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/organisation",
+        operation_id: "get_organisation",
+        summary: "The pipelines running, and the last refused change with every file's diagnostics",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<crate::server::OrganisationStatus>)),
+        also: &[],
+        tag: "organisation",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/pipelines",
+        operation_id: "list_pipelines",
+        summary: "Every pipeline the caller may read, with its status and artifacts",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<super::operator::PipelineList>)),
+        also: &[],
+        tag: "pipelines",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/pipelines/{pipeline}",
+        operation_id: "get_pipeline",
+        summary: "One pipeline: stages, lanes, blockers, bakes, rollbacks, artifacts",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<crate::server::PipelineView>)),
+        also: &[],
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/hold",
+        operation_id: "hold_pipeline",
+        summary: "Hold the pipeline or one stage (a manual blocker)",
+        permission: Permission::Hold,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::HoldRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/release",
+        operation_id: "release_pipeline",
+        summary: "Release a hold",
+        permission: Permission::Release,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::ReleaseRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/retry",
+        operation_id: "retry_stage",
+        summary: "Run a failed stage again with the same artifact",
+        permission: Permission::Retry,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::RetryRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/approve",
+        operation_id: "approve_stage",
+        summary: "Approve an artifact waiting for manual promotion (never your own commit)",
+        permission: Permission::Approve,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::ApproveRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/override",
+        operation_id: "override_blocker",
+        summary: "Lift one kind of blocker for a scope, with a reason, for at most 24 hours",
+        permission: Permission::Override,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::OverrideRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/rollback",
+        operation_id: "roll_back",
+        summary: "Roll back one target, one stage, or an artifact everywhere",
+        permission: Permission::RollBack,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::RollbackRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
     },
     Route {
         method: "GET",
@@ -182,6 +316,7 @@ pub const ROUTES: &[Route] = &[
         ],
         request: None,
         response: (200, Body::Json(schema::<h::AuditPage>)),
+        also: &[],
         tag: "audit",
     },
     Route {
@@ -193,6 +328,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (200, Body::Json(schema::<h::TokenList>)),
+        also: &[],
         tag: "tokens",
     },
     Route {
@@ -204,6 +340,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some(Body::Json(schema::<h::IssueToken>)),
         response: (201, Body::Json(schema::<h::IssuedToken>)),
+        also: &[],
         tag: "tokens",
     },
     Route {
@@ -215,6 +352,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         response: (204, Body::Empty),
+        also: &[],
         tag: "tokens",
     },
 ];
@@ -245,6 +383,9 @@ pub fn openapi() -> Value {
         let mut responses = serde_json::Map::new();
         let (status, body) = route.response;
         responses.insert(status.to_string(), response(body, "Success", &mut generator));
+        for (status, description, body) in route.also {
+            responses.insert(status.to_string(), response(*body, description, &mut generator));
+        }
         let error_response = json!({
             "description": "The request was refused; `field` names the part at fault",
             "content": {"application/json": {"schema": error.clone()}},
