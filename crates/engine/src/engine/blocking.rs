@@ -82,30 +82,19 @@ pub(super) fn blockers_for(
             clears_at: None,
         }),
     }
-    // Every artifact this one contains, by walking `previous` links; a missing link blocks.
-    let mut contained = vec![artifact];
-    let mut link = artifact.previous;
-    while let Some(position) = link {
-        match pipeline.artifacts.get(&position) {
-            Some(earlier) if position < contained.last().expect("not empty").sequence => {
-                contained.push(earlier);
-                link = earlier.previous;
-            }
-            Some(_) => break,
-            None if position < pipeline.forgotten_below => break,
-            None => {
-                blockers.push(Blocker {
-                    kind: BlockerKind::Unreviewed,
-                    name: format!("position {position}"),
-                    reason: format!(
-                        "the artifact at position {position}, built before this one, never arrived: \
-                         its commits' reviews and content are unknown (fail closed)"
-                    ),
-                    clears_at: None,
-                });
-                break;
-            }
-        }
+    // Every artifact this one contains; a missing link blocks.
+    let (contained, missing) =
+        crate::artifact::contained(&pipeline.artifacts, pipeline.forgotten_below, artifact);
+    if let Some(position) = missing {
+        blockers.push(Blocker {
+            kind: BlockerKind::Unreviewed,
+            name: format!("position {position}"),
+            reason: format!(
+                "the artifact at position {position}, built before this one, never arrived: \
+                 its commits' reviews and content are unknown (fail closed)"
+            ),
+            clears_at: None,
+        });
     }
     for known in contained {
         for commit in &known.commits {
