@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod commands;
 
@@ -48,6 +48,26 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// The local fleet: boxes as processes on this machine, behind built-in load balancers.
     Fleet(commands::fleet::FleetArgs),
+    /// Every pipeline on the controller at a glance: its stages and whether it is held.
+    Status(commands::operate::StatusArgs),
+    /// One pipeline on the controller: stages, lanes, blockers, bakes, rollbacks, artifacts.
+    Pipeline(commands::operate::PipelineArgs),
+    /// Live progress per target, redrawn in place in a terminal (plain lines otherwise).
+    Watch(commands::watch::WatchArgs),
+    /// Approve an artifact waiting for manual promotion at a stage.
+    Approve(commands::operate::ApproveArgs),
+    /// Hold a pipeline or one stage: no deployment starts until it is released.
+    Hold(commands::operate::HoldArgs),
+    /// Release a hold.
+    Release(commands::operate::ReleaseArgs),
+    /// Lift one kind of blocker for a scope, with a reason, for at most 24 hours.
+    Override(commands::operate::OverrideArgs),
+    /// Roll back one target, one stage, or an artifact everywhere.
+    Rollback(commands::operate::RollbackArgs),
+    /// Run a failed stage again with the same artifact.
+    Retry(commands::operate::RetryArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::operate::CompletionsArgs),
     /// The sample service an example artifact's hooks start (see examples/sample-service).
     #[command(hide = true)]
     SampleService(commands::fleet::SampleServiceArgs),
@@ -76,6 +96,16 @@ fn main() -> ExitCode {
         Command::SampleService(args) => commands::fleet::sample_service(args),
         Command::LoadBalancer(args) => commands::fleet::load_balancer(args),
         Command::Fleet(args) => commands::fleet::fleet(args),
+        Command::Status(args) => commands::operate::status(args),
+        Command::Pipeline(args) => commands::operate::pipeline(args),
+        Command::Watch(args) => commands::watch::watch(args),
+        Command::Approve(args) => commands::operate::approve(args),
+        Command::Hold(args) => commands::operate::hold(args),
+        Command::Release(args) => commands::operate::release(args),
+        Command::Override(args) => commands::operate::override_blocker(args),
+        Command::Rollback(args) => commands::operate::rollback(args),
+        Command::Retry(args) => commands::operate::retry(args),
+        Command::Completions(args) => commands::operate::completions(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,9 @@
 pub mod agent;
 pub mod alarm;
 pub mod fleet;
+pub mod operate;
 pub mod pipelines;
 pub mod server;
 pub mod simulate;
 pub mod supply;
+pub mod watch;
