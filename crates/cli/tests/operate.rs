@@ -52,7 +52,7 @@ impl Controller {
             std::fs::copy(examples().join(file), organisation.join(file)).unwrap();
         }
         let data = temp.path().join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
             .args(["server", "--data-dir"])
             .arg(&data)
             .args(["--listen", "127.0.0.1:0", "--organisation"])
@@ -61,17 +61,18 @@ impl Controller {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // The guard first, so the server is killed whatever fails from here on.
+        let mut controller = Controller { child, url: String::new(), admin: String::new(), temp };
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url =
-            line.split_whitespace().find(|word| word.starts_with("http://")).map(str::to_string);
+        let stdout = controller.child.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        controller.url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_default()
+            .to_string();
         let admin = std::fs::read_to_string(data.join("bootstrap-admin.token"));
-        let mut controller = Controller {
-            child,
-            url: url.unwrap_or_default(),
-            admin: admin.unwrap_or_default().trim().to_string(),
-            temp,
-        };
+        controller.admin = admin.unwrap_or_default().trim().to_string();
         assert!(controller.url.starts_with("http://"), "no address in {line:?}");
         let viewer = controller.person("viewer");
         let deadline = Instant::now() + PATIENCE;

@@ -227,9 +227,8 @@ impl Client {
     fn permission_of(&self, method: &str, path: &str) -> Option<String> {
         let document: Value = self.get("/api/v1/openapi.json").ok()?;
         let path = path.split('?').next().unwrap_or(path);
-        let (template, operations) =
+        let (_, operations) =
             document["paths"].as_object()?.iter().find(|(template, _)| matches(template, path))?;
-        let _ = template;
         operations[method.to_lowercase()]["x-gantry-permission"].as_str().map(str::to_string)
     }
 }

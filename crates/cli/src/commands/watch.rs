@@ -129,8 +129,13 @@ fn look(client: &Client, pipeline: Option<&str>) -> Result<Picture, gantry_clien
                 continue;
             }
             read += 1;
-            let detail = client.box_detail(&summary.box_id.0)?;
-            boxes.entry(summary.target.clone()).or_default().push(detail);
+            match client.box_detail(&summary.box_id.0) {
+                Ok(detail) => boxes.entry(summary.target.clone()).or_default().push(detail),
+                // Gone between the list and the read (the controller restarted): the next
+                // refresh lists what is there.
+                Err(gantry_client::Error::Refused { status: 404, .. }) => {}
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(Picture { pipelines, boxes, unread })
