@@ -216,13 +216,39 @@ impl SimAgent {
     }
 }
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+/// The example organisation's own files (`examples/` also holds other demos), copied into
+/// `into`: the topology, the policy, the defaults, the teams and the services.
+fn example_organisation(into: &std::path::Path) -> std::path::PathBuf {
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_tree(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let organisation = into.join("organisation");
+    std::fs::create_dir_all(&organisation).unwrap();
+    for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
+        let from = examples.join(part);
+        if from.is_dir() {
+            copy_tree(&from, &organisation.join(part));
+        } else {
+            std::fs::copy(&from, organisation.join(part)).unwrap();
+        }
+    }
+    organisation
 }
 
 struct World {
     _temp: tempfile::TempDir,
     data: PathBuf,
+    organisation: PathBuf,
     server: Option<ServerProcess>,
     port: u16,
     admin: String,
@@ -233,12 +259,13 @@ impl World {
     fn new() -> World {
         let temp = tempfile::tempdir().unwrap();
         let data = temp.path().join("data");
-        let server = ServerProcess::start(&data, &examples(), 0);
+        let organisation = example_organisation(temp.path());
+        let server = ServerProcess::start(&data, &organisation, 0);
         let port = server.port();
         let admin =
             std::fs::read_to_string(data.join("bootstrap-admin.token")).unwrap().trim().to_string();
         let loaded =
-            gantry_spec::load(&examples().join("services/checkout-api/code.yaml")).unwrap();
+            gantry_spec::load(&organisation.join("services/checkout-api/code.yaml")).unwrap();
         let target = serde_json::to_value(&loaded.plan.stages[0].steps[0].targets[0]).unwrap();
         let artifact = gantry_model::Digest::of(b"checkout-api running before gantry").to_string();
         let mut agents = Vec::new();
@@ -263,7 +290,7 @@ impl World {
                 outcomes: Vec::new(),
             });
         }
-        World { _temp: temp, data, server: Some(server), port, admin, agents }
+        World { _temp: temp, data, organisation, server: Some(server), port, admin, agents }
     }
 
     fn url(&self) -> String {
@@ -279,7 +306,7 @@ impl World {
             eprintln!("restart");
         }
         self.kill();
-        self.server = Some(ServerProcess::start(&self.data, &examples(), self.port));
+        self.server = Some(ServerProcess::start(&self.data, &self.organisation, self.port));
     }
 
     fn step_agents(&mut self, wait: &str) {

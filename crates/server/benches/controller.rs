@@ -34,7 +34,17 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// The example organisation plus `PIPELINES` pipelines of one team.
 fn organisation(root: &Path) {
-    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"), root);
+    // The example organisation's own files (`examples/` also holds other demos).
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::create_dir_all(root).unwrap();
+    for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
+        let from = examples.join(part);
+        if from.is_dir() {
+            copy_tree(&from, &root.join(part));
+        } else {
+            std::fs::copy(&from, root.join(part)).unwrap();
+        }
+    }
     let bench = root.join("services/bench");
     std::fs::create_dir_all(&bench).unwrap();
     for n in 0..PIPELINES {

@@ -222,8 +222,18 @@ impl Fingerprint {
 mod tests {
     use super::*;
 
-    fn examples() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    /// The example organisation's own files (`examples/` also holds other demos).
+    fn examples(into: &Path) -> PathBuf {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
+            let from = examples.join(part);
+            if from.is_dir() {
+                copy_tree(&from, &into.join(part));
+            } else {
+                std::fs::copy(&from, into.join(part)).unwrap();
+            }
+        }
+        into.to_path_buf()
     }
 
     fn copy_tree(from: &Path, to: &Path) {
@@ -245,8 +255,9 @@ mod tests {
 
     #[test]
     fn the_example_organisation_loads_whole() {
+        let temp = tempfile::tempdir().unwrap();
         let organisation =
-            load(&examples(), today()).unwrap_or_else(|refused| panic!("{refused:#?}"));
+            load(&examples(temp.path()), today()).unwrap_or_else(|refused| panic!("{refused:#?}"));
         assert!(
             organisation.plans.contains_key("checkout-api-code"),
             "{:?}",
@@ -258,7 +269,7 @@ mod tests {
     #[test]
     fn one_bad_file_refuses_the_organisation_with_its_diagnostics() {
         let temp = tempfile::tempdir().unwrap();
-        copy_tree(&examples(), temp.path());
+        examples(temp.path());
         let before = Fingerprint::of(temp.path());
         let bad = temp.path().join("services/checkout-api/broken.yaml");
         let good =

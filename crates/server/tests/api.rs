@@ -418,8 +418,33 @@ async fn revoked_tokens_stop_working_at_once() {
     assert!(!tokens.to_string().contains("gantry_"), "no secret is ever listed: {tokens}");
 }
 
-fn examples() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+/// The example organisation's own files (`examples/` also holds other demos), copied into
+/// `into`: the topology, the policy, the defaults, the teams and the services.
+fn example_organisation(into: &std::path::Path) -> std::path::PathBuf {
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_tree(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let organisation = into.join("organisation");
+    std::fs::create_dir_all(&organisation).unwrap();
+    for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
+        let from = examples.join(part);
+        if from.is_dir() {
+            copy_tree(&from, &organisation.join(part));
+        } else {
+            std::fs::copy(&from, organisation.join(part)).unwrap();
+        }
+    }
+    organisation
 }
 
 /// Waits (bounded) until `ready` holds of the controller.
@@ -437,7 +462,8 @@ async fn people_act_through_the_engine_within_their_team_and_never_on_their_own_
         ("payments-developer", json!([{"role": "developer", "team": "payments"}])),
         ("author", json!([{"role": "approver"}])),
     ];
-    let api = Api::start_with(Some(examples()), &people).await;
+    let organisation = tempfile::tempdir().unwrap();
+    let api = Api::start_with(Some(example_organisation(organisation.path())), &people).await;
     until(&api.controller, "the organisation's pipelines", |c| {
         c.pipeline_views().contains_key("checkout-api-code")
     })

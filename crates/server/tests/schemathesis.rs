@@ -47,8 +47,7 @@ fn generated_requests_find_no_server_error_and_no_schema_contradiction() {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let organisation =
-        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"));
+    let organisation = Some(example_organisation(temp.path()));
     let rounds = server::start_rounds(controller.clone(), organisation).unwrap();
     let served = runtime.spawn(server::serve(controller, listener, rounds, async move {
         let _ = stopped.await;
@@ -87,4 +86,33 @@ fn generated_requests_find_no_server_error_and_no_schema_contradiction() {
     let report = reports.join("\n");
     assert!(!failed, "schemathesis found problems:\n{report}");
     println!("{report}");
+}
+
+/// The example organisation's own files (`examples/` also holds other demos), copied into
+/// `into`: the topology, the policy, the defaults, the teams and the services.
+fn example_organisation(into: &std::path::Path) -> std::path::PathBuf {
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_tree(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let organisation = into.join("organisation");
+    std::fs::create_dir_all(&organisation).unwrap();
+    for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
+        let from = examples.join(part);
+        if from.is_dir() {
+            copy_tree(&from, &organisation.join(part));
+        } else {
+            std::fs::copy(&from, organisation.join(part)).unwrap();
+        }
+    }
+    organisation
 }
