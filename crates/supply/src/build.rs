@@ -354,7 +354,7 @@ impl Builder<'_> {
     }
 
     /// The base of a build of `commit`: the pipeline's newest deployable artifact built from a
-    /// strict ancestor of it, else the configured trusted base (which must be an ancestor).
+    /// strict ancestor of it by the same builder id, else the configured trusted base (which must be an ancestor).
     /// Building an older commit, or the same one again, does not take a later artifact as its
     /// base (that would list no commits, and so none to review).
     pub fn base(
@@ -364,10 +364,14 @@ impl Builder<'_> {
         commit: &str,
     ) -> Result<Base, Error> {
         let history = self.store.list()?;
+        // Only this builder's own kind of artifact: one built by hand in the same home had its
+        // range start wherever its caller said (`trusted_base`), so it proves nothing.
+        let builder = builder_id(self.role, self.sandbox);
         for artifact in history.iter().rev() {
             let manifest = &artifact.manifest;
             let built = &manifest.source.commit;
-            if manifest.pipeline != request.pipeline
+            if manifest.builder.id != builder
+                || manifest.pipeline != request.pipeline
                 || normalize_repository(&manifest.source.repository)
                     != normalize_repository(&repository.name)
                 || manifest.source.branch != repository.branch

@@ -458,10 +458,23 @@ fn check_base(manifest: &Manifest, inputs: &Inputs, policy: &Policy) -> Result<(
     };
     match source.base_artifact {
         Some(digest) => {
-            let held = inputs
-                .history
-                .iter()
-                .find(|a| a.digest == digest)
+            // A stored artifact is a base only if a builder this policy trusts built it: the
+            // store also keeps artifacts that never passed verification (hand-run builds,
+            // whose range started wherever their caller said).
+            let stored = inputs.history.iter().find(|a| a.digest == digest);
+            if let Some(stored) = stored
+                && !policy.builder_ids.contains(&stored.manifest.builder.id)
+            {
+                return fail(
+                    Check::Policy,
+                    format!(
+                        "the commit range starts at artifact {digest}, built by {}, which this \
+                         policy does not trust; its commit list proves nothing",
+                        stored.manifest.builder.id
+                    ),
+                );
+            }
+            let held = stored
                 .map(|a| VerifiedBase::of(&a.manifest))
                 .or_else(|| inputs.bases.iter().find(|b| b.digest == digest).cloned());
             match held {

@@ -229,3 +229,60 @@ fn a_host_accepts_a_range_only_on_a_base_it_verified_or_trusts() {
         }
     }
 }
+
+#[test]
+fn a_hand_run_build_in_the_builders_home_is_no_base_for_the_service() {
+    // The pipeline's first build is run by hand, in the build service's home.
+    let world = World::new();
+    let hidden = world.commit("bob", "never reviewed", &[("main.c", GREETER)]);
+    let reviewed = world.commit("bob", "reviewed", &[("main.c", &GREETER.replace("hello", "yo"))]);
+    world.approve(&world.alice, &reviewed).unwrap();
+    // By hand, whoever runs the build names the trusted base: here the unreviewed commit, so
+    // the artifact lists only the reviewed one and looks deployable.
+    let job = gantry_supply::operations::BuildJob {
+        request: BuildRequest { trusted_base: Some(hidden.clone()), ..world.request(BUILD) },
+        sandbox: gantry_supply::build::Sandbox::detect(),
+        role: gantry_supply::build::BuilderRole::Local,
+    };
+    let by_hand = gantry_supply::operations::build_and_check(&world.home(), &job).unwrap();
+    assert_eq!(ids(&by_hand.built.artifact), short(&[&reviewed]));
+
+    // The service's next build does not start its range there, so the hidden commit is listed.
+    let next = world.commit("bob", "next", &[("main.c", &GREETER.replace("hello", "hey"))]);
+    world.approve(&world.alice, &next).unwrap();
+    let artifact = world.build(BUILD).unwrap();
+    assert_ne!(artifact.manifest.source.base_artifact, Some(by_hand.built.artifact.digest));
+    assert!(ids(&artifact).contains(&hidden[..7].to_string()), "{:?}", ids(&artifact));
+
+    // A verifier holding the hand-run artifact does not take it as a base either: the
+    // service's statement, re-signed as if it had started there, is refused.
+    let mut forged = artifact.manifest.clone();
+    forged.source.base_artifact = Some(by_hand.built.artifact.digest);
+    forged.source.baseline = Some(reviewed.clone());
+    forged.commits.retain(|record| record.commit.id != hidden && record.commit.id != reviewed);
+    let bytes = forged.to_bytes();
+    let statement =
+        gantry_supply::attestation::statement(&forged, gantry_supply::Digest::of(&bytes), "forged");
+    let key = world.keys().active_key().unwrap();
+    let envelope = serde_json::to_vec(&gantry_supply::attestation::sign(&statement, &key)).unwrap();
+    let reviews = world.reviews();
+    let trusted = world.keys().trusted().unwrap();
+    let blocks = world.home().blocks().unwrap();
+    let history = world.store().list().unwrap();
+    let inputs = gantry_supply::verify::Inputs {
+        package_digest: forged.package.digest,
+        envelope: &envelope,
+        manifest: Some(&bytes),
+        trusted: &trusted,
+        blocks: Some(&blocks),
+        reviews: &reviews,
+        history: &history,
+        bases: &[],
+    };
+    let policy = gantry_supply::verify::Policy {
+        builder_ids: vec![artifact.manifest.builder.id.clone()],
+        ..gantry_supply::verify::Policy::default()
+    };
+    let refused = gantry_supply::verify::verify(&inputs, &policy).unwrap_err().to_string();
+    assert!(refused.contains("which this policy does not trust"), "{refused}");
+}
