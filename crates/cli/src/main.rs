@@ -48,6 +48,8 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// The local fleet: boxes as processes on this machine, behind built-in load balancers.
     Fleet(commands::fleet::FleetArgs),
+    /// Gantry's main job on this machine: a controller, a fleet, a good change and a bad one.
+    Demo(commands::demo::DemoArgs),
     /// Every pipeline on the controller at a glance: its stages and whether it is held.
     Status(commands::operate::StatusArgs),
     /// One pipeline on the controller: stages, lanes, blockers, bakes, rollbacks, artifacts.
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => commands::operate::rollback(args),
         Command::Retry(args) => commands::operate::retry(args),
         Command::Completions(args) => commands::operate::completions(args, Cli::command()),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -9,12 +9,15 @@
 //! - [`sample`]: the sample service whose behaviour its configuration file sets.
 //! - [`local`]: the local fleet — a balancer process per target and an agent process per box,
 //!   for a slice of the topology — brought up, listed and taken down.
+//! - [`demo`]: `gantry demo` — a controller, the whole demo fleet, traffic and a sample-service
+//!   repository, and the story of a good change and a bad one, told as [`demo::Narrative`].
 //!
 //! Architecture invariant: a box takes traffic only while registered and passing its health
 //! check, and the agent deregisters it (draining) before any of its hooks stop it.
 
 pub mod balancer;
 pub mod builtin;
+pub mod demo;
 pub mod haproxy;
 pub mod health;
 pub mod local;

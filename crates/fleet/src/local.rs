@@ -141,6 +141,8 @@ pub struct Launch {
     pub gantry: PathBuf,
     pub dir: PathBuf,
     pub controller: String,
+    /// The service whose pipelines deploy to the boxes (their agent tokens name it).
+    pub service: String,
     /// An admin token, to issue each box its own agent token.
     pub admin_token: String,
     /// The boxes' trust root (`trust.json`).
@@ -167,7 +169,9 @@ fn agent_token(launch: &Launch, box_id: &str) -> Result<String, Error> {
     let mut response = agent
         .post(format!("{}/api/v1/tokens", launch.controller.trim_end_matches('/')))
         .header("authorization", &format!("Bearer {}", launch.admin_token.trim()))
-        .send_json(serde_json::json!({"kind": "agent", "box_id": box_id}))
+        .send_json(
+            serde_json::json!({"kind": "agent", "box_id": box_id, "service": launch.service}),
+        )
         .map_err(|e| Error::Io(format!("the controller at {}: {e}", launch.controller)))?;
     let status = response.status();
     let body: serde_json::Value = response.body_mut().read_json().unwrap_or_default();
@@ -312,7 +316,7 @@ fn service_pid(dir: &Path) -> Option<u32> {
 }
 
 /// Every process of the fleet: agents, the services their hooks started, balancers.
-fn processes(record: &FleetRecord) -> Vec<u32> {
+pub fn processes(record: &FleetRecord) -> Vec<u32> {
     let mut pids = Vec::new();
     for target in &record.targets {
         for b in &target.boxes {

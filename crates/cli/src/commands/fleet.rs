@@ -119,6 +119,9 @@ enum FleetCommand {
         /// The controller the agents report to.
         #[arg(long)]
         controller: String,
+        /// The service whose pipelines deploy to the boxes.
+        #[arg(long, default_value = "sample-service")]
+        service: String,
         /// An admin token's file, to issue each box its agent token.
         #[arg(long)]
         admin_token_file: PathBuf,
@@ -152,6 +155,7 @@ pub fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
             environments,
             boxes,
             controller,
+            service,
             admin_token_file,
             trust,
             health_path,
@@ -166,6 +170,7 @@ pub fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
                 gantry: std::env::current_exe()?,
                 dir: dir.clone(),
                 controller,
+                service,
                 admin_token,
                 trust: std::path::absolute(&trust)?,
                 health_path,

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod alarm;
+pub mod demo;
 pub mod fleet;
 pub mod operate;
 pub mod pipelines;

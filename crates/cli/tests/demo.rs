@@ -1,0 +1,281 @@
+//! `gantry demo`, judged from evidence the demo does not write itself: the demo organisation's
+//! plan; the controller's box list and the fleet's processes while it runs; and, for the whole
+//! story, the controller's audit log and metrics, each box agent's kept revisions and each
+//! built-in balancer's event log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gantry_fleet::demo::{self, Demo, DemoConfig};
+use serde_json::Value;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// One step of the demo's plan: step, target and bake, as `gantry plan` prints them.
+fn check_plan(plan: &str, expected: &[(&str, &str, &str)]) {
+    let rows: Vec<Vec<&str>> = plan
+        .lines()
+        .map(|line| line.split("  ").map(str::trim).filter(|w| !w.is_empty()).collect())
+        .collect();
+    for (step, target, bake) in expected {
+        assert!(
+            rows.iter().any(|row| row.windows(3).any(|w| w == [*step, *target, *bake])),
+            "no step {step} on {target} baking {bake} in\n{plan}"
+        );
+    }
+}
+
+#[test]
+fn the_demo_pipeline_bakes_for_seconds_through_every_region_in_a_window_always_open() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("plan")
+        .arg(examples().join("demo/sample-service.yaml"))
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{plan}{}", String::from_utf8_lossy(&output.stderr));
+    check_plan(
+        &plan,
+        &[
+            ("beta/environment", "beta/demo-east-1", "5s"),
+            ("wave-1/one-box", "prod/demo-east-1/demo-east-1a", "40s + 100 requests"),
+            ("wave-1/zone-2", "prod/demo-east-1/demo-east-1b", "10s + 1000 requests"),
+            ("wave-2/one-box", "prod/demo-west-1/demo-west-1a", "40s + 100 requests"),
+            ("wave-2/zone-2", "prod/demo-west-1/demo-west-1b", "5s + 1000 requests"),
+        ],
+    );
+    assert!(plan.contains("windows: allow [* * * * *]"), "{plan}");
+}
+
+fn alive(pid: u32) -> bool {
+    gantry_fleet::local::alive(pid)
+}
+
+#[test]
+fn the_demo_brings_up_a_controller_and_every_box_and_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DemoConfig {
+        gantry: PathBuf::from(env!("CARGO_BIN_EXE_gantry")),
+        examples: examples(),
+        dir: dir.path().join("demo"),
+    };
+    let mut told = Vec::new();
+    let demo = Demo::start(&config, &mut |step| told.push(step)).unwrap();
+    let pids = demo.processes();
+    // The controller and, for 9 boxes in 5 targets, 9 agents and 5 balancers.
+    assert_eq!(pids.len(), 1 + 9 + 5, "{pids:?}");
+    assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?}");
+
+    // The controller's own view: every box of the demo topology reported.
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let boxes: Value = agent
+        .get(format!("{}/api/v1/boxes", demo.url))
+        .header("authorization", &format!("Bearer {}", demo.admin_token))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let mut reported: Vec<&str> = boxes["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b.get("reported_at").is_some())
+        .map(|b| b["target"]["region"].as_str().unwrap())
+        .collect();
+    reported.sort();
+    assert_eq!(reported, [vec!["demo-east-1"; 5], vec!["demo-west-1"; 4]].concat());
+
+    // The sample service's repository, with its first commit.
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(&demo.repository)
+        .args(["log", "--format=%s"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "The sample service, v1");
+
+    drop(demo);
+    for pid in &pids {
+        assert!(!alive(*pid), "process {pid} outlived the demo");
+    }
+    let events = dir
+        .path()
+        .join("demo/fleet/prod-demo-east-1-demo-east-1a")
+        .join(demo::BALANCER_EVENTS_FILE);
+    assert!(events.exists(), "{} was not written", events.display());
+}
+
+/// Stops a `gantry demo` process and everything it started, whatever the test's outcome.
+struct DemoProcess {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        // Ctrl-C first: the demo stops its own processes.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Then whatever a demo killed outright would have left.
+        let fleet = self.dir.join("fleet");
+        if fleet.join(gantry_fleet::local::RECORD_FILE).exists() {
+            let _ = gantry_fleet::local::down(&fleet);
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join(demo::SERVER_PID_FILE)) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_and_every_process_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["demo", "--dir"])
+        .arg(&demo_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut process = DemoProcess { child, dir: demo_dir.clone() };
+    let stderr = process.child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut told = Vec::new();
+    // Running: the first change is committed, the fleet and the controller are up.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        told.push(line.clone());
+        if line.contains("committed") {
+            break;
+        }
+    }
+    let record = gantry_fleet::local::FleetRecord::read(&demo_dir.join("fleet"))
+        .unwrap_or_else(|e| panic!("{e}: {told:?}"));
+    let mut pids = gantry_fleet::local::processes(&record);
+    let server: u32 = std::fs::read_to_string(demo_dir.join(demo::SERVER_PID_FILE))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    pids.push(server);
+    assert_eq!(pids.len(), 1 + 9 + 5, "{pids:?}");
+
+    let interrupted =
+        Command::new("kill").args(["-INT", &process.child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = process.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped by Ctrl-C")), "{rest:?}");
+    for pid in &pids {
+        assert!(!alive(*pid), "process {pid} outlived the demo");
+    }
+}
+
+/// The whole story as the README's main-job command runs it. The controller does not yet build
+/// from a pipeline's sources or evaluate its alarms, so the story stops at its first build.
+#[test]
+#[ignore = "needs the controller to build pipelines' sources and evaluate scraped alarms"]
+fn the_demo_story_good_change_everywhere_bad_change_rolled_back_at_its_one_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["demo", "--once", "--dir"])
+        .arg(&demo_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut process = DemoProcess { child, dir: demo_dir.clone() };
+    let stdout = process.child.stdout.take().unwrap();
+    let output = std::io::read_to_string(stdout).unwrap();
+    let status = process.child.wait().unwrap();
+    let summary = output.lines().last().unwrap_or_default().to_string();
+    assert!(status.success(), "{output}");
+    assert!(summary.starts_with("demo passed:"), "{summary}");
+    let digests: Vec<&str> =
+        summary.split_whitespace().filter(|w| w.starts_with("sha256:")).collect();
+    let [good, bad] = digests[..] else { panic!("no digests in {summary}") };
+
+    // The alarm fired from scraped metrics, and the rollback names it.
+    let audit = std::fs::read_to_string(demo_dir.join(demo::AUDIT_FILE)).unwrap();
+    let entries: Value = serde_json::from_str(&audit).unwrap();
+    let entries = entries["records"].as_array().cloned().unwrap_or_default();
+    let text = |e: &Value| e.to_string();
+    assert!(
+        entries.iter().any(|e| text(e).contains("SampleService_High_Fault_Rate")
+            && text(e).to_lowercase().contains("scrape")),
+        "no alarm transition from a scrape in the audit log: {audit}"
+    );
+    assert!(
+        entries.iter().any(|e| text(e).to_lowercase().contains("roll")
+            && text(e).contains("SampleService_High_Fault_Rate")
+            && text(e).contains(bad)),
+        "no rollback of {bad} naming the alarm: {audit}"
+    );
+    let metrics = std::fs::read_to_string(demo_dir.join(demo::METRICS_FILE)).unwrap();
+    assert!(
+        metrics.lines().any(|l| l.contains("scrape")
+            && !l.starts_with('#')
+            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0)),
+        "the controller's metrics show no scrapes:\n{metrics}"
+    );
+
+    // The good change was installed on every box, the bad one on its one box only: each agent
+    // keeps every revision it installed (the demo has three), and `fleet down` keeps the boxes'
+    // directories.
+    let fleet = demo_dir.join("fleet");
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let installed = |digest: &str| -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for target in std::fs::read_dir(&fleet).unwrap().flatten() {
+            for b in std::fs::read_dir(target.path()).into_iter().flatten().flatten() {
+                let revision = b
+                    .path()
+                    .join("agent/pipelines")
+                    .join(demo::PIPELINE)
+                    .join("revisions")
+                    .join(hex(digest));
+                if revision.exists() {
+                    found.push(b.path());
+                }
+            }
+        }
+        found
+    };
+    assert_eq!(installed(good).len(), 9, "boxes that installed {good}");
+    let bad_on = installed(bad);
+    assert_eq!(bad_on.len(), 1, "{bad} was installed on {bad_on:?}");
+    assert!(bad_on[0].to_string_lossy().contains("demo-east-1a"), "{bad_on:?}");
+
+    // The capacity floor (one healthy box per zone) held throughout, from each balancer's log.
+    for target in std::fs::read_dir(&fleet).unwrap().flatten() {
+        let events = target.path().join(demo::BALANCER_EVENTS_FILE);
+        let name = target.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("prod-") {
+            continue;
+        }
+        let events: Vec<gantry_fleet::balancer::Event> =
+            serde_json::from_slice(&std::fs::read(&events).unwrap()).unwrap();
+        let over_time = gantry_fleet::balancer::healthy_over_time(&events);
+        let first_full = over_time.iter().position(|(_, n)| *n == 2).expect("never fully healthy");
+        // The demo records the log before it stops the fleet, so this is the story alone.
+        for (at, healthy) in &over_time[first_full..] {
+            assert!(*healthy >= 1, "{name}: {healthy} healthy boxes at {at}");
+        }
+    }
+}
