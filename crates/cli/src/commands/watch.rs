@@ -83,7 +83,9 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                     now.strftime("%Y-%m-%d %H:%M:%S UTC"),
                     interval.as_secs()
                 );
-                for line in std::iter::once(header).chain(draw(&picture, now)) {
+                let lines: Vec<String> =
+                    std::iter::once(header).chain(draw(&picture, now)).collect();
+                for line in fit(lines, terminal_size()) {
                     frame.push_str(&line);
                     frame.push_str("\x1b[K\n");
                 }
@@ -105,6 +107,32 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(interval);
     }
+}
+
+/// The terminal's (rows, columns), when stdout is one that says.
+fn terminal_size() -> Option<(usize, usize)> {
+    let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row as usize, size.ws_col as usize))
+}
+
+/// The picture cut to the terminal: a line longer than the width would wrap and a picture
+/// taller than the screen would scroll, and either breaks redrawing in place. The last row
+/// stays empty for the cursor.
+fn fit(mut lines: Vec<String>, size: Option<(usize, usize)>) -> Vec<String> {
+    let Some((rows, columns)) = size else { return lines };
+    let room = rows.saturating_sub(1).max(1);
+    if lines.len() > room {
+        let hidden = lines.len() - room + 1;
+        lines.truncate(room - 1);
+        lines
+            .push(format!("… {hidden} more lines: make the terminal taller or watch one pipeline"));
+    }
+    for line in &mut lines {
+        if let Some((cut, _)) = line.char_indices().nth(columns) {
+            line.truncate(cut);
+        }
+    }
+    lines
 }
 
 fn look(client: &Client, pipeline: Option<&str>) -> Result<Picture, gantry_client::Error> {
@@ -258,4 +286,25 @@ fn plain_lines(picture: &Picture) -> Vec<(String, String)> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_picture_fits_the_terminal() {
+        let check = |lines: &[&str], size: Option<(usize, usize)>, expected: &[&str]| {
+            let lines = lines.iter().map(|l| l.to_string()).collect();
+            assert_eq!(fit(lines, size), expected, "{size:?}");
+        };
+        check(&["a", "b"], None, &["a", "b"]);
+        check(&["abcdef", "b"], Some((10, 4)), &["abcd", "b"]);
+        check(&["—— wide", "x"], Some((10, 2)), &["——", "x"]);
+        check(
+            &["1", "2", "3", "4", "5"],
+            Some((4, 80)),
+            &["1", "2", "… 3 more lines: make the terminal taller or watch one pipeline"],
+        );
+    }
 }
