@@ -242,6 +242,16 @@ fn each_operator_command_acts_through_the_api() {
     ] {
         check(&controller.gantry(&operator, &args), expect);
     }
+    // Reviews are never overridden; a kind the API does not know is named as the field at fault.
+    let kind = |blocker: &'static str| {
+        vec!["override", PIPELINE, "--blocker", blocker, "--reason", "r", "--for", "1h"]
+    };
+    for (args, expect) in [
+        (kind("nonsense"), Expect::Refused("field `blocker`")),
+        (kind("unreviewed"), Expect::Refused("Unreviewed blockers cannot be overridden")),
+    ] {
+        check(&controller.gantry(&operator, &args), expect);
+    }
     let (_, audit) = controller.call(&viewer, "GET", "/api/v1/audit?limit=1000", None);
     assert!(audit.to_string().contains("launch day"), "the override is audited: {audit}");
 
