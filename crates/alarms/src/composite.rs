@@ -96,13 +96,38 @@ pub enum Rule {
     },
 }
 
+/// Units of [`Threshold::Percent`] in one percent: six decimals, more than a written
+/// threshold of at most [`MAX_PERCENT_DIGITS`] characters can hold.
+const PERCENT_SCALE: u64 = 1_000_000;
+/// The longest percentage `AT_LEAST` reads (`12.345678`): bounds the number and keeps every
+/// digit exact in [`PERCENT_SCALE`] units.
+const MAX_PERCENT_DIGITS: usize = 9;
+
+/// A written percentage (`50`, `12.5`, `0.001`), above 0 and at most 100, exactly in
+/// millionths of a percent; `None` otherwise.
+fn exact_percent(number: &str) -> Option<u32> {
+    if number.is_empty() || number.len() > MAX_PERCENT_DIGITS {
+        return None;
+    }
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || fraction.contains('.') || fraction.len() > 6 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let fraction: u64 =
+        if fraction.is_empty() { 0 } else { format!("{fraction:0<6}").parse().ok()? };
+    let value = whole.checked_mul(PERCENT_SCALE)?.checked_add(fraction)?;
+    (value > 0 && value <= 100 * PERCENT_SCALE).then_some(value as u32)
+}
+
 /// How many of an `AT_LEAST`'s alarms must match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Threshold {
     /// At least this many.
     Count(u32),
-    /// At least this share, in hundredths of a percent (`62.5%` is 6250), so the rule stays
-    /// comparable and exact.
+    /// At least this share, in millionths of a percent (`62.5%` is 62_500_000), read from the
+    /// written digits, so the rule stays comparable and exact: no written percentage above 0%
+    /// rounds to 0%, and none rounds across a share of alarms (`66.666%` of 3 alarms is 2).
     Percent(u32),
 }
 
@@ -153,9 +178,10 @@ impl Rule {
                     alarms.iter().filter(|alarm| (state_of(alarm) == *state) != *negated).count();
                 match threshold {
                     Threshold::Count(count) => matching >= *count as usize,
-                    // matching / n ≥ p / 10000, in integers.
-                    Threshold::Percent(hundredths) => {
-                        matching as u64 * 10_000 >= u64::from(*hundredths) * alarms.len() as u64
+                    // matching / n ≥ p / (100 · PERCENT_SCALE), in integers.
+                    Threshold::Percent(millionths) => {
+                        matching as u64 * 100 * PERCENT_SCALE
+                            >= u64::from(*millionths) * alarms.len() as u64
                     }
                 }
             }
@@ -261,12 +287,13 @@ impl fmt::Display for Rule {
             Rule::AtLeast { threshold, state, negated, alarms } => {
                 match threshold {
                     Threshold::Count(count) => write!(f, "AT_LEAST({count}, ")?,
-                    Threshold::Percent(hundredths) => {
-                        let whole = hundredths / 100;
-                        match hundredths % 100 {
+                    Threshold::Percent(millionths) => {
+                        let scale = PERCENT_SCALE as u32;
+                        let whole = millionths / scale;
+                        match millionths % scale {
                             0 => write!(f, "AT_LEAST({whole}%, ")?,
                             fraction => {
-                                let fraction = format!("{fraction:02}");
+                                let fraction = format!("{fraction:06}");
                                 write!(f, "AT_LEAST({whole}.{}%, ", fraction.trim_end_matches('0'))?
                             }
                         }
@@ -652,10 +679,8 @@ impl Parser {
             self.position += 1;
         }
         let threshold = if percent {
-            let value =
-                number.parse::<f64>().ok().filter(|p| *p > 0.0 && *p <= 100.0 && number.len() <= 8);
-            match value {
-                Some(p) => Threshold::Percent((p * 100.0).round() as u32),
+            match exact_percent(&number) {
+                Some(millionths) => Threshold::Percent(millionths),
                 None => {
                     return Err(CompositeError {
                         column: threshold_column,
@@ -956,6 +981,16 @@ mod tests {
             );
         }
         check("AT_LEAST(12.5%, OK, (a))", r#"AT_LEAST(12.5%, OK, ("a")) | names: a"#);
+        check("AT_LEAST(0.000001%, OK, (a))", r#"AT_LEAST(0.000001%, OK, ("a")) | names: a"#);
+        check("AT_LEAST(066.6660%, OK, (a))", r#"AT_LEAST(66.666%, OK, ("a")) | names: a"#);
+        for refused in ["0.0000001", "0.000", "1.2.3", ".5", "100.000001"] {
+            check(
+                &format!("AT_LEAST({refused}%, ALARM, (a))"),
+                &format!(
+                    "error: column 10: `AT_LEAST` takes a percentage above 0% and at most 100%, found `{refused}%`"
+                ),
+            );
+        }
         check(
             "AT_LEAST(4, ALARM, (a, b, c))",
             "error: column 10: `AT_LEAST(4, ...)` lists only 3 alarms, so it could never hold",
@@ -1003,6 +1038,31 @@ mod tests {
             ("AT_LEAST(100%, OK, (c))", true),
             ("AT_LEAST(33.4%, ALARM, (a, c, d))", false),
             ("AT_LEAST(33.3%, ALARM, (a, c, d))", true),
+        ];
+        for (rule, expected) in cases {
+            assert_eq!(holds(rule), expected, "{rule}");
+        }
+    }
+
+    #[test]
+    fn at_least_percentages_are_exact_to_the_digit_written() {
+        use AlarmState::{Alarm, Ok};
+        let states = [("a", Alarm), ("b", Alarm), ("c", Ok)];
+        let holds = |rule: &str| {
+            parse(rule).unwrap().holds(&mut |name| {
+                states.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap()
+            })
+        };
+        let cases = [
+            // A share above 0% never rounds to 0%: with no alarm in the state it does not hold.
+            ("AT_LEAST(0.001%, OK, (a, b))", false),
+            ("AT_LEAST(0.000001%, ALARM, (a, c))", true),
+            // 2 of 3 is 66.666…%, at least 66.666% and 66.6666%, short of 66.67%.
+            ("AT_LEAST(66.666%, ALARM, (a, b, c))", true),
+            ("AT_LEAST(66.6666%, ALARM, (a, b, c))", true),
+            ("AT_LEAST(66.67%, ALARM, (a, b, c))", false),
+            ("AT_LEAST(33.333333%, OK, (a, b, c))", true),
+            ("AT_LEAST(33.334%, OK, (a, b, c))", false),
         ];
         for (rule, expected) in cases {
             assert_eq!(holds(rule), expected, "{rule}");
