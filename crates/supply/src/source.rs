@@ -257,14 +257,26 @@ impl Repository {
             .filter_map(|(_, parent)| parent.as_ref().map(|p| format!("{p}^{{tree}}")))
             .collect();
         if !parents.is_empty() {
-            let mut args = vec!["rev-parse", "--end-of-options"];
+            // Each argument is a full commit id from `git log`, never an option; rev-parse
+            // would echo a `--end-of-options` back as a line of its output and shift every
+            // tree onto the wrong commit.
+            let mut args = vec!["rev-parse"];
             args.extend(parents.iter().map(String::as_str));
             let out = git(&self.git_dir, &args)?;
-            let mut trees = String::from_utf8_lossy(&out)
+            let trees: Vec<String> = String::from_utf8_lossy(&out)
                 .lines()
                 .map(str::to_string)
-                .collect::<Vec<_>>()
-                .into_iter();
+                .filter(|tree| is_commit_id(tree))
+                .collect();
+            if trees.len() != parents.len() {
+                return Err(Error::Source(format!(
+                    "`git rev-parse` named {} trees for {} parents in {}",
+                    trees.len(),
+                    parents.len(),
+                    self.name
+                )));
+            }
+            let mut trees = trees.into_iter();
             for (commit, parent) in &mut commits {
                 if parent.is_some() {
                     commit.parent_tree = trees.next().unwrap_or_default();

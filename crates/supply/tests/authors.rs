@@ -188,3 +188,29 @@ fn a_revert_to_an_approved_tree_is_not_covered_by_that_approval() {
     let refused = verified(&world, &artifact).unwrap_err();
     assert!(refused.contains(&revert[..12]), "{refused}");
 }
+
+#[test]
+fn a_revert_to_an_approved_non_root_tree_is_not_covered_by_that_approval() {
+    let world = World::new();
+    let root = world.commit("bob", "skeleton", &[("main.c", GREETER)]);
+    world.approve(&world.alice, &root).unwrap();
+    world.build(BUILD).unwrap();
+    // An approved commit with a parent: its approval names its parent's tree.
+    let feature = world.commit("bob", "feature", &[("README", "greeter\n")]);
+    world.approve(&world.alice, &feature).unwrap();
+    world.build(BUILD).unwrap();
+    let fix = world.commit("bob", "security fix", &[("main.c", &GREETER.replace("%d", "%i"))]);
+    world.approve(&world.alice, &fix).unwrap();
+    world.build(BUILD).unwrap();
+    // Back to the feature's tree, on top of the fix: same tree, another parent tree.
+    let revert = world.commit("bob", "tidy up", &[("main.c", GREETER)]);
+    let artifact = world.build(BUILD).unwrap();
+    let record = &artifact.manifest.commits[0];
+    assert_eq!(record.commit.id, revert);
+    assert!(record.reviewers.is_empty(), "the feature's approval covered the revert");
+    let refused = verified(&world, &artifact).unwrap_err();
+    assert!(refused.contains(&revert[..12]), "{refused}");
+    let fix_tree =
+        String::from_utf8(git(&world.repo(), &["rev-parse", &format!("{fix}^{{tree}}")])).unwrap();
+    assert_eq!(record.commit.parent_tree, fix_tree.trim(), "the parent tree is the fix's tree");
+}
