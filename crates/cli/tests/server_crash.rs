@@ -456,6 +456,17 @@ fn killed_in_the_middle_of_a_long_poll_and_at_random_points_it_converges() {
         world.restart();
     }
     until(&mut world, "convergence", World::converged);
+    // And after the repair was carried out: nothing more is commanded, whatever the kills.
+    for _ in 0..kills / 4 {
+        for _ in 0..3 {
+            world.step_agents("0s");
+        }
+        world.restart();
+    }
+    until(&mut world, "convergence after the repair", World::converged);
+    for _ in 0..5 {
+        world.step_agents("0s");
+    }
     world.check_outcome();
 }
 
