@@ -114,7 +114,7 @@ fn the_agent_registers_polls_and_reports_and_survives_kill_9() {
         admin,
         "POST",
         "/api/v1/tokens",
-        Some(json!({"kind": "agent", "box_id": "box-1"})),
+        Some(json!({"kind": "agent", "box_id": "box-1", "service": "sample"})),
     );
     assert_eq!(status, 201, "{answer}");
     std::fs::write(dir.path().join("agent.token"), answer["token"].as_str().unwrap()).unwrap();
