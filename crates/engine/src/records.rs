@@ -324,6 +324,7 @@ impl Engine {
     pub(crate) fn index(&mut self) {
         self.users.clear();
         self.alarm_readers.clear();
+        self.shared_targets.clear();
         for (name, pipeline) in &self.pipelines {
             for target in pipeline.targets.keys() {
                 let shared: SharedTarget = (pipeline.plan.service.clone(), target.clone());
@@ -336,6 +337,22 @@ impl Engine {
             for plan in plans {
                 for alarm in plan_alarms(plan) {
                     self.alarm_readers.entry(alarm.clone()).or_default().insert(name.clone());
+                }
+            }
+        }
+        for ((_, target), users) in self.users.iter().filter(|(_, users)| users.len() > 1) {
+            for name in users {
+                self.shared_targets.entry(name.clone()).or_default().push(target.clone());
+            }
+        }
+        // A target no longer shared (its other pipeline removed) has no box taken elsewhere.
+        for (name, pipeline) in &mut self.pipelines {
+            let shared = self.shared_targets.get(name);
+            for (target, state) in &mut pipeline.targets {
+                if shared.is_none_or(|targets| !targets.contains(target)) {
+                    for box_state in state.fleet.boxes.values_mut() {
+                        box_state.taken_elsewhere = false;
+                    }
                 }
             }
         }

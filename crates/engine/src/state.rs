@@ -41,6 +41,8 @@ pub struct Engine {
     pub(crate) plans: BTreeMap<(String, u32), Arc<Plan>>,
     /// Which pipelines deploy to each shared target (service, target). Derived from the plans.
     pub(crate) users: BTreeMap<SharedTarget, BTreeSet<String>>,
+    /// Per pipeline, its targets that other pipelines deploy to too. Derived from the plans.
+    pub(crate) shared_targets: BTreeMap<String, Vec<Target>>,
     /// Each shared target by its record's key.
     pub(crate) target_keys: BTreeMap<String, SharedTarget>,
     /// Records a step may have deleted (a pipeline removed, a plan replaced): checked, with

@@ -185,6 +185,7 @@ impl Engine {
             pipelines: BTreeMap::new(),
             plans: BTreeMap::new(),
             users: BTreeMap::new(),
+            shared_targets: BTreeMap::new(),
             target_keys: BTreeMap::new(),
             maybe_gone: BTreeSet::new(),
             alarm_readers: BTreeMap::new(),
@@ -308,11 +309,13 @@ impl Engine {
         }
         self.check_invariants(now, &names);
         let mut candidates = std::mem::take(&mut self.maybe_gone);
-        if scope.global {
-            candidates.insert(crate::records::global_key());
-        }
-        for name in &names {
-            candidates.extend(self.keys_of(name));
+        if self.track_records {
+            if scope.global {
+                candidates.insert(crate::records::global_key());
+            }
+            for name in &names {
+                candidates.extend(self.keys_of(name));
+            }
         }
         let mut changed = self.changes(candidates);
         if self.planted_bug == Some(crate::PlantedBug::UnreportedTargetWrite) {
@@ -371,14 +374,12 @@ impl Engine {
     /// Marks the boxes of `name`'s shared targets that other pipelines have taken out of
     /// service, so its capacity floor counts them and it commands none of them.
     fn refresh_shared(&mut self, name: &str) {
+        let Some(shared) = self.shared_targets.get(name) else { return };
         let Some(pipeline) = self.pipelines.get(name) else { return };
         let service = &pipeline.plan.service;
         let mut taken: Vec<(Target, BTreeSet<BoxId>)> = Vec::new();
-        for target in pipeline.targets.keys() {
+        for target in shared {
             let Some(users) = self.users.get(&(service.clone(), target.clone())) else { continue };
-            if users.len() < 2 {
-                continue;
-            }
             let mut boxes = BTreeSet::new();
             for other in users.iter().filter(|user| *user != name) {
                 if let Some(state) = self.pipelines.get(other).and_then(|p| p.targets.get(target)) {
