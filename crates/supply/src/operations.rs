@@ -365,7 +365,9 @@ impl Verification {
                             "the trust list names no trust root to check the block list".into(),
                         )
                     })?;
-                let published = crate::published_blocks::PublishedBlocks::read(path, &root, now)?;
+                let pin = home.root().join(crate::published_blocks::BLOCKS_PIN_FILE);
+                let published =
+                    crate::published_blocks::PublishedBlocks::read_pinned(path, &root, now, &pin)?;
                 published.into_list()
             }
             None => home.blocks()?,

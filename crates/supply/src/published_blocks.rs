@@ -19,6 +19,16 @@ pub const DEFAULT_MAX_AGE_SECONDS: i64 = 60 * 60;
 /// The longest maximum age a publisher may give: a week-old view of the blocks is no view.
 pub const MAX_MAX_AGE_SECONDS: i64 = 7 * 24 * 60 * 60;
 
+/// The file in a verifier's home that remembers the newest published block list it accepted.
+pub const BLOCKS_PIN_FILE: &str = "blocks-pin.json";
+
+/// What a verifier remembers of the newest block list it accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlocksPin {
+    pub published_at: Timestamp,
+    pub digest: crate::Digest,
+}
+
 /// A signed snapshot of the blocks in force.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedBlocks {
@@ -59,6 +69,50 @@ impl PublishedBlocks {
                 published.published_at,
                 published.expires_at
             )));
+        }
+        Ok(published)
+    }
+
+    /// As [`PublishedBlocks::read`], for a verifier that remembers the newest list it accepted
+    /// (`pin_path`): an older one is refused even while fresh, so replaying a list from before
+    /// a block cannot lift it, and a second list published at the same moment is refused too.
+    /// The pin moves to every newer list accepted.
+    pub fn read_pinned(
+        path: &Path,
+        root: &ed25519_dalek::VerifyingKey,
+        now: Timestamp,
+        pin_path: &Path,
+    ) -> Result<PublishedBlocks, Error> {
+        let published = PublishedBlocks::read(path, root, now)?;
+        let digest = crate::Digest::of(&serde_json::to_vec(&published).expect("list serializes"));
+        let pin: Option<BlocksPin> = match std::fs::read(pin_path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|error| {
+                Error::invalid(pin_path, format!("not a block list pin: {error}"))
+            })?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(Error::io(pin_path, error)),
+        };
+        if let Some(pin) = &pin {
+            let older = published.published_at < pin.published_at;
+            let other = published.published_at == pin.published_at && digest != pin.digest;
+            if older || other {
+                return Err(Error::Block(format!(
+                    "{}: the block list published at {} is {} the one accepted before \
+                     (published at {}); a replayed list could lift a block, so nothing \
+                     verifies on it: fetch the current list from the builder",
+                    crate::keys::signed_path(path).display(),
+                    published.published_at,
+                    if older { "older than" } else { "another list than" },
+                    pin.published_at
+                )));
+            }
+        }
+        if pin.as_ref().is_none_or(|pin| pin.published_at < published.published_at) {
+            let pinned = BlocksPin { published_at: published.published_at, digest };
+            crate::store::write_atomically(
+                pin_path,
+                &serde_json::to_vec_pretty(&pinned).expect("pin serializes"),
+            )?;
         }
         Ok(published)
     }

@@ -277,6 +277,38 @@ fn a_block_list_must_be_signed_and_fresh() {
 }
 
 #[test]
+fn a_replayed_older_block_list_cannot_lift_a_block() {
+    let world = World::new();
+    let artifact = reviewed_artifact(&world);
+    let host = Host::new();
+    host.receive_trust_list(&world);
+    let later = |seconds: i64| now().checked_add(SignedDuration::from_secs(seconds)).unwrap();
+    let published = world.dir.path().join("published-blocks.json");
+    publish_blocks(&world.home(), &published, now(), 3600).unwrap();
+    let before = tempfile::tempdir().unwrap();
+    let old_copy = before.path().join("published-blocks.json");
+    host.receive(&published, &old_copy);
+    host.receive(&published, &host.blocks());
+    expect(host.verify(&world, &artifact, true, later(1), policy()), Ok(()), "no block yet");
+
+    let mut blocks = world.home().blocks().unwrap();
+    let commit = artifact.manifest.source.commit.clone();
+    let scope = BlockScope::Organisation;
+    let block = blocks.add(BlockTarget::Commit { commit }, scope, "bad", "carol", now()).unwrap();
+    publish_blocks(&world.home(), &published, later(10), 3600).unwrap();
+    host.receive(&published, &host.blocks());
+    expect(host.verify(&world, &artifact, true, later(20), policy()), Err(&block.id), "blocked");
+
+    // The list from before the block is still fresh, and signed by the right root.
+    host.receive(&old_copy, &host.blocks());
+    expect(
+        host.verify(&world, &artifact, true, later(30), policy()),
+        Err("is older than the one accepted before"),
+        "the older list replayed",
+    );
+}
+
+#[test]
 fn a_host_without_the_store_refuses_an_artifact_built_on_a_blocked_commit() {
     let world = World::new();
     let bad = world.commit("bob", "greeter service", &[("main.c", GREETER)]);
