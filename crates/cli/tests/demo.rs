@@ -55,7 +55,7 @@ fn alive(pid: u32) -> bool {
 }
 
 #[test]
-fn the_demo_brings_up_a_controller_and_every_box_and_leaves_no_process_behind() {
+fn the_demo_brings_up_every_box_and_its_reviewed_change_builds_into_an_artifact_every_box_trusts() {
     let dir = tempfile::tempdir().unwrap();
     let config = DemoConfig {
         gantry: PathBuf::from(env!("CARGO_BIN_EXE_gantry")),
@@ -98,6 +98,48 @@ fn the_demo_brings_up_a_controller_and_every_box_and_leaves_no_process_behind() 
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "The sample service, v1");
+
+    // The demo's pipeline builds its repository as the controller's build service would, and
+    // every box's trust root accepts the artifact: both reviewers approved the commit, its range
+    // starts at the demo's trusted base, and the builder id the sandbox earns is the one the
+    // demo trusts. (The pipeline format has no trusted base yet, so the test names it.)
+    let commit = demo.commit("v2", 0.0, "Sample service v2").unwrap();
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(&demo.repository)
+        .args(["log", "--format=%h %s", "main"])
+        .output()
+        .unwrap();
+    let mainline = String::from_utf8_lossy(&log.stdout);
+    assert!(mainline.starts_with(&format!("{commit} Sample service v2\n")), "{mainline}");
+    let home = gantry_supply::home::Home::new(config.dir.join("supply")).unwrap();
+    let loaded = gantry_spec::load(&config.dir.join("organisation/sample-service.yaml")).unwrap();
+    let mut job = gantry_supply::operations::BuildJob::for_pipeline(
+        &loaded.spec,
+        &loaded.spec.sources[0],
+        gantry_supply::build::BuilderRole::Service,
+    );
+    job.request.trusted_base = Some(demo.trusted_base.clone());
+    let checked = gantry_supply::operations::build_and_check(&home, &job).unwrap();
+    assert!(checked.blockers.is_empty(), "{:?}", checked.blockers);
+    let stored = &checked.built.artifact;
+    let trust = gantry_agent::verify::TrustRoot::load(&config.dir.join("trust.json")).unwrap();
+    let artifact = gantry_agent::verify::Artifact {
+        package: std::fs::read(&stored.package_path).unwrap(),
+        attestation: home.store().read_attestation(&stored.digest).unwrap(),
+        manifest: stored.manifest_bytes.clone(),
+    };
+    let verified = trust.verify(&stored.digest, demo::PIPELINE, &artifact);
+    assert!(verified.is_ok(), "{verified:?}");
+    let expected = gantry_supply::build::builder_id(
+        gantry_supply::build::BuilderRole::Service,
+        gantry_supply::sandbox::Sandbox::detect(),
+    );
+    assert_eq!(stored.manifest.builder.id, expected);
+    assert!(
+        told.iter().any(|step| step.to_string().contains(expected)),
+        "the narrative does not name the builder {expected}: {told:?}"
+    );
 
     drop(demo);
     for pid in &pids {

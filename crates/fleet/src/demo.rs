@@ -47,6 +47,13 @@ const POLL: Duration = Duration::from_millis(500);
 /// Requests per second each traffic thread sends to its target's load balancer: enough for
 /// the bakes' data points, little enough for two cores.
 const TRAFFIC_PER_SECOND: u64 = 20;
+/// The demo's reviewers: every change is approved by two team members other than its author
+/// before it reaches the mainline (an author without a commit signature needs two).
+const REVIEWERS: [&str; 2] = ["riley", "sam"];
+/// The email the demo's commits are written under.
+const AUTHOR_EMAIL: &str = "demo@gantry.invalid";
+/// The branch changes are written and reviewed on before the mainline moves to them.
+const WORK_BRANCH: &str = "work";
 /// The error rate of the bad change, on the boxes that install it.
 pub const BAD_ERROR_RATE: f64 = 0.5;
 
@@ -97,7 +104,11 @@ impl std::fmt::Display for Narrative {
             Narrative::Traffic { targets } => {
                 write!(f, "traffic: {TRAFFIC_PER_SECOND} requests/s to each of {targets} targets")
             }
-            Narrative::Committed { commit, what } => write!(f, "committed {commit}: {what}"),
+            Narrative::Committed { commit, what } => write!(
+                f,
+                "committed {commit}, approved by {} and {}, merged to main: {what}",
+                REVIEWERS[0], REVIEWERS[1]
+            ),
             Narrative::Built { digest } => write!(f, "built and signed artifact {digest}"),
             Narrative::Everywhere { digest, boxes } => {
                 write!(f, "{digest} runs on all {boxes} boxes, in every region")
@@ -140,7 +151,13 @@ pub struct Demo {
     pub repository: PathBuf,
     pub fleet_dir: PathBuf,
     pub boxes: usize,
+    /// The repository's first commit: the pipeline's trusted base, where every artifact's
+    /// commit range starts (the demo's trust root names it).
+    pub trusted_base: String,
     server: Option<Child>,
+    home: gantry_supply::home::Home,
+    source: gantry_model::Source,
+    reviewers: Vec<gantry_supply::keys::KeyPair>,
     traffic_stop: Arc<AtomicBool>,
     traffic: Vec<std::thread::JoinHandle<()>>,
 }
@@ -167,7 +184,8 @@ fn git(repository: &Path, args: &[&str]) -> Result<String, Error> {
     let output = Command::new("git")
         .arg("-C")
         .arg(repository)
-        .args(["-c", "user.name=Demo Developer", "-c", "user.email=demo@gantry.invalid"])
+        .args(["-c", "user.name=Demo Developer", "-c"])
+        .arg(format!("user.email={AUTHOR_EMAIL}"))
         .args(args)
         .output()
         .map_err(|e| io("running git (is it installed?)", e))?;
@@ -243,13 +261,47 @@ impl Demo {
                 dir.display()
             )));
         }
+        let home = gantry_supply::home::Home::new(dir.join("supply"))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let supply = |e: gantry_supply::Error| Error::Config(e.to_string());
+        home.keys().generate(jiff::Timestamp::now()).map_err(supply)?;
+        let reviewers: Vec<gantry_supply::keys::KeyPair> = REVIEWERS
+            .iter()
+            .map(|_| gantry_supply::keys::KeyPair::generate())
+            .collect::<Result<_, _>>()
+            .map_err(supply)?;
+        let member = |name: &str, public_key: String| gantry_supply::review::Member {
+            name: name.into(),
+            emails: vec![format!("{name}@gantry.invalid")],
+            forge_logins: Vec::new(),
+            public_key,
+            ssh_keys: Vec::new(),
+        };
+        let mut members = vec![member(
+            "dana",
+            gantry_supply::keys::KeyPair::generate().map_err(supply)?.public_base64(),
+        )];
+        members[0].emails = vec![AUTHOR_EMAIL.into()];
+        for (name, key) in REVIEWERS.iter().zip(&reviewers) {
+            members.push(member(name, key.public_base64()));
+        }
+        home.write_keyring(&gantry_supply::review::Keyring { team: "demo".into(), members })
+            .map_err(supply)?;
+        let repository = dir.join("sample-service");
         let mut demo = Demo {
             url: String::new(),
             admin_token: String::new(),
-            repository: dir.join("sample-service"),
+            source: gantry_model::Source {
+                repository: format!("file://{}", repository.display()),
+                branch: "main".into(),
+            },
+            repository,
             fleet_dir: dir.join("fleet"),
             boxes: 0,
+            trusted_base: String::new(),
             server: None,
+            home,
+            reviewers,
             traffic_stop: Arc::new(AtomicBool::new(false)),
             traffic: Vec::new(),
         };
@@ -261,6 +313,8 @@ impl Demo {
         git(&demo.repository, &["init", "--quiet", "--initial-branch=main"])?;
         git(&demo.repository, &["add", "."])?;
         git(&demo.repository, &["commit", "--quiet", "-m", "The sample service, v1"])?;
+        git(&demo.repository, &["checkout", "--quiet", "-b", WORK_BRANCH])?;
+        demo.trusted_base = git(&demo.repository, &["rev-parse", "HEAD"])?;
 
         // The organisation: examples/demo, building from that repository.
         let organisation = dir.join("organisation");
@@ -268,21 +322,23 @@ impl Demo {
         let pipeline_file = organisation.join("sample-service.yaml");
         let text =
             std::fs::read_to_string(&pipeline_file).map_err(|e| io(pipeline_file.display(), e))?;
-        let repository_url = format!("file://{}", demo.repository.display());
-        std::fs::write(&pipeline_file, text.replace(PLACEHOLDER_REPOSITORY, &repository_url))
-            .map_err(|e| io(pipeline_file.display(), e))?;
+        std::fs::write(
+            &pipeline_file,
+            text.replace(PLACEHOLDER_REPOSITORY, &demo.source.repository),
+        )
+        .map_err(|e| io(pipeline_file.display(), e))?;
 
         // The supply home's isolation, and the trust root every box verifies artifacts with.
         let sandbox = gantry_supply::sandbox::Sandbox::detect();
         let builder_id =
             gantry_supply::build::builder_id(gantry_supply::build::BuilderRole::Service, sandbox);
-        let home = gantry_supply::home::Home::new(dir.join("supply"))
-            .map_err(|e| Error::Config(e.to_string()))?;
-        home.keys().generate(jiff::Timestamp::now()).map_err(|e| Error::Config(e.to_string()))?;
+        let home = &demo.home;
         let trust = dir.join("trust.json");
         let root = serde_json::json!({
             "trusted_keys": home.keys().trusted_keys_path(),
             "builder_ids": [builder_id],
+            "repositories": [demo.source.repository],
+            "trusted_bases": [demo.trusted_base],
         });
         std::fs::write(&trust, root.to_string()).map_err(|e| io(trust.display(), e))?;
 
@@ -401,7 +457,24 @@ impl Demo {
         Ok(demo)
     }
 
-    /// Commits a new configuration of the sample service; returns the short commit id.
+    /// Both reviewers approve `revision`, in the supply home's review book.
+    fn approve(&self, revision: &str) -> Result<(), Error> {
+        let commit = git(&self.repository, &["rev-parse", revision])?;
+        for key in &self.reviewers {
+            gantry_supply::operations::approve(
+                &self.home,
+                key,
+                &self.source,
+                &commit,
+                jiff::Timestamp::now(),
+            )
+            .map_err(|e| Error::Config(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a new configuration of the sample service on the work branch, has it reviewed,
+    /// then moves the mainline to it; returns the short commit id.
     pub fn commit(&self, version: &str, error_rate: f64, message: &str) -> Result<String, Error> {
         std::fs::write(
             self.repository.join("config/service.yml"),
@@ -409,6 +482,9 @@ impl Demo {
         )
         .map_err(|e| io(self.repository.display(), e))?;
         git(&self.repository, &["commit", "--quiet", "-am", message])?;
+        self.approve("HEAD")?;
+        let commit = git(&self.repository, &["rev-parse", "HEAD"])?;
+        git(&self.repository, &["update-ref", "refs/heads/main", &commit])?;
         git(&self.repository, &["rev-parse", "--short", "HEAD"])
     }
 
