@@ -247,6 +247,12 @@ impl<S: Store> Driver<S> {
         &self.store
     }
 
+    /// The store, for what the driver does not do (a test making it fail, a server reading
+    /// the outbox for an agent).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     /// Gives the store back (the controller stops; a simulated crash).
     pub fn into_store(self) -> S {
         self.store
