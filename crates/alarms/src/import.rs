@@ -22,6 +22,7 @@
 //! descriptions and units are not alarm semantics in Gantry (a firing alarm rolls back or
 //! blocks) and are noted as dropped.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use gantry_model::Duration;
@@ -42,6 +43,21 @@ pub const MAX_ALARMS: usize = 10_000;
 /// Deepest nesting of intrinsic functions resolved (`Fn::Join` of `Fn::Sub` of ...). CDK
 /// nests two or three; the limit bounds the recursion on a hostile template.
 pub const MAX_INTRINSIC_DEPTH: usize = 16;
+
+/// The longest text an intrinsic function may build: CloudWatch's limit on an `AlarmRule`, the
+/// longest text an alarm has. Names built from names could otherwise double at every step.
+pub const MAX_RESOLVED_TEXT: usize = 10_240;
+
+/// Refuses a built text longer than [`MAX_RESOLVED_TEXT`].
+fn bounded(function: &str, text: String) -> Result<String, String> {
+    if text.len() > MAX_RESOLVED_TEXT {
+        return Err(format!(
+            "`{function}` builds a text longer than {MAX_RESOLVED_TEXT} characters, CloudWatch's \
+             longest alarm rule"
+        ));
+    }
+    Ok(text)
+}
 
 /// Where the definitions came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,13 +172,33 @@ impl Importer<'_> {
                 alarms.len()
             )));
         }
-        let context = Template { resources, options: self.options };
+        let context = Template {
+            resources,
+            options: self.options,
+            names: RefCell::new(BTreeMap::new()),
+            resolving: RefCell::new(Vec::new()),
+        };
         let mut composites = Vec::new();
+        let mut names = Names::default();
         let imported = self.start(SourceFormat::CloudFormation);
         for (logical_id, resource) in alarms {
             let empty = Value::Object(Default::default());
             let raw = resource.get("Properties").unwrap_or(&empty);
             let name = context.alarm_name(logical_id);
+            if let Err(message) = names.claim(&name, &format!("resource `{logical_id}`")) {
+                imported.skipped.push(Finding { alarm: name, message });
+                continue;
+            }
+            if raw.get("AlarmName").is_some()
+                && let Err(why) = context.resolved_name(logical_id)
+            {
+                imported.notes.push(Finding {
+                    alarm: name.clone(),
+                    message: format!(
+                        "`AlarmName` not resolved ({why}); the alarm is named by its logical ID"
+                    ),
+                });
+            }
             let is_metric =
                 resource.get("Type").and_then(Value::as_str) == Some("AWS::CloudWatch::Alarm");
             let dropped = if is_metric { METRIC_DROPPED } else { COMPOSITE_DROPPED };
@@ -221,6 +257,7 @@ impl Importer<'_> {
             )));
         }
         let options = self.options;
+        let mut names = Names::default();
         let imported = self.start(SourceFormat::DescribeAlarms);
         for (index, alarm) in metrics.iter().enumerate() {
             let Some(name) = alarm.get("AlarmName").and_then(Value::as_str) else {
@@ -230,6 +267,10 @@ impl Importer<'_> {
                 });
                 continue;
             };
+            if let Err(message) = names.claim(name, &format!("MetricAlarms[{index}]")) {
+                imported.skipped.push(Finding { alarm: name.to_string(), message });
+                continue;
+            }
             if let Err(message) = check_account(alarm, options) {
                 imported.skipped.push(Finding { alarm: name.to_string(), message });
                 continue;
@@ -247,6 +288,10 @@ impl Importer<'_> {
                 });
                 continue;
             };
+            if let Err(message) = names.claim(name, &format!("CompositeAlarms[{index}]")) {
+                imported.skipped.push(Finding { alarm: name.to_string(), message });
+                continue;
+            }
             if let Err(message) = check_account(alarm, options) {
                 imported.skipped.push(Finding { alarm: name.to_string(), message });
                 continue;
@@ -268,6 +313,26 @@ impl Importer<'_> {
         let mut imported = self.imported.take().expect("started above");
         finish_composites(&mut imported, pending);
         Ok(imported)
+    }
+}
+
+/// The names given out so far, and where each came from: two alarms of one source under one
+/// name would write one definition over the other, so the second is refused.
+#[derive(Default)]
+struct Names(BTreeMap<String, String>);
+
+impl Names {
+    fn claim(&mut self, name: &str, place: &str) -> Result<(), String> {
+        match self.0.get(name) {
+            Some(first) => Err(format!(
+                "{place} has the same name as {first}; alarm names are unique in an account and \
+                 region, so only the first is imported"
+            )),
+            None => {
+                self.0.insert(name.to_string(), place.to_string());
+                Ok(())
+            }
+        }
     }
 }
 
@@ -661,6 +726,12 @@ fn keep_what_loads(imported: &mut Imported) {
 struct Template<'t> {
     resources: &'t serde_json::Map<String, Value>,
     options: &'t ImportOptions,
+    /// Each alarm's `AlarmName`, resolved once (names may `Ref` each other, so resolving them
+    /// again at every mention would take time exponential in the chain), or why it did not.
+    names: RefCell<BTreeMap<String, Result<String, String>>>,
+    /// The alarms whose `AlarmName` is being resolved, outermost first: one met again is a
+    /// cycle, which CloudFormation refuses.
+    resolving: RefCell<Vec<String>>,
 }
 
 /// Stand-ins for `AWS::Region` and `AWS::AccountId` when none are configured: the ARNs a
@@ -677,16 +748,50 @@ impl Template<'_> {
         self.options.account.as_deref().unwrap_or(TEMPLATE_ACCOUNT)
     }
 
-    /// The alarm's name: its `AlarmName` if a plain string, else its logical ID (CloudFormation
+    /// The alarm's name: its `AlarmName` resolved, else its logical ID (CloudFormation
     /// generates a name at deployment, which the template cannot know).
     fn alarm_name(&self, logical_id: &str) -> String {
-        self.resources
+        self.resolved_name(logical_id).unwrap_or_else(|_| logical_id.to_string())
+    }
+
+    /// The alarm's `AlarmName` resolved, or why not (none given, a function the import does not
+    /// know, a name built from itself).
+    fn resolved_name(&self, logical_id: &str) -> Result<String, String> {
+        if let Some(name) = self.names.borrow().get(logical_id) {
+            return name.clone();
+        }
+        if self.resolving.borrow().iter().any(|id| id == logical_id) {
+            let mut chain = self.resolving.borrow().clone();
+            chain.push(logical_id.to_string());
+            return Err(format!("the names refer to each other: {}", chain.join(" → ")));
+        }
+        let Some(written) = self
+            .resources
             .get(logical_id)
             .and_then(|resource| resource.get("Properties"))
             .and_then(|properties| properties.get("AlarmName"))
-            .and_then(|name| self.resolve(name, 0).ok())
-            .and_then(|name| name.as_str().map(str::to_string))
-            .unwrap_or_else(|| logical_id.to_string())
+        else {
+            return Err("none is given".to_string());
+        };
+        self.resolving.borrow_mut().push(logical_id.to_string());
+        let resolved = self.resolve(written, 0).and_then(|name| match name {
+            Value::String(name) if !name.is_empty() => Ok(name),
+            other => Err(format!("it resolves to {other}, not a name")),
+        });
+        self.resolving.borrow_mut().pop();
+        self.names.borrow_mut().insert(logical_id.to_string(), resolved.clone());
+        resolved
+    }
+
+    /// The name another alarm's `Ref` or ARN stands for: while an `AlarmName` is being resolved,
+    /// only a resolved name (so a name falls back to its logical ID only as a whole); in rules,
+    /// the name the alarm is written under.
+    fn name_for_reference(&self, logical_id: &str) -> Result<String, String> {
+        if self.resolving.borrow().is_empty() {
+            Ok(self.alarm_name(logical_id))
+        } else {
+            self.resolved_name(logical_id)
+        }
     }
 
     fn is_alarm(&self, logical_id: &str) -> bool {
@@ -699,13 +804,13 @@ impl Template<'_> {
             })
     }
 
-    fn arn(&self, logical_id: &str) -> String {
-        format!(
+    fn arn(&self, logical_id: &str) -> Result<String, String> {
+        Ok(format!(
             "arn:aws:cloudwatch:{}:{}:alarm:{}",
             self.region(),
             self.account(),
-            self.alarm_name(logical_id)
-        )
+            self.name_for_reference(logical_id)?
+        ))
     }
 
     fn reference(&self, name: &str) -> Result<String, String> {
@@ -715,7 +820,7 @@ impl Template<'_> {
             "AWS::Partition" => Ok("aws".to_string()),
             "AWS::URLSuffix" => Ok("amazonaws.com".to_string()),
             // `Ref` of an alarm is its name.
-            id if self.is_alarm(id) => Ok(self.alarm_name(id)),
+            id if self.is_alarm(id) => self.name_for_reference(id),
             other => Err(format!(
                 "`Ref: {other}` is not an alarm or a pseudo parameter the import knows"
             )),
@@ -729,7 +834,7 @@ impl Template<'_> {
             ));
         }
         match attribute {
-            "Arn" => Ok(self.arn(id)),
+            "Arn" => self.arn(id),
             other => Err(format!("`Fn::GetAtt: [{id}, {other}]`: only `Arn` is known")),
         }
     }
@@ -786,11 +891,15 @@ impl Template<'_> {
                     };
                     let separator =
                         separator.as_str().ok_or("`Fn::Join`'s separator is not a string")?;
-                    let parts: Vec<String> = parts
-                        .iter()
-                        .map(|part| self.resolve(part, depth + 1).and_then(string))
-                        .collect::<Result<_, _>>()?;
-                    return Ok(Value::String(parts.join(separator)));
+                    let mut joined = String::new();
+                    for (index, part) in parts.iter().enumerate() {
+                        if index > 0 {
+                            joined.push_str(separator);
+                        }
+                        joined.push_str(&self.resolve(part, depth + 1).and_then(string)?);
+                        joined = bounded("Fn::Join", joined)?;
+                    }
+                    return Ok(Value::String(joined));
                 }
                 "Fn::Sub" => {
                     let (template, variables) = match argument {
@@ -854,8 +963,9 @@ impl Template<'_> {
                 out.push_str(&self.reference(name)?);
             }
             rest = &after[end + 1..];
+            out = bounded("Fn::Sub", out)?;
         }
         out.push_str(rest);
-        Ok(out)
+        bounded("Fn::Sub", out)
     }
 }

@@ -200,3 +200,65 @@ fn what_the_alarm_set_would_refuse_is_reported_not_written() {
     }
     assert!(render(&imported).contains("skipped `odd-period`: `period` is 45s; CloudWatch allows 10s, 20s, 30s or a multiple of 60s"), "{}", render(&imported));
 }
+
+/// A metric alarm's properties in a template, named by `name` (an intrinsic function or text).
+fn template_alarm(name: &str) -> String {
+    format!(
+        r#"{{"Type": "AWS::CloudWatch::Alarm", "Properties": {{"AlarmName": {name},
+          "MetricName": "Faults", "Namespace": "Checkout", "Statistic": "Sum", "Period": 60,
+          "EvaluationPeriods": 1, "Threshold": 1, "ComparisonOperator": "GreaterThanThreshold"}}}}"#
+    )
+}
+
+#[test]
+fn alarm_names_built_from_each_other_resolve_once_and_a_cycle_falls_back_to_logical_ids() {
+    // A and B name each other (CloudFormation would refuse the cycle); C's name is A's and
+    // so does not resolve either. In a chain of 40 names each joining the next one twice, each
+    // name resolves once, not 2^40 times, and those that would outgrow CloudWatch's longest
+    // text are refused rather than built.
+    let mut resources = vec![
+        format!(r#""A": {}"#, template_alarm(r#"{"Ref": "B"}"#)),
+        format!(r#""B": {}"#, template_alarm(r#"{"Fn::Join": ["-", [{"Ref": "A"}, "b"]]}"#)),
+        format!(r#""C": {}"#, template_alarm(r#"{"Fn::Sub": "${A}-c"}"#)),
+        format!(r#""Chain40": {}"#, template_alarm(r#""end""#)),
+    ];
+    for link in 0..40 {
+        let next = format!(r#"{{"Ref": "Chain{}"}}"#, link + 1);
+        let name = format!(r#"{{"Fn::Join": ["|", [{next}, {next}]]}}"#);
+        resources.push(format!(r#""Chain{link}": {}"#, template_alarm(&name)));
+    }
+    let text = format!(r#"{{"Resources": {{{}}}}}"#, resources.join(",\n"));
+    let imported = import(&text, &ImportOptions::default()).unwrap();
+    let rendered = render(&imported);
+    for id in ["A", "B", "C"] {
+        assert!(imported.definitions.contains_key(id), "{rendered}");
+    }
+    assert!(rendered.contains("dropped `A`: `AlarmName` not resolved (the names refer to each other: A → B → A); the alarm is named by its logical ID"), "{rendered}");
+    assert!(rendered.contains("dropped `C`: `AlarmName` not resolved"), "{rendered}");
+    assert!(rendered.contains("dropped `Chain0`: `AlarmName` not resolved (`Fn::Join` builds a text longer than 10240 characters, CloudWatch's longest alarm rule)"), "{rendered:.3000}");
+    assert!(imported.definitions.contains_key("end|end"), "{rendered:.3000}");
+    // Names longer than CloudWatch's 255 characters resolve but do not load: reported.
+    assert_eq!(imported.definitions.len() + imported.skipped.len(), 4 + 40, "{rendered:.3000}");
+    for finding in &imported.skipped {
+        assert!(finding.alarm.len() > 255, "{finding:.300}");
+    }
+}
+
+#[test]
+fn two_alarms_of_one_source_under_one_name_import_the_first_and_report_the_second() {
+    let text = format!(
+        r#"{{"Resources": {{"First": {}, "Second": {}}}}}"#,
+        template_alarm(r#""checkout-faults""#),
+        template_alarm(r#"{"Fn::Join": ["-", ["checkout", "faults"]]}"#)
+    );
+    let imported = import(&text, &ImportOptions::default()).unwrap();
+    assert_eq!(imported.definitions.len(), 1, "{}", render(&imported));
+    assert!(render(&imported).contains("skipped `checkout-faults`: resource `Second` has the same name as resource `First`; alarm names are unique in an account and region, so only the first is imported"), "{}", render(&imported));
+    let text = r#"{"MetricAlarms": [], "CompositeAlarms": [
+        {"AlarmName": "x", "AlarmRule": "TRUE"}, {"AlarmName": "x", "AlarmRule": "FALSE"}]}"#;
+    let imported = import(text, &ImportOptions::default()).unwrap();
+    assert_eq!(
+        render(&imported),
+        "x: {\"composite\":\"TRUE\"}\nskipped `x`: CompositeAlarms[1] has the same name as CompositeAlarms[0]; alarm names are unique in an account and region, so only the first is imported"
+    );
+}
