@@ -650,6 +650,14 @@ pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
         return Err(format!("cron `{}` has {fields} fields; allow-windows use five", echo(text)));
     }
     const FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+    // What each field takes, said in the author's terms rather than the parser's.
+    const ALLOWED: [&str; 5] = [
+        "minutes are 0 to 59",
+        "hours are 0 to 23",
+        "days of the month are 1 to 31",
+        "months are 1 to 12 or JAN to DEC",
+        "days of the week are 0 to 7 (0 and 7 are Sunday) or SUN to SAT",
+    ];
     text.parse::<croner::Cron>().map_err(|error| {
         // Find the field at fault by parsing each one beside wildcards.
         let words: Vec<&str> = text.split_whitespace().collect();
@@ -660,11 +668,13 @@ pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
         });
         match wrong {
             Some(index) => format!(
-                "invalid cron `{}`: field {} ({}) `{}` is not valid: {error}",
+                "invalid cron `{}`: field {} ({}) `{}` is not valid: {}, as a value, a range \
+                 `a-b`, a list `a,b`, a step `*/n` or `*`",
                 echo(text),
                 index + 1,
                 FIELDS[index],
-                echo(words[index])
+                echo(words[index]),
+                ALLOWED[index]
             ),
             None => format!("invalid cron `{}`: {error}", echo(text)),
         }
@@ -834,6 +844,38 @@ fn check_fleet_sizes(
                     ).with_hint("lower the floor, or give the target more boxes in the topology"));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cron_errors_name_the_field_and_what_it_takes_in_the_authors_terms() {
+        let cases = [
+            ("60 9 * * MON", "field 1 (minute) `60` is not valid: minutes are 0 to 59"),
+            ("* 9-25 * * MON", "field 2 (hour) `9-25` is not valid: hours are 0 to 23"),
+            (
+                "* 9 32 * MON",
+                "field 3 (day-of-month) `32` is not valid: days of the month are 1 to 31",
+            ),
+            (
+                "* 9 * FEBR MON",
+                "field 4 (month) `FEBR` is not valid: months are 1 to 12 or JAN to DEC",
+            ),
+            (
+                "* 9 * * MON-THX",
+                "field 5 (day-of-week) `MON-THX` is not valid: days of the week are 0 to 7 (0 and 7 are Sunday) or SUN to SAT",
+            ),
+        ];
+        for (cron, expected) in cases {
+            let message = super::parse_cron(cron).unwrap_err();
+            assert_eq!(
+                message,
+                format!(
+                    "invalid cron `{cron}`: {expected}, as a value, a range `a-b`, a list `a,b`, a step `*/n` or `*`"
+                )
+            );
         }
     }
 }

@@ -214,7 +214,7 @@ fn cron_time_zone_and_window_errors() {
             "{MINIMAL}time_windows:\n  allow: [{{cron: '* 25 * * MON', time_zone: Mars/Olympus}}, {{cron: '0 9 * *'}}]\n  not_before: '15:00'\n  not_after: '09:00'\n"
         )),
         "\
-$DIR/pipeline.yaml:5:18: error: invalid cron `* 25 * * MON`: field 2 (hour) `25` is not valid: Component error: Number out of bounds.
+$DIR/pipeline.yaml:5:18: error: invalid cron `* 25 * * MON`: field 2 (hour) `25` is not valid: hours are 0 to 23, as a value, a range `a-b`, a list `a,b`, a step `*/n` or `*`
   hint: five fields: minute hour day-of-month month day-of-week, e.g. `* 9-14 * * MON-THU`
 $DIR/pipeline.yaml:5:45: error: unknown time zone `Mars/Olympus`
   hint: use an IANA name such as `America/New_York`, or leave it out to use each region's zone
@@ -807,7 +807,7 @@ $DIR/pipeline.yaml: error: the file is empty (or holds only comments or `null`);
     check(
         case(&format!("{MINIMAL}time_windows: {{allow: [{{cron: '* 9-14 * 13 MON'}}]}}\n")),
         "\
-$DIR/pipeline.yaml:4:31: error: invalid cron `* 9-14 * 13 MON`: field 4 (month) `13` is not valid: Component error: Number out of bounds.
+$DIR/pipeline.yaml:4:31: error: invalid cron `* 9-14 * 13 MON`: field 4 (month) `13` is not valid: months are 1 to 12 or JAN to DEC, as a value, a range `a-b`, a list `a,b`, a step `*/n` or `*`
   hint: five fields: minute hour day-of-month month day-of-week, e.g. `* 9-14 * * MON-THU`",
     );
     check(
