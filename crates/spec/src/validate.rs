@@ -823,15 +823,33 @@ fn check_fleet_sizes(
                                 step.name, deployment.one_box_percent
                             ),
                         )
-                        .with_hint(format!(
-                            "a {}% share needs at least {} boxes in the {scope_name}; raise `one_box_percent` to {} or give the {scope_name} more boxes in the topology",
-                            deployment.one_box_percent,
-                            fewest_boxes_for_one_box(deployment.one_box_percent),
-                            100u32.div_ceil(scope_boxes.max(1)),
-                        )),
+                        .with_hint(if scope_boxes == 0 {
+                            // No share fits an empty scope: only boxes help.
+                            format!(
+                                "a {}% share needs at least {} boxes in the {scope_name}; give the {scope_name} boxes in the topology",
+                                deployment.one_box_percent,
+                                fewest_boxes_for_one_box(deployment.one_box_percent),
+                            )
+                        } else {
+                            format!(
+                                "a {}% share needs at least {} boxes in the {scope_name}; raise `one_box_percent` to {} or give the {scope_name} more boxes in the topology",
+                                deployment.one_box_percent,
+                                fewest_boxes_for_one_box(deployment.one_box_percent),
+                                100u32.div_ceil(scope_boxes),
+                            )
+                        }),
                     );
                 }
-                if capacity_floor(floor, boxes) >= boxes
+                if boxes == 0 && reported.insert((step.name.clone(), "minimum_healthy_hosts")) {
+                    // No floor fits an empty target: say what is wrong, not "lower the floor".
+                    out.push(Diagnostic::error(
+                        at("minimum_healthy_hosts"),
+                        format!(
+                            "step `{}`, target {target}: the topology gives the target 0 boxes, so no deployment there can replace any",
+                            step.name
+                        ),
+                    ).with_hint("give the target boxes in the topology, or leave `boxes` out where the count is not known"));
+                } else if capacity_floor(floor, boxes) >= boxes
                     && reported.insert((step.name.clone(), "minimum_healthy_hosts"))
                 {
                     out.push(Diagnostic::error(

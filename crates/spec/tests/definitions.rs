@@ -712,6 +712,22 @@ $DIR/pipeline.yaml:4:37: error: step `wave-1/zone-1`, target prod/small-1/s1a: `
 $DIR/pipeline.yaml:4:37: error: step `wave-1/zone-2`, target prod/small-1/s1b: `minimum_healthy_hosts` keeps 5 of its 5 boxes healthy, so no box can be replaced
   hint: lower the floor, or give the target more boxes in the topology",
     );
+    // A region of no boxes: no one-box share fits it, so the hint offers only boxes.
+    check(
+        case(&format!("{MINIMAL}deployment: {{one_box_percent: 10}}\n")).with(
+            "topology.yaml",
+            &TOPOLOGY.replace("time_zone: Europe/Dublin,", "time_zone: Europe/Dublin, boxes: 0,"),
+        ),
+        "\
+$DIR/pipeline.yaml:4:31: error: step `wave-1/one-box`, target prod/small-1/s1a: the region has no boxes (`one_box_percent: 10`, 0 boxes in the region by the topology)
+  hint: a 10% share needs at least 10 boxes in the region; give the region boxes in the topology
+(model defaults): field `deployment.minimum_healthy_hosts`: error: step `wave-1/one-box`, target prod/small-1/s1a: the topology gives the target 0 boxes, so no deployment there can replace any
+  hint: give the target boxes in the topology, or leave `boxes` out where the count is not known
+(model defaults): field `deployment.minimum_healthy_hosts`: error: step `wave-1/zone-1`, target prod/small-1/s1a: the topology gives the target 0 boxes, so no deployment there can replace any
+  hint: give the target boxes in the topology, or leave `boxes` out where the count is not known
+(model defaults): field `deployment.minimum_healthy_hosts`: error: step `wave-1/zone-2`, target prod/small-1/s1b: the topology gives the target 0 boxes, so no deployment there can replace any
+  hint: give the target boxes in the topology, or leave `boxes` out where the count is not known",
+    );
 }
 
 #[test]
