@@ -589,6 +589,16 @@ fn math_ratio(metrics: &[Value]) -> Result<Ratio, String> {
              statistic, period and dimensions): {why}"
         ))
     };
+    // A query of another account's metric (`AccountId`, a cross-account alarm) would read
+    // this account's series of the same name in Gantry: refused, naming it.
+    if let Some(account) =
+        metrics.iter().find_map(|metric| metric.get("AccountId").and_then(Value::as_str))
+    {
+        return Err(format!(
+            "the alarm reads metrics of account `{account}` (`AccountId`); Gantry reads the series \
+             its own scrapes store, so a cross-account alarm is not translated"
+        ));
+    }
     let returned: Vec<&Value> = metrics
         .iter()
         .filter(|metric| metric.get("ReturnData").and_then(Value::as_bool).unwrap_or(true))

@@ -262,3 +262,50 @@ fn two_alarms_of_one_source_under_one_name_import_the_first_and_report_the_secon
         "x: {\"composite\":\"TRUE\"}\nskipped `x`: CompositeAlarms[1] has the same name as CompositeAlarms[0]; alarm names are unique in an account and region, so only the first is imported"
     );
 }
+
+#[test]
+fn metric_math_that_cannot_be_translated_is_reported_not_dropped() {
+    let stat = |id: &str, metric: &str, extra: &str| {
+        format!(
+            r#"{{"Id": "{id}", {extra} "ReturnData": false, "MetricStat": {{"Metric": {{"MetricName": "{metric}",
+              "Namespace": "Checkout"}}, "Stat": "Sum", "Period": 60}}}}"#
+        )
+    };
+    let alarm = |name: &str, metrics: &[String]| {
+        format!(
+            r#"{{"AlarmName": "{name}", "EvaluationPeriods": 1, "Threshold": 1,
+              "ComparisonOperator": "GreaterThanThreshold", "Metrics": [{}]}}"#,
+            metrics.join(", ")
+        )
+    };
+    let expression =
+        |text: &str| format!(r#"{{"Id": "e", "Expression": "{text}", "ReturnData": true}}"#);
+    let text = format!(
+        r#"{{"MetricAlarms": [{}, {}, {}, {}]}}"#,
+        alarm(
+            "percent",
+            &[stat("m1", "Errors", ""), stat("m2", "Requests", ""), expression("100*m1/m2")]
+        ),
+        alarm("fill", &[stat("m1", "Errors", ""), expression("FILL(m1, 0)")]),
+        alarm(
+            "other-account",
+            &[
+                stat("m1", "Errors", r#""AccountId": "444455556666","#),
+                stat("m2", "Requests", ""),
+                expression("m1/m2")
+            ]
+        ),
+        alarm(
+            "ratio",
+            &[stat("m1", "Errors", ""), stat("m2", "Requests", ""), expression("m1/m2")]
+        ),
+    );
+    let imported = import(&text, &ImportOptions::default()).unwrap();
+    assert_eq!(
+        render(&imported),
+        r#"ratio: {"metric":{"metric":"Errors","divide_by":"Requests","labels":{"namespace":"Checkout"},"statistic":"Sum","period":"1m","evaluation_periods":1,"comparison":"GreaterThanThreshold","threshold":1.0,"treat_missing_data":"missing"}}
+skipped `percent`: metric math is translated only as one metric divided by another (`m1/m2`, same statistic, period and dimensions): `100*m1/m2` names `100*m1`, which is not one of the metrics
+skipped `fill`: metric math is translated only as one metric divided by another (`m1/m2`, same statistic, period and dimensions): `FILL(m1, 0)`
+skipped `other-account`: the alarm reads metrics of account `444455556666` (`AccountId`); Gantry reads the series its own scrapes store, so a cross-account alarm is not translated"#
+    );
+}
