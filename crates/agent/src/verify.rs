@@ -5,13 +5,18 @@
 //! never learned from the controller.
 //!
 //! The checks themselves are `gantry_supply::verify`'s; this module only gathers the box's trust
-//! configuration and refuses with the failing check named.
+//! configuration and refuses with the failing check named. Trust fails closed: the trust list is
+//! read only from its copy signed by the configured root and pinned in the agent's own directory
+//! (a version floor and a digest), and the block list is the root-signed published list, fresh
+//! and pinned too, re-read before every artifact; a list edited, replayed, unsigned or stale
+//! refuses the artifact before anything of it is unpacked.
 
 use std::path::{Path, PathBuf};
 
 use gantry_model::Digest;
 use gantry_supply::blocks::BlockList;
-use gantry_supply::keys::TrustedKeys;
+use gantry_supply::keys::{TRUST_PIN_FILE, TrustedKeys};
+use gantry_supply::published_blocks::{BLOCKS_PIN_FILE, PublishedBlocks};
 use gantry_supply::review::{Keyring, ReviewBook};
 use gantry_supply::store::StoredArtifact;
 use gantry_supply::verify::{self, Inputs, Policy};
@@ -38,12 +43,12 @@ pub struct Artifact {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {
-    /// The build keys' trust list (`trusted-keys.json`, as `gantry artifact key` writes it).
+    /// The build keys' trust list (`trusted-keys.json`, as `gantry artifact key` writes it);
+    /// only its copy signed by the trust root (`trusted-keys.json.dsse`) is read.
     pub trusted_keys: PathBuf,
-    /// The trust root's public key (base64 ed25519). When set, the trust list must carry the
-    /// root's signature (`trusted-keys.json.signed`).
-    #[serde(default)]
-    pub trust_root_key: Option<String>,
+    /// The trust root's public key (base64 ed25519, `gantry artifact key root`), required: the
+    /// box's trust is configured here, never learned from the controller or the list itself.
+    pub trust_root_key: String,
     /// Builder identities allowed to produce what runs here.
     pub builder_ids: Vec<String>,
     /// Repositories artifacts may come from; any when empty.
@@ -55,9 +60,9 @@ pub struct TrustConfig {
     /// Every commit needs an approval by someone other than its authors.
     #[serde(default = "yes")]
     pub review_required: bool,
-    /// The content block list (`blocks.json`); none when absent.
-    #[serde(default)]
-    pub block_list: Option<PathBuf>,
+    /// The published content block list (`gantry block publish`), required: only its copy
+    /// signed by the trust root (`<path>.dsse`) is read, and a stale one refuses everything.
+    pub block_list: PathBuf,
     /// Configured trusted bases (commit ids, or `root`): an artifact's commit range must start
     /// at one of them (see `gantry_supply::verify::Policy::trusted_bases`).
     #[serde(default)]
@@ -68,27 +73,39 @@ fn yes() -> bool {
     true
 }
 
-/// What the box trusts, loaded once at start.
+/// Where the trusted keys and the blocks come from.
+enum Lists {
+    /// Given in code by a caller that vouches for them ([`TrustRoot::insecure_unpinned`]).
+    Given { trusted: TrustedKeys, blocks: BlockList },
+    /// Read from `trust.json`'s signed files before every artifact, pinned in `state_dir`.
+    Pinned { keys_path: PathBuf, root_text: String, blocks_path: PathBuf, state_dir: PathBuf },
+}
+
+/// What the box trusts: the policy, loaded once at start, and the signed lists.
 pub struct TrustRoot {
-    trusted: TrustedKeys,
+    lists: Lists,
     builder_ids: Vec<String>,
     repositories: Vec<String>,
     require_hermetic: bool,
     review_required: bool,
-    blocks: BlockList,
     trusted_bases: Vec<String>,
 }
 
 impl TrustRoot {
-    /// A trust root from its parts (tests, and agents configured in code).
-    pub fn new(trusted: TrustedKeys, builder_ids: Vec<String>, blocks: BlockList) -> TrustRoot {
+    /// INSECURE: a trust root from lists the caller vouches for, with no signature, pin or
+    /// freshness checked — for tests of the policy checks only. A box loads its trust with
+    /// [`TrustRoot::load`], which is what `gantry agent` does; nothing in production calls this.
+    pub fn insecure_unpinned(
+        trusted: TrustedKeys,
+        builder_ids: Vec<String>,
+        blocks: BlockList,
+    ) -> TrustRoot {
         TrustRoot {
-            trusted,
+            lists: Lists::Given { trusted, blocks },
             builder_ids,
             repositories: Vec::new(),
             require_hermetic: true,
             review_required: true,
-            blocks,
             trusted_bases: Vec::new(),
         }
     }
@@ -105,8 +122,9 @@ impl TrustRoot {
         self
     }
 
-    /// Reads `trust.json` and what it names.
-    pub fn load(path: &Path) -> Result<TrustRoot, Error> {
+    /// Reads `trust.json` and checks the trust list it names verifies under its root; the
+    /// pins (`trust-pin.json`, `blocks-pin.json`) are kept in the agent's own `state_dir`.
+    pub fn load(path: &Path, state_dir: &Path) -> Result<TrustRoot, Error> {
         let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         if size > MAX_TRUST_CONFIG_BYTES {
             return Err(Error::Invalid(format!(
@@ -119,38 +137,84 @@ impl TrustRoot {
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let keys_path = base.join(&config.trusted_keys);
-        let supply = |error: gantry_supply::Error| Error::Invalid(error.to_string());
-        let trusted = match &config.trust_root_key {
-            Some(root) => {
-                let root = gantry_supply::keys::parse_public_key(root).ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "{}: trust_root_key is not a base64 ed25519 public key",
-                        path.display()
-                    ))
-                })?;
-                TrustedKeys::read_signed(&keys_path, &root, 0).map_err(supply)?
-            }
-            None => TrustedKeys::read(&keys_path).map_err(supply)?,
-        };
+        gantry_supply::keys::parse_public_key(&config.trust_root_key).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: trust_root_key is not a base64 ed25519 public key (print it with `gantry \
+                 artifact key root` where the trust root is kept)",
+                path.display()
+            ))
+        })?;
         if config.builder_ids.is_empty() {
             return Err(Error::Invalid(format!(
                 "{}: builder_ids is empty, so no artifact could run here; name the trusted builders",
                 path.display()
             )));
         }
-        let blocks = match &config.block_list {
-            Some(list) => BlockList::open(&base.join(list)).map_err(supply)?,
-            None => BlockList::default(),
-        };
-        Ok(TrustRoot {
-            trusted,
+        let root = TrustRoot {
+            lists: Lists::Pinned {
+                keys_path,
+                root_text: config.trust_root_key,
+                blocks_path: base.join(&config.block_list),
+                state_dir: state_dir.to_path_buf(),
+            },
             builder_ids: config.builder_ids,
             repositories: config.repositories,
             require_hermetic: config.require_hermetic,
             review_required: config.review_required,
-            blocks,
             trusted_bases: config.trusted_bases,
-        })
+        };
+        // A box whose trust list does not verify is misconfigured: say so at start.
+        if let Lists::Pinned { keys_path, root_text, state_dir, .. } = &root.lists {
+            gantry_supply::keys::read_pinned(
+                keys_path,
+                &state_dir.join(TRUST_PIN_FILE),
+                Some(root_text),
+                0,
+            )
+            .map_err(|error| Error::Invalid(format!("{}: {error}", path.display())))?;
+        }
+        Ok(root)
+    }
+
+    /// The trusted keys and the blocks in force now: for a loaded root, the signed lists read
+    /// and pinned afresh, so a list edited, replayed, unsigned or stale refuses the artifact.
+    fn lists(&self, digest: &Digest) -> Result<(TrustedKeys, BlockList), Error> {
+        match &self.lists {
+            Lists::Given { trusted, blocks } => Ok((trusted.clone(), blocks.clone())),
+            Lists::Pinned { keys_path, root_text, blocks_path, state_dir } => {
+                let refused = |check: &str, error: String| {
+                    Error::Refused(format!("{digest}: {check} check failed: {error}"))
+                };
+                let root = gantry_supply::keys::parse_public_key(root_text)
+                    .ok_or_else(|| refused("trust root", format!("{root_text:?} is not a key")))?;
+                let trusted = gantry_supply::keys::read_pinned(
+                    keys_path,
+                    &state_dir.join(TRUST_PIN_FILE),
+                    Some(root_text),
+                    0,
+                )
+                .map_err(|error| refused("trust list", error.to_string()))?;
+                let signed = gantry_supply::keys::signed_path(blocks_path);
+                if !signed.exists() {
+                    return Err(refused(
+                        "block list",
+                        format!(
+                            "{} is missing: the box reads only the block list its trust root \
+                             signed (`gantry block publish`), never the readable copy",
+                            signed.display()
+                        ),
+                    ));
+                }
+                let blocks = PublishedBlocks::read_pinned(
+                    blocks_path,
+                    &root,
+                    jiff::Timestamp::now(),
+                    &state_dir.join(BLOCKS_PIN_FILE),
+                )
+                .map_err(|error| refused("block list", error.to_string()))?;
+                Ok((trusted, blocks.into_list()))
+            }
+        }
     }
 
     /// Verifies `artifact` as the commanded `digest` for `pipeline`. Returns the manifest's
@@ -179,6 +243,7 @@ impl TrustRoot {
                 "digest check failed: the package downloaded for {digest} hashes to {actual}; it was altered in transit or at rest"
             )));
         }
+        let (trusted, blocks) = self.lists(digest)?;
         #[allow(
             clippy::needless_update,
             reason = "policy fields the supply chain adds take their defaults here"
@@ -198,8 +263,8 @@ impl TrustRoot {
             package_digest: actual,
             envelope: &artifact.attestation,
             manifest: Some(&artifact.manifest),
-            trusted: &self.trusted,
-            blocks: Some(&self.blocks),
+            trusted: &trusted,
+            blocks: Some(&blocks),
             reviews: &reviews,
             history,
             bases: &[],

@@ -59,8 +59,11 @@ fn start_agent(root: &Path, controller: &MemoryController) -> Agent<MemoryContro
         target: target(),
         box_variables: Default::default(),
     };
-    let trust =
-        TrustRoot::new(TrustedKeys::default(), vec!["builder".into()], BlockList::default());
+    let trust = TrustRoot::insecure_unpinned(
+        TrustedKeys::default(),
+        vec!["builder".into()],
+        BlockList::default(),
+    );
     Agent::start(config, trust, controller.clone(), None).unwrap()
 }
 

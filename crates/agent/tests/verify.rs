@@ -2,6 +2,8 @@
 //! git repository; a tampered one, one signed by an untrusted key, one from a disallowed builder
 //! and one with a blocked commit are each refused before any hook runs or file is installed (a
 //! hook would create a marker file; the files section would install one), and a good one runs.
+//! A box loaded from `trust.json` fails closed on its signed lists: an edited or replayed trust
+//! list, and an unsigned, stale or replayed block list, each refuse the artifact the same way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,12 @@ use gantry_agent::verify::{Artifact, TrustRoot};
 use gantry_agent::{Digest, Error};
 use gantry_model::pipeline::Build;
 use gantry_model::{Duration, Source};
-use gantry_supply::blocks::{BlockList, BlockScope, BlockTarget};
+use gantry_supply::blocks::{AffectedArtifact, BlockList, BlockScope, BlockTarget};
 use gantry_supply::build::{
     BuildRequest, Builder, BuilderRole, Sandbox, TRUSTED_BASE_ROOT, builder_id,
 };
 use gantry_supply::keys::{KeyDirectory, TrustedKeys};
+use gantry_supply::published_blocks::{PUBLISHED_BLOCKS_PAYLOAD_TYPE, PublishedBlocks};
 use gantry_supply::review::{Keyring, ReviewBook};
 use gantry_supply::store::Store;
 use jiff::Timestamp;
@@ -148,7 +151,7 @@ impl World {
             TrustedKeys::read(&KeyDirectory::new(self.path().join("keys")).trusted_keys_path())
                 .unwrap();
         let service = builder_id(BuilderRole::Service, Sandbox::detect());
-        TrustRoot::new(trusted, vec![service.into()], blocks)
+        TrustRoot::insecure_unpinned(trusted, vec![service.into()], blocks)
             .with_review_required(false)
             .with_trusted_bases(vec![TRUSTED_BASE_ROOT.into()])
     }
@@ -247,4 +250,130 @@ fn only_a_verified_artifact_runs() {
     world.deploy(&world.trust(BlockList::default()), digest, &artifact).unwrap();
     assert!(world.marker().exists());
     assert_eq!(std::fs::read_to_string(world.destination().join("index.html")).unwrap(), "hello\n");
+}
+
+/// `trust.json` as a box is set up with: the root of `keys/`, its signed trust list and the
+/// published block list `blocks.json`.
+fn write_trust_config(world: &World) -> PathBuf {
+    let keys = KeyDirectory::new(world.path().join("keys"));
+    let config = serde_json::json!({
+        "trusted_keys": keys.trusted_keys_path(),
+        "trust_root_key": keys.trust_root_public().unwrap(),
+        "builder_ids": [builder_id(BuilderRole::Service, Sandbox::detect())],
+        "review_required": false,
+        "trusted_bases": [TRUSTED_BASE_ROOT],
+        "block_list": "blocks.json",
+    });
+    let path = world.path().join("trust.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// Signs a published block list with `keys/`' trust root, as `gantry block publish` would:
+/// published `age` seconds ago, fresh for `max_age` seconds, with `blocks` (each affecting
+/// `digest`).
+fn publish(world: &World, age: i64, max_age: i64, blocks: BlockList, digest: Digest) {
+    let published_at = Timestamp::now() - jiff::SignedDuration::from_secs(age);
+    let affected = blocks
+        .blocks
+        .iter()
+        .map(|block| AffectedArtifact { digest, block_ids: vec![block.id.clone()] })
+        .collect();
+    let list = PublishedBlocks {
+        published_at,
+        expires_at: published_at + jiff::SignedDuration::from_secs(max_age),
+        blocks: blocks.blocks,
+        affected,
+    };
+    KeyDirectory::new(world.path().join("keys"))
+        .sign_document(
+            &world.path().join("blocks.json"),
+            &serde_json::to_vec(&list).unwrap(),
+            PUBLISHED_BLOCKS_PAYLOAD_TYPE,
+        )
+        .unwrap();
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+}
+
+#[test]
+fn a_loaded_trust_root_refuses_edited_replayed_unsigned_and_stale_lists() {
+    let world = World::new();
+    let keys = KeyDirectory::new(world.path().join("keys"));
+    let list = keys.trusted_keys_path();
+    let signed = keys.signed_trusted_keys_path();
+    // Version 1 of the trust list, kept to replay; then version 2, whose key signs the build.
+    let old = world.path().join("old-trusted-keys.json.dsse");
+    copy(&signed, &old);
+    keys.rotate(Timestamp::now()).unwrap();
+    let current = world.path().join("current-trusted-keys.json.dsse");
+    copy(&signed, &current);
+    let (digest, artifact) = world.build("keys", BuilderRole::Service, "store");
+    let config = write_trust_config(&world);
+    publish(&world, 0, 3600, BlockList::default(), digest);
+    let state = |name: &str| world.path().join("state").join(name);
+
+    // The trust list edited after the box started: another list's content under the root's
+    // signature.
+    let trust = TrustRoot::load(&config, &state("edited")).unwrap();
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&signed).unwrap()).unwrap();
+    let other: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            KeyDirectory::new(world.path().join("other-keys")).signed_trusted_keys_path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    envelope["payload"] = other["payload"].clone();
+    std::fs::write(&signed, envelope.to_string()).unwrap();
+    check_refused(&world, &trust, digest, &artifact, "trust list check failed");
+    assert!(TrustRoot::load(&config, &state("edited-again")).is_err(), "an edited list loaded");
+    // The readable copy is never what counts: editing it changes nothing.
+    copy(&current, &signed);
+    let readable = std::fs::read_to_string(&list).unwrap();
+    let edited = readable.replace("\"version\": 2", "\"version\": 9");
+    assert_ne!(edited, readable, "the readable list names no version 2");
+    std::fs::write(&list, edited).unwrap();
+    // The older signed list replayed once version 2 was accepted.
+    let trust = TrustRoot::load(&config, &state("replayed")).unwrap();
+    copy(&old, &signed);
+    check_refused(&world, &trust, digest, &artifact, "older than version 2");
+    assert!(TrustRoot::load(&config, &state("replayed")).is_err(), "a replayed list loaded");
+    copy(&current, &signed);
+
+    // An unsigned block list: the readable copy alone.
+    let trust = TrustRoot::load(&config, &state("unsigned")).unwrap();
+    std::fs::remove_file(world.path().join("blocks.json.dsse")).unwrap();
+    check_refused(&world, &trust, digest, &artifact, "block list check failed");
+
+    // A stale one: published two hours ago, fresh for one.
+    publish(&world, 2 * 3600, 3600, BlockList::default(), digest);
+    check_refused(&world, &trust, digest, &artifact, "went stale");
+
+    // A block, then the list from before it replayed to lift it.
+    let mut blocks = BlockList::default();
+    blocks
+        .add(
+            BlockTarget::Commit { commit: world.commit() },
+            BlockScope::Organisation,
+            "leaks customer data",
+            "security",
+            Timestamp::now(),
+        )
+        .unwrap();
+    let trust = TrustRoot::load(&config, &state("blocks-replayed")).unwrap();
+    publish(&world, 60, 3600, BlockList::default(), digest);
+    publish(&world, 0, 3600, blocks, digest);
+    check_refused(&world, &trust, digest, &artifact, "leaks customer data");
+    publish(&world, 60, 3600, BlockList::default(), digest);
+    check_refused(&world, &trust, digest, &artifact, "older than the one accepted before");
+
+    // The current lists, signed and fresh: the artifact runs.
+    publish(&world, 0, 3600, BlockList::default(), digest);
+    let trust = TrustRoot::load(&config, &state("good")).unwrap();
+    world.deploy(&trust, digest, &artifact).unwrap();
+    assert!(world.marker().exists());
 }

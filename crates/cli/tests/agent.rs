@@ -120,8 +120,11 @@ fn the_agent_registers_polls_and_reports_and_survives_kill_9() {
     std::fs::write(dir.path().join("agent.token"), answer["token"].as_str().unwrap()).unwrap();
     let keys = gantry_supply::keys::KeyDirectory::new(dir.path().join("keys"));
     keys.generate(jiff::Timestamp::now()).unwrap();
+    publish_blocks(&keys, &dir.path().join("blocks.json"));
     let trust = json!({
         "trusted_keys": keys.trusted_keys_path(),
+        "trust_root_key": keys.trust_root_public().unwrap(),
+        "block_list": dir.path().join("blocks.json"),
         "builder_ids": ["https://gantry.dev/builders/service"],
     });
     std::fs::write(dir.path().join("trust.json"), trust.to_string()).unwrap();
@@ -147,4 +150,21 @@ fn the_agent_registers_polls_and_reports_and_survives_kill_9() {
     // had seen before it was killed.
     let reported = answer.pointer("/report/highest_epoch_seen").and_then(Value::as_u64);
     assert!(reported.is_some_and(|seen| seen >= epoch), "{answer}");
+}
+
+/// The block list boxes read: empty, signed by the trust root of `keys`, fresh for an hour.
+fn publish_blocks(keys: &gantry_supply::keys::KeyDirectory, path: &std::path::Path) {
+    let now = jiff::Timestamp::now();
+    let list = gantry_supply::published_blocks::PublishedBlocks {
+        published_at: now,
+        expires_at: now + jiff::SignedDuration::from_secs(3600),
+        blocks: Vec::new(),
+        affected: Vec::new(),
+    };
+    keys.sign_document(
+        path,
+        &serde_json::to_vec(&list).unwrap(),
+        gantry_supply::published_blocks::PUBLISHED_BLOCKS_PAYLOAD_TYPE,
+    )
+    .unwrap();
 }

@@ -279,8 +279,11 @@ fn an_agent_killed_mid_deployment_reports_it_and_converges_on_the_next_command()
     let _hung = GroupGuard(dir.join("box/hang.pid"));
     let keys = KeyDirectory::new(dir.join("keys"));
     keys.generate(jiff::Timestamp::now()).unwrap();
+    publish_blocks(&keys, &dir.join("blocks.json"));
     let trust = serde_json::json!({
         "trusted_keys": keys.trusted_keys_path(),
+        "trust_root_key": keys.trust_root_public().unwrap(),
+        "block_list": dir.join("blocks.json"),
         "builder_ids": [builder_id(BuilderRole::Service, Sandbox::detect())],
         "review_required": false,
         "trusted_bases": [TRUSTED_BASE_ROOT],
@@ -347,4 +350,21 @@ fn an_agent_killed_mid_deployment_reports_it_and_converges_on_the_next_command()
     assert_eq!(last.pipelines[0].health, Health::Healthy);
     let starts = std::fs::read_to_string(dir.join("box/starts")).unwrap();
     assert_eq!(starts, "v2\n", "v1 never completed a start, and was not run again");
+}
+
+/// The block list boxes read: empty, signed by the trust root of `keys`, fresh for an hour.
+fn publish_blocks(keys: &gantry_supply::keys::KeyDirectory, path: &std::path::Path) {
+    let now = jiff::Timestamp::now();
+    let list = gantry_supply::published_blocks::PublishedBlocks {
+        published_at: now,
+        expires_at: now + jiff::SignedDuration::from_secs(3600),
+        blocks: Vec::new(),
+        affected: Vec::new(),
+    };
+    keys.sign_document(
+        path,
+        &serde_json::to_vec(&list).unwrap(),
+        gantry_supply::published_blocks::PUBLISHED_BLOCKS_PAYLOAD_TYPE,
+    )
+    .unwrap();
 }

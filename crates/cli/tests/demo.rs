@@ -123,7 +123,11 @@ fn the_demo_brings_up_every_box_and_its_reviewed_change_builds_into_an_artifact_
     let checked = gantry_supply::operations::build_and_check(&home, &job).unwrap();
     assert!(checked.blockers.is_empty(), "{:?}", checked.blockers);
     let stored = &checked.built.artifact;
-    let trust = gantry_agent::verify::TrustRoot::load(&config.dir.join("trust.json")).unwrap();
+    let trust = gantry_agent::verify::TrustRoot::load(
+        &config.dir.join("trust.json"),
+        &config.dir.join("verifier"),
+    )
+    .unwrap();
     let artifact = gantry_agent::verify::Artifact {
         package: std::fs::read(&stored.package_path).unwrap(),
         attestation: home.store().read_attestation(&stored.digest).unwrap(),

@@ -96,8 +96,11 @@ fn a_local_fleet_comes_up_registers_and_goes_down_leaving_nothing() {
     std::fs::write(dir.path().join("topology.yaml"), TOPOLOGY).unwrap();
     let keys = gantry_supply::keys::KeyDirectory::new(dir.path().join("keys"));
     keys.generate(jiff::Timestamp::now()).unwrap();
+    publish_blocks(&keys, &dir.path().join("blocks.json"));
     let trust = json!({
         "trusted_keys": keys.trusted_keys_path(),
+        "trust_root_key": keys.trust_root_public().unwrap(),
+        "block_list": dir.path().join("blocks.json"),
         "builder_ids": ["https://gantry.dev/builders/service"],
     });
     std::fs::write(dir.path().join("trust.json"), trust.to_string()).unwrap();
@@ -158,4 +161,21 @@ fn a_local_fleet_comes_up_registers_and_goes_down_leaving_nothing() {
         assert!(!gantry_fleet::local::alive(pid as u32), "process {pid} is still running");
     }
     assert!(!fleet.join("fleet.json").exists());
+}
+
+/// The block list boxes read: empty, signed by the trust root of `keys`, fresh for an hour.
+fn publish_blocks(keys: &gantry_supply::keys::KeyDirectory, path: &std::path::Path) {
+    let now = jiff::Timestamp::now();
+    let list = gantry_supply::published_blocks::PublishedBlocks {
+        published_at: now,
+        expires_at: now + jiff::SignedDuration::from_secs(3600),
+        blocks: Vec::new(),
+        affected: Vec::new(),
+    };
+    keys.sign_document(
+        path,
+        &serde_json::to_vec(&list).unwrap(),
+        gantry_supply::published_blocks::PUBLISHED_BLOCKS_PAYLOAD_TYPE,
+    )
+    .unwrap();
 }

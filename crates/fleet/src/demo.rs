@@ -334,8 +334,20 @@ impl Demo {
             gantry_supply::build::builder_id(gantry_supply::build::BuilderRole::Service, sandbox);
         let home = &demo.home;
         let trust = dir.join("trust.json");
+        // The block list the boxes read: signed by the trust root and fresh for the longest
+        // maximum age, since nothing republishes it while the demo runs.
+        let blocks = dir.join("blocks.json");
+        gantry_supply::operations::publish_blocks(
+            home,
+            &blocks,
+            jiff::Timestamp::now(),
+            gantry_supply::published_blocks::MAX_MAX_AGE_SECONDS,
+        )
+        .map_err(supply)?;
         let root = serde_json::json!({
             "trusted_keys": home.keys().trusted_keys_path(),
+            "trust_root_key": home.keys().trust_root_public().map_err(supply)?,
+            "block_list": blocks,
             "builder_ids": [builder_id],
             "repositories": [demo.source.repository],
             "trusted_bases": [demo.trusted_base],

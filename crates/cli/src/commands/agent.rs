@@ -96,7 +96,7 @@ fn traffic(args: &AgentArgs) -> anyhow::Result<Option<Box<dyn Traffic + Send>>> 
 pub fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("reading the token file {}", args.token_file.display()))?;
-    let trust = TrustRoot::load(&args.trust)?;
+    let trust = TrustRoot::load(&args.trust, &args.root)?;
     let traffic = traffic(&args)?;
     let config = AgentConfig {
         root: args.root.clone(),
