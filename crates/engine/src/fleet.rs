@@ -148,6 +148,12 @@ pub struct BoxState {
     /// pipeline, and no other pipeline may command it meanwhile. Refreshed before each decision.
     #[serde(skip)]
     pub taken_elsewhere: bool,
+    /// Another pipeline's own view does not count this box as healthy capacity (its last
+    /// command there is unsettled: not yet observed after it, or the box does not show its
+    /// artifact). Capacity is one per box for every pipeline of the service, so it is not
+    /// capacity here either. Refreshed before each decision.
+    #[serde(skip)]
+    pub unsettled_elsewhere: bool,
     pub pending: Option<PendingCommand>,
     /// When the box's last command was issued, pending or finished; observations older than
     /// this say nothing about the result.
@@ -158,6 +164,13 @@ pub struct BoxState {
 impl BoxState {
     /// Whether this box is in service and healthy capacity at `now` (see the module doc).
     pub fn counts_as_healthy(&self, now: Timestamp) -> bool {
+        !self.unsettled_elsewhere && self.healthy_here(now)
+    }
+
+    /// Whether this pipeline's own commands leave the box healthy capacity: what decides
+    /// whether its own command to the box finished, whatever another pipeline's last command
+    /// there left unsettled.
+    fn healthy_here(&self, now: Timestamp) -> bool {
         !self.taken_elsewhere
             && counts_as_healthy(
                 &self.observation,
@@ -167,9 +180,9 @@ impl BoxState {
             )
     }
 
-    /// Whether the box runs `artifact` and is healthy capacity.
+    /// Whether the box runs `artifact` healthy as far as this pipeline's commands go.
     pub fn healthy_on(&self, artifact: &Digest, now: Timestamp) -> bool {
-        self.counts_as_healthy(now) && self.observation.running.as_ref() == Some(artifact)
+        self.healthy_here(now) && self.observation.running.as_ref() == Some(artifact)
     }
 }
 
@@ -254,6 +267,7 @@ impl Fleet {
                         observation,
                         observed_at,
                         taken_elsewhere: false,
+                        unsettled_elsewhere: false,
                         pending: None,
                         last_command_at: None,
                         last_command_artifact: None,

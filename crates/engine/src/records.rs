@@ -352,6 +352,7 @@ impl Engine {
                 if shared.is_none_or(|targets| !targets.contains(target)) {
                     for box_state in state.fleet.boxes.values_mut() {
                         box_state.taken_elsewhere = false;
+                        box_state.unsettled_elsewhere = false;
                     }
                 }
             }

@@ -614,3 +614,68 @@ fn a_restarted_engine_from_its_records_decides_as_the_one_it_replaces() {
     let wrong = Engine::from_records(&h.stored, gantry_engine::SCHEMA_VERSION + 1, high_water);
     assert!(matches!(wrong, Err(gantry_engine::Error::SchemaVersion { .. })));
 }
+
+#[test]
+fn a_box_another_pipeline_failed_to_move_is_not_capacity_for_either() {
+    // Code and config of one service on 10 boxes with a floor of 8. Code's install fails on
+    // box-0 and box-1: they keep the old code, so code counts them out of service, and config
+    // may not count them either: together no more than 2 boxes are ever out of service.
+    let strategy = DeploymentStrategy {
+        batch_size: HostCount::hosts(2),
+        minimum_healthy_hosts: HostCount::hosts(8),
+        ..DeploymentStrategy::default()
+    };
+    let code = plan("shop-code", "shop", &[&[("r1", 1)]], strategy.clone());
+    let config = plan("shop-config", "shop", &[&[("r1", 1)]], strategy);
+    let mut h = Harness::new(vec![code, config], 10);
+    let first = h.artifact("shop-code", 1);
+    h.at_once(vec![first]);
+    let mut second = Some(h.artifact("shop-config", 1));
+    // Boxes whose last command of some pipeline failed, leaving them off its artifact.
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    for minute in 0..180 {
+        h.now += SignedDuration::from_mins(1);
+        let mut inputs = h.observations();
+        if minute == 3 {
+            inputs.extend(second.take());
+        }
+        let outcome = h.engine.step_many(h.now, inputs);
+        let mut out: BTreeSet<String> = failed.clone();
+        out.extend(h.engine.outstanding_commands().into_iter().map(|command| command.box_id.0));
+        assert!(out.len() <= 2, "{} boxes out of service at once: {out:?}", out.len());
+        for change in outcome.changed {
+            if let Change::Put { key, bytes } = change {
+                h.stored.insert(key, bytes);
+            }
+        }
+        for action in outcome.actions {
+            match action {
+                Action::Deploy(command)
+                    if command.pipeline == "shop-code"
+                        && h.name(&command.artifact) == "shop-code-1"
+                        && ["box-0", "box-1"].contains(&command.box_id.0.as_str()) =>
+                {
+                    let index: usize = command.box_id.0.trim_start_matches("box-").parse().unwrap();
+                    let ideal =
+                        &mut h.boxes.get_mut(&("shop".into(), command.target)).unwrap()[index];
+                    ideal.last.insert(
+                        command.pipeline,
+                        CommandOutcome {
+                            command: command.id,
+                            succeeded: false,
+                            detail: "install failed".into(),
+                        },
+                    );
+                    failed.insert(command.box_id.0);
+                }
+                Action::Deploy(command) | Action::RollBack(command) => {
+                    if command.pipeline == "shop-code" {
+                        failed.remove(&command.box_id.0);
+                    }
+                    h.perform(Action::Deploy(command));
+                }
+                other => h.perform(other),
+            }
+        }
+    }
+}

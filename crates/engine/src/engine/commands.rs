@@ -424,9 +424,25 @@ pub(super) fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context:
             continue;
         }
         let strategy = strategy_for(&pipeline.plan, target);
-        let batch = capacity::batch_limit(strategy.batch_size, state.fleet.size());
-        let room = batch.saturating_sub(state.fleet.in_flight(CommandKind::Repair));
-        for id in empty.into_iter().take(room as usize) {
+        let size = state.fleet.size();
+        let batch = capacity::batch_limit(strategy.batch_size, size);
+        let in_flight = state.fleet.in_flight(CommandKind::Repair);
+        let room = batch.saturating_sub(in_flight);
+        // A box running nothing may still report healthy, and is then capacity: repairing it
+        // takes it out of service, so those repairs stay above the floor like any batch.
+        let floor = capacity::minimum_healthy(strategy.minimum_healthy_hosts, size);
+        let (unhealthy, healthy): (Vec<BoxId>, Vec<BoxId>) =
+            empty.into_iter().partition(|id| !state.fleet.boxes[id].counts_as_healthy(now));
+        let unhealthy: Vec<BoxId> = unhealthy.into_iter().take(room as usize).collect();
+        let take = capacity::healthy_boxes_to_take(
+            state.fleet.healthy(now),
+            floor,
+            in_flight + unhealthy.len() as u32,
+            batch,
+        );
+        let chosen: Vec<BoxId> =
+            unhealthy.into_iter().chain(healthy.into_iter().take(take as usize)).collect();
+        for id in chosen {
             issue(
                 context,
                 &name,

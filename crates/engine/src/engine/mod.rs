@@ -299,7 +299,7 @@ impl Engine {
         };
         for name in &names {
             self.switch_plan_when_idle(name, &mut actions);
-            self.refresh_shared(name);
+            self.refresh_shared(name, now);
             self.decide_pipeline(name, now, any_firing, &mut actions);
         }
         // The earliest wake-up still ahead; one in the past belongs to a pipeline the caller
@@ -372,34 +372,47 @@ impl Engine {
     }
 
     /// Marks the boxes of `name`'s shared targets that other pipelines have taken out of
-    /// service, so its capacity floor counts them and it commands none of them.
-    fn refresh_shared(&mut self, name: &str) {
+    /// service, so its capacity floor counts them and it commands none of them, and those
+    /// another pipeline's own view does not count as healthy capacity (its last command there
+    /// unsettled), so its floor counts them too: a box is capacity for all pipelines or none.
+    fn refresh_shared(&mut self, name: &str, now: Timestamp) {
         let Some(shared) = self.shared_targets.get(name) else { return };
         let Some(pipeline) = self.pipelines.get(name) else { return };
         let service = &pipeline.plan.service;
-        let mut taken: Vec<(Target, BTreeSet<BoxId>)> = Vec::new();
+        type Marks = (BTreeSet<BoxId>, BTreeSet<BoxId>);
+        let mut taken: Vec<(Target, Marks)> = Vec::new();
         for target in shared {
             let Some(users) = self.users.get(&(service.clone(), target.clone())) else { continue };
             let mut boxes = BTreeSet::new();
+            let mut unsettled = BTreeSet::new();
             for other in users.iter().filter(|user| *user != name) {
                 if let Some(state) = self.pipelines.get(other).and_then(|p| p.targets.get(target)) {
-                    boxes.extend(
-                        state
-                            .fleet
-                            .boxes
-                            .iter()
-                            .filter(|(_, b)| b.pending.is_some())
-                            .map(|(id, _)| id.clone()),
-                    );
+                    for (id, b) in &state.fleet.boxes {
+                        if b.pending.is_some() {
+                            boxes.insert(id.clone());
+                        }
+                        let settled = b.last_command_at.zip(b.last_command_artifact.as_ref());
+                        if settled.is_some()
+                            && !crate::fleet::counts_as_healthy(
+                                &b.observation,
+                                b.observed_at,
+                                settled,
+                                now,
+                            )
+                        {
+                            unsettled.insert(id.clone());
+                        }
+                    }
                 }
             }
-            taken.push((target.clone(), boxes));
+            taken.push((target.clone(), (boxes, unsettled)));
         }
         let pipeline = self.pipelines.get_mut(name).expect("looked up above");
-        for (target, boxes) in taken {
+        for (target, (boxes, unsettled)) in taken {
             let state = pipeline.targets.get_mut(&target).expect("the pipeline's target");
             for (id, box_state) in &mut state.fleet.boxes {
                 box_state.taken_elsewhere = boxes.contains(id);
+                box_state.unsettled_elsewhere = unsettled.contains(id);
             }
         }
     }
