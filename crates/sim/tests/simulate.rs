@@ -12,13 +12,8 @@ const DEFAULT_BATCH: u64 = 1_000;
 /// Seeds of the default batch that break an invariant today: open engine defects, listed so
 /// that every other seed still guards against regressions. Each is a real violation (replay it
 /// with `gantry simulate --seed S`), not an allowance: the list only ever shrinks.
-/// - I1 (capacity floor) on targets whose boxes two pipelines of one service share: 29, 39,
-///   61, 88, 106, 172, 241, 302, 306, 326, 438, 622, 842, 854, 856, 869, 941, 945, 949.
 /// - I18 (bounded progress) and I5 (rollback liveness): 440, 610, 992.
-const KNOWN_VIOLATIONS: &[u64] = &[
-    29, 39, 61, 88, 106, 172, 241, 302, 306, 326, 438, 440, 610, 622, 842, 854, 856, 869, 941, 945,
-    949, 992,
-];
+const KNOWN_VIOLATIONS: &[u64] = &[440, 610, 992];
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
