@@ -8,6 +8,10 @@
 //!
 //! `GANTRY_CRASH_POINTS` sets how many random kills (default 20).
 
+#[path = "../../server/tests/support/organisation.rs"]
+mod organisation;
+use organisation::example_organisation;
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -214,35 +218,6 @@ impl SimAgent {
         }
         true
     }
-}
-
-/// The example organisation's own files (`examples/` also holds other demos), copied into
-/// `into`: the topology, the policy, the defaults, the teams and the services.
-fn example_organisation(into: &std::path::Path) -> std::path::PathBuf {
-    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let path = entry.unwrap().path();
-            let target = to.join(path.file_name().unwrap());
-            if path.is_dir() {
-                copy_tree(&path, &target);
-            } else {
-                std::fs::copy(&path, &target).unwrap();
-            }
-        }
-    }
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let organisation = into.join("organisation");
-    std::fs::create_dir_all(&organisation).unwrap();
-    for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
-        let from = examples.join(part);
-        if from.is_dir() {
-            copy_tree(&from, &organisation.join(part));
-        } else {
-            std::fs::copy(&from, organisation.join(part)).unwrap();
-        }
-    }
-    organisation
 }
 
 struct World {

@@ -1,6 +1,10 @@
 //! The API in process: the role matrix over every route of the served OpenAPI document, the
 //! agent exchange, and malformed requests refused with the field at fault.
 
+#[path = "support/organisation.rs"]
+mod organisation;
+use organisation::example_organisation;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -416,35 +420,6 @@ async fn revoked_tokens_stop_working_at_once() {
     let (_, tokens) = api.call("admin", "GET", "/api/v1/tokens", None).await;
     assert!(tokens.to_string().contains("revoked_at"), "{tokens}");
     assert!(!tokens.to_string().contains("gantry_"), "no secret is ever listed: {tokens}");
-}
-
-/// The example organisation's own files (`examples/` also holds other demos), copied into
-/// `into`: the topology, the policy, the defaults, the teams and the services.
-fn example_organisation(into: &std::path::Path) -> std::path::PathBuf {
-    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let path = entry.unwrap().path();
-            let target = to.join(path.file_name().unwrap());
-            if path.is_dir() {
-                copy_tree(&path, &target);
-            } else {
-                std::fs::copy(&path, &target).unwrap();
-            }
-        }
-    }
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let organisation = into.join("organisation");
-    std::fs::create_dir_all(&organisation).unwrap();
-    for part in ["topology.yaml", "policy.yaml", "org", "teams", "services"] {
-        let from = examples.join(part);
-        if from.is_dir() {
-            copy_tree(&from, &organisation.join(part));
-        } else {
-            std::fs::copy(&from, organisation.join(part)).unwrap();
-        }
-    }
-    organisation
 }
 
 /// Waits (bounded) until `ready` holds of the controller.
