@@ -4,42 +4,15 @@
 //! seen. Prints the agent's idle resident memory (benchmark: printed, not asserted; goal
 //! ≤ 15 MB, for a release build).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A child process killed (`kill -9`) when dropped, whatever the test's outcome.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(data: &Path) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server", "--data-dir"])
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Ready when it prints the address it bound.
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (Process(child), url)
-}
+#[path = "support/server.rs"]
+mod server;
+use server::{Process, start_server};
 
 fn call(url: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let agent: ureq::Agent =

@@ -2,21 +2,15 @@
 //! as one built-in load balancer process per target and one agent process per box, every agent
 //! registers with the controller, and `down` leaves no process behind.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "support/server.rs"]
+mod server;
+use server::start_server;
 
 /// Takes the fleet down whatever the test's outcome.
 struct FleetGuard<'a>(&'a Path);
@@ -36,25 +30,6 @@ fn gantry(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-fn start_server(data: &Path) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server", "--data-dir"])
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (Process(child), url)
 }
 
 fn boxes(url: &str, token: &str) -> Vec<String> {
