@@ -283,11 +283,29 @@ impl Fleet {
         true
     }
 
-    /// Whether any box runs `artifact` or has a command pending to install it.
+    /// Whether any box has reported since this engine started. Observations are not stored, so
+    /// a restarted engine knows of a target's boxes only what it commanded them until the
+    /// target's first snapshot: unknown, which is neither "runs nothing" nor healthy capacity.
+    /// A snapshot lists every box, so once one arrived every box has a real observation.
+    pub fn observed(&self) -> bool {
+        self.observed_at.is_some()
+    }
+
+    /// Whether any box runs `artifact` or has a command pending to install it; before the
+    /// first snapshot since a restart, whether any box was last commanded to install it (it may
+    /// run it: fail closed).
     pub fn runs(&self, artifact: &Digest) -> bool {
+        self.runs_any(|digest| digest == artifact)
+    }
+
+    /// Whether any box runs, or is on its way to, an artifact `matches` picks (see
+    /// [`Fleet::runs`]).
+    pub fn runs_any(&self, matches: impl Fn(&Digest) -> bool) -> bool {
+        let observed = self.observed();
         self.boxes.values().any(|state| {
-            state.observation.running.as_ref() == Some(artifact)
-                || state.pending.as_ref().is_some_and(|pending| &pending.artifact == artifact)
+            state.observation.running.as_ref().is_some_and(&matches)
+                || state.pending.as_ref().is_some_and(|pending| matches(&pending.artifact))
+                || (!observed && state.last_command_artifact.as_ref().is_some_and(&matches))
         })
     }
 

@@ -90,4 +90,7 @@ pub enum PlantedBug {
     /// Steps change target records without reporting them, so the store never learns of
     /// those writes and a restart loses them.
     UnreportedTargetWrite,
+    /// A restarted controller reads a box it has not heard from since as running nothing and
+    /// repairs it, though it may run the artifact it was commanded before the restart.
+    RepairUnknownBoxes,
 }

@@ -97,6 +97,8 @@ fn zones() -> BTreeMap<String, String> {
 struct IdealBox {
     running: BTreeMap<String, Digest>,
     last: BTreeMap<String, CommandOutcome>,
+    /// Reports unhealthy whatever it runs (broken before any deployment).
+    broken: bool,
 }
 
 struct Harness {
@@ -219,6 +221,14 @@ impl Harness {
     fn perform(&mut self, action: Action) {
         match action {
             Action::Deploy(command) | Action::RollBack(command) => {
+                self.log.push(format!(
+                    "command {} {} {}: {:?} {}",
+                    command.pipeline,
+                    command.target,
+                    command.box_id,
+                    command.kind,
+                    self.name(&command.artifact)
+                ));
                 let service = self.engine.pipeline(&command.pipeline).unwrap().plan.service.clone();
                 let index: usize = command.box_id.0.trim_start_matches("box-").parse().unwrap();
                 let ideal = &mut self.boxes.get_mut(&(service, command.target)).unwrap()[index];
@@ -262,6 +272,9 @@ impl Harness {
             }
             Event::CommandAccepted { id, summary, .. } => format!("accepted {id}: {summary}"),
             Event::CommandRejected { id, reason, .. } => format!("refused {id}: {reason}"),
+            Event::KnownGoodAdopted { pipeline, target, artifact } => {
+                format!("{pipeline} {target}: adopted {} as known good", n(artifact))
+            }
             Event::PlanVersionStarted { pipeline, version } => {
                 format!("{pipeline}: plan version {version}")
             }
@@ -278,7 +291,7 @@ impl Harness {
                 .enumerate()
                 .map(|(index, ideal)| BoxReport {
                     id: BoxId(format!("box-{index}")),
-                    health: Health::Healthy,
+                    health: if ideal.broken { Health::Unhealthy } else { Health::Healthy },
                     running: ideal.running.clone(),
                     last_commands: ideal.last.clone(),
                     in_progress: None,
@@ -343,6 +356,11 @@ fn check(harness: &Harness, expected: &[&str]) {
 fn check_never(harness: &Harness, unwanted: &str) {
     let log = harness.log.join("\n");
     assert!(!log.contains(unwanted), "log contains {unwanted:?}:\n{log}");
+}
+
+/// How many logged lines contain `wanted`.
+fn count(harness: &Harness, wanted: &str) -> usize {
+    harness.log.iter().filter(|line| line.contains(wanted)).count()
 }
 
 fn one_region() -> Plan {
@@ -678,4 +696,95 @@ fn a_box_another_pipeline_failed_to_move_is_not_capacity_for_either() {
             }
         }
     }
+}
+
+/// The engine a controller restart builds from the stored records alone.
+fn restart(h: &mut Harness, epoch: u64) {
+    let high_water = h.engine.high_water();
+    h.engine = Engine::from_records(&h.stored, gantry_engine::SCHEMA_VERSION, high_water).unwrap();
+    h.round(vec![Input::ControllerStarted { epoch }]);
+}
+
+#[test]
+fn a_restarted_engine_commands_no_box_before_its_target_reports_and_repeats_no_step() {
+    // Restarts while the one box bakes, as zone 1 starts, and in the middle of zone 1. Box
+    // reports are not stored, so until a target reports again its boxes are unknown: not
+    // "running nothing" (to be repaired back to the old artifact), not out of service (to be
+    // taken first at no cost), not failed.
+    for minutes in [3, 12, 13, 14] {
+        let mut h = Harness::new(vec![one_region()], 10);
+        let first = h.artifact("api", 1);
+        h.at_once(vec![first]);
+        h.run(minutes);
+        restart(&mut h, 2);
+        let restarted = h.log.len();
+        for _ in 0..3 {
+            h.now += SignedDuration::from_mins(1);
+            h.round(vec![Input::Tick]);
+        }
+        let before_reports = &h.log[restarted..];
+        assert!(
+            !before_reports.iter().any(|line| line.starts_with("command")),
+            "restart after {minutes} min: commands before any report: {before_reports:#?}"
+        );
+        h.run(60);
+        check(&h, &["api wave-1: api-1 passed"]);
+        check_never(&h, "Repair");
+        check_never(&h, "failed");
+        for step in ["one-box", "zone-1", "zone-2"] {
+            let started = format!("api wave-1/{step} prod/r1/r1-az");
+            assert_eq!(count(&h, &started), 1, "restart after {minutes} min: {step} started again");
+        }
+    }
+}
+
+#[test]
+fn a_target_adopts_what_its_boxes_run_though_one_was_broken_before_the_first_deployment() {
+    // box-3 reports unhealthy from the start. The target still adopts shop-config-0 as known
+    // good, so an alarm at the one box rolls the one box back to it rather than finding nothing
+    // to roll back to; so does its code pipeline sharing the boxes.
+    let code = plan("shop-code", "shop", &[&[("r1", 1)]], DeploymentStrategy::default());
+    let config = plan("shop-config", "shop", &[&[("r1", 1)]], DeploymentStrategy::default());
+    let mut h = Harness::new(vec![code, config], 10);
+    for boxes in h.boxes.values_mut() {
+        boxes[3].broken = true;
+    }
+    let first = h.artifact("shop-config", 1);
+    h.at_once(vec![first]);
+    h.run(2);
+    h.forced.insert(("shop-high-severity".into(), "r1".into()), AlarmState::Alarm);
+    h.run(5);
+    check(
+        &h,
+        &[
+            "shop-config prod/r1/r1-az1: adopted shop-config-0 as known good",
+            "shop-config wave-1/one-box prod/r1/r1-az1: deploying shop-config-1",
+            "shop-config prod/r1/r1-az1: rolling back to shop-config-0",
+            "command shop-config prod/r1/r1-az1 box-0: RollBack shop-config-0",
+        ],
+    );
+    check(&h, &["shop-code prod/r1/r1-az1: adopted shop-code-0 as known good"]);
+    check_never(&h, "no known-good artifact");
+}
+
+#[test]
+fn a_deployment_waits_until_its_target_runs_one_artifact_to_roll_back_to() {
+    // box-9 was added and runs nothing yet, so the target has no known-good artifact: the
+    // deployment waits for the repair that makes the target uniform, adopts it, then starts.
+    let mut h = Harness::new(vec![one_region()], 10);
+    for boxes in h.boxes.values_mut() {
+        boxes[9].running.clear();
+    }
+    let first = h.artifact("api", 1);
+    h.at_once(vec![first]);
+    h.run(60);
+    check(
+        &h,
+        &[
+            "command api prod/r1/r1-az1 box-9: Repair api-0",
+            "api prod/r1/r1-az1: adopted api-0 as known good",
+            "api wave-1/one-box prod/r1/r1-az1: deploying api-1",
+            "api wave-1: api-1 passed",
+        ],
+    );
 }

@@ -174,7 +174,15 @@ impl Checker {
 
     /// The controller restarted: it knows no observation from before (they are never stored),
     /// so the model of what it was told starts afresh too. Commands and decisions stay.
-    pub fn forget_observations(&mut self) {
+    pub fn forget_observations(&mut self, coverage: &mut Coverage) {
+        if self
+            .targets
+            .values()
+            .flat_map(|model| model.boxes.values())
+            .any(|b| !b.last_command.is_empty())
+        {
+            coverage.hit("restart with commanded boxes unknown until they report");
+        }
         self.alarms.clear();
         self.last_alarm.clear();
         self.data_points.clear();
@@ -422,6 +430,25 @@ impl Checker {
     }
 
     fn new_command(&mut self, now: Timestamp, command: &BoxCommand, coverage: &mut Coverage) {
+        // I22: unknown is not empty. A box not heard from since the controller started (its
+        // reports are not stored) may run anything it was commanded before: it gets no new
+        // command until it reports. (Re-sends of a command under its old id are not new.)
+        let service = self.plan(&command.pipeline).service.clone();
+        let unknown = self
+            .targets
+            .get(&(service, command.target.clone()))
+            .and_then(|model| model.boxes.get(&command.box_id.0))
+            .is_none_or(|model| model.observation.is_none());
+        if unknown {
+            self.violate(
+                now,
+                "I22 unknown is not empty",
+                format!(
+                    "{} {} {} given {:?} command {} before it reported since the controller started",
+                    command.pipeline, command.target, command.box_id, command.kind, command.id
+                ),
+            );
+        }
         // I11: a command still outstanding (not reported, not lapsed) is never issued again
         // under a new id; after a restart the controller must remember it and re-send the same
         // one. (A rollback may pre-empt a deployment in flight: that is a different artifact.)

@@ -8,13 +8,14 @@ use std::fmt;
 use serde::Serialize;
 
 /// What a default batch must reach at least once; `gantry simulate` reports any it missed.
-pub const REQUIRED: [&str; 14] = [
+pub const REQUIRED: [&str; 15] = [
     "rollback executed",
     "blocker hit",
     "override lifted a blocker",
     "override expired",
     "capacity floor reached exactly",
     "restart mid-deployment",
+    "restart with commanded boxes unknown until they report",
     "stale-epoch command rejected",
     "aggregate rollback across pipelines",
     "roll back everywhere",

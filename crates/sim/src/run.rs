@@ -901,7 +901,7 @@ impl Sim {
         self.wake_at = None;
         self.record(format!("{} controller started (epoch {})", self.now, started.epoch));
         // It knows no observation from before: nor does the checker's model of what it knows.
-        self.checker.forget_observations();
+        self.checker.forget_observations(&mut self.coverage);
         let input = Input::ControllerStarted { epoch: started.epoch };
         self.checker.delivered(self.now, &input);
         self.engine_steps += 1;
@@ -954,21 +954,9 @@ impl Sim {
         if self.driver.is_none() {
             self.schedule(SignedDuration::from_secs(5), SimEvent::ControllerUp);
         }
-        // People clear what they set: holds, content blocks; reviewers approve late reviews.
-        let holds: Vec<(String, Option<String>)> = self
-            .driver
-            .iter()
-            .flat_map(|driver| driver.engine().pipelines())
-            .flat_map(|(name, pipeline)| {
-                pipeline.holds.iter().map(move |hold| (name.to_string(), hold.stage.clone()))
-            })
-            .collect();
-        for (pipeline, stage) in holds {
-            self.schedule(
-                SignedDuration::from_secs(10),
-                SimEvent::Operator(OperatorCommand::Release { pipeline, stage }),
-            );
-        }
+        // People clear what they set: holds (again every full round, since the controller may
+        // be down now), content blocks; reviewers approve late reviews.
+        self.release_holds();
         self.schedule(
             SignedDuration::from_secs(10),
             SimEvent::ToController(Input::ContentBlocklist(ContentBlocklist::default())),
@@ -1102,6 +1090,7 @@ impl Sim {
             self.reannounce();
         }
         if self.healing && full {
+            self.release_holds();
             self.approve_waiting();
             self.recall_bad_artifacts();
         }
@@ -1428,6 +1417,25 @@ impl Sim {
             .collect();
         for (pipeline, artifact) in again {
             self.send(SimEvent::ToController(Input::ArtifactReady { pipeline, artifact }));
+        }
+    }
+
+    /// People release the holds they set. Called at healing and again every full round after
+    /// it: a controller that was down when healing began shows its holds only once it is up.
+    fn release_holds(&mut self) {
+        let Some(driver) = &self.driver else { return };
+        let holds: Vec<(String, Option<String>)> = driver
+            .engine()
+            .pipelines()
+            .flat_map(|(name, pipeline)| {
+                pipeline.holds.iter().map(move |hold| (name.to_string(), hold.stage.clone()))
+            })
+            .collect();
+        for (pipeline, stage) in holds {
+            self.schedule(
+                SignedDuration::from_secs(10),
+                SimEvent::Operator(OperatorCommand::Release { pipeline, stage }),
+            );
         }
     }
 

@@ -9,12 +9,6 @@ use gantry_sim::{Options, batch, run};
 /// Seeds in the default batch. `gantry simulate --seeds N` runs more.
 const DEFAULT_BATCH: u64 = 1_000;
 
-/// Seeds of the default batch that break an invariant today: open engine defects, listed so
-/// that every other seed still guards against regressions. Each is a real violation (replay it
-/// with `gantry simulate --seed S`), not an allowance: the list only ever shrinks.
-/// - I18 (bounded progress) and I5 (rollback liveness): 440, 610, 992.
-const KNOWN_VIOLATIONS: &[u64] = &[440, 610, 992];
-
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -42,30 +36,10 @@ fn default_batch_holds_every_invariant() {
             )
         })
         .collect();
-    let known: Vec<&String> = report
-        .failures
-        .iter()
-        .zip(&failures)
-        .filter(|((seed, _), _)| KNOWN_VIOLATIONS.contains(seed))
-        .map(|(_, line)| line)
-        .collect();
-    if !known.is_empty() {
-        eprintln!("{} seeds still break a known invariant (KNOWN_VIOLATIONS):", known.len());
-        for line in &known {
-            eprintln!("  {line}");
-        }
-    }
-    let new: Vec<&String> = report
-        .failures
-        .iter()
-        .zip(&failures)
-        .filter(|((seed, _), _)| !KNOWN_VIOLATIONS.contains(seed))
-        .map(|(_, line)| line)
-        .collect();
     assert!(
-        new.is_empty(),
+        failures.is_empty(),
         "replay with `gantry simulate --seed S`:\n{}",
-        new.iter().map(|line| line.as_str()).collect::<Vec<_>>().join("\n")
+        failures.join("\n")
     );
     assert_eq!(
         report.coverage.missing(),
@@ -127,4 +101,9 @@ fn a_planted_unreported_record_write_is_caught() {
 #[test]
 fn a_planted_reissue_after_restart_is_caught() {
     caught(|engine| engine.plant_bug(PlantedBug::ReissueOnRestart), "I11 write-ahead intent");
+}
+
+#[test]
+fn a_planted_repair_of_boxes_unknown_since_a_restart_is_caught() {
+    caught(|engine| engine.plant_bug(PlantedBug::RepairUnknownBoxes), "I22 unknown is not empty");
 }

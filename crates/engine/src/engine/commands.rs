@@ -55,7 +55,15 @@ pub(super) fn issue(
 
 /// Clears commands that finished, failed or timed out. Returns whether commands remain
 /// outstanding, and whether a box runs nothing (a repair candidate).
+///
+/// A target with no snapshot since the engine started settles nothing: its boxes' state is
+/// unknown, so a command is neither done nor failed yet, and no box runs nothing as far as
+/// the engine knows.
 pub(super) fn settle_pending(target: &mut TargetState, now: Timestamp) -> (bool, bool) {
+    if !target.fleet.observed() {
+        let outstanding = target.fleet.boxes.values().any(|state| state.pending.is_some());
+        return (outstanding, false);
+    }
     let mut outstanding = false;
     let mut empty = false;
     for (id, state) in &mut target.fleet.boxes {
@@ -101,6 +109,11 @@ pub(super) fn advance_deployment(
     let strategy = &stage.deployment;
     let name = pipeline.plan.pipeline.clone();
     let fleet = &mut pipeline.targets.get_mut(target).expect("plan target").fleet;
+    // Restarted and not yet told what the boxes run: nothing is known to have failed or
+    // finished, and no box is known to be free to take.
+    if !fleet.observed() {
+        return None;
+    }
     let size = fleet.size();
     if size == 0 {
         return Some(Err("every box of the target is gone".into()));
@@ -240,6 +253,11 @@ pub(super) fn advance_rollbacks(pipeline: &mut Pipeline, context: &mut Context) 
     let name = pipeline.plan.pipeline.clone();
     for (target, state) in &mut pipeline.targets {
         let Some(rollback) = &state.rollback else { continue };
+        // Restarted and not yet told what the boxes run: a box's state is unknown, not
+        // "out of service", so none is commanded until the target's first snapshot.
+        if !state.fleet.observed() {
+            continue;
+        }
         let to = rollback.to;
         let strategy = strategy_for(&pipeline.plan, target);
         state.backoff.retain(|_, until| *until > now);
@@ -367,8 +385,23 @@ pub(super) fn list(boxes: &[BoxId]) -> String {
 }
 
 /// Installs the target's current artifact on boxes that run nothing (added mid-wave). Repairs
-/// never change what a target runs, so no blocker applies to them.
+/// never change what a target runs, so no blocker applies to them. Only a box's report says it
+/// runs nothing: one not heard from since a restart is left alone until it reports.
 pub(super) fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context: &mut Context) {
+    let unknown_is_empty = context.planted(crate::PlantedBug::RepairUnknownBoxes);
+    let planted: BTreeSet<Target>;
+    let empty = if unknown_is_empty {
+        planted = pipeline
+            .targets
+            .iter()
+            .filter(|(_, state)| !state.fleet.observed())
+            .map(|(target, _)| target.clone())
+            .chain(empty.iter().cloned())
+            .collect();
+        &planted
+    } else {
+        empty
+    };
     if empty.is_empty() {
         return;
     }
@@ -393,7 +426,11 @@ pub(super) fn repair(pipeline: &mut Pipeline, empty: &BTreeSet<Target>, context:
         .collect();
     for target in empty {
         let state = pipeline.targets.get_mut(target).expect("plan target");
-        if state.rollback.is_some() || deploying.contains(target) {
+        // A box that has not reported since a restart is unknown, not empty.
+        if state.rollback.is_some()
+            || deploying.contains(target)
+            || (!state.fleet.observed() && !unknown_is_empty)
+        {
             continue;
         }
         state.backoff.retain(|_, until| *until > now);

@@ -75,7 +75,14 @@ pub(super) fn advance_lane(
                 });
             }
             let state = &pipeline.targets[target];
-            if !blockers.is_empty() || !fresh || state.rollback.is_some() {
+            // Boxes that already run an artifact of this pipeline, none of it known good yet
+            // (its boxes were never all healthy on one artifact since the engine first saw
+            // them, say while another pipeline moved them): a deployment now would have
+            // nothing to roll back to, so it waits for the target to be adopted.
+            let nothing_to_roll_back_to = state.known_good.is_empty()
+                && state.fleet.boxes.values().any(|b| b.observation.running.is_some());
+            if !blockers.is_empty() || !fresh || state.rollback.is_some() || nothing_to_roll_back_to
+            {
                 lane_mut(pipeline, index, region).phase = next;
                 return false;
             }

@@ -587,14 +587,29 @@ fn expire_overrides(pipeline: &mut Pipeline, context: &mut Context) {
     }
 }
 
+/// A target with no known-good artifact yet adopts the one every box reports running for this
+/// pipeline: what was there before the pipeline changed anything, so what a rollback returns
+/// to. Health does not matter (a box another pipeline of the service is moving reports
+/// unhealthy while it still runs this pipeline's artifact, and a box broken before Gantry
+/// came is still what to return to); a fresh report from every box does. An artifact a stage
+/// of this pipeline works on now is never adopted: it becomes known good only by baking.
 fn adopt_known_good(pipeline: &mut Pipeline, context: &mut Context) {
+    let in_stages: BTreeSet<Digest> = pipeline
+        .stages
+        .iter()
+        .filter_map(|state| state.run.as_ref())
+        .map(|run| run.artifact)
+        .collect();
     for (target, state) in &mut pipeline.targets {
         if !state.known_good.is_empty() || state.fleet.boxes.is_empty() {
             continue;
         }
-        let healthy =
-            state.fleet.boxes.values().all(|box_state| box_state.counts_as_healthy(context.now));
-        if let (true, Some(artifact)) = (healthy, state.fleet.uniform_artifact()) {
+        let fresh = state
+            .fleet
+            .observed_at
+            .is_some_and(|at| context.now.duration_since(at) <= seconds(MAX_OBSERVATION_AGE));
+        let uniform = state.fleet.uniform_artifact().filter(|digest| !in_stages.contains(*digest));
+        if let (true, Some(artifact)) = (fresh, uniform) {
             let artifact = *artifact;
             state.known_good.push(artifact);
             context.notify(Event::KnownGoodAdopted {

@@ -351,13 +351,7 @@ pub(super) fn roll_back_everywhere(
     let plan_targets: Vec<Target> = pipeline.targets.keys().cloned().collect();
     for target in plan_targets {
         let state = pipeline.targets.get_mut(&target).expect("listed above");
-        let runs_recalled = state.fleet.boxes.values().any(|box_state| {
-            box_state.observation.running.as_ref().is_some_and(|running| recalled.contains(running))
-                || box_state
-                    .pending
-                    .as_ref()
-                    .is_some_and(|pending| recalled.contains(&pending.artifact))
-        });
+        let runs_recalled = state.fleet.runs_any(|digest| recalled.contains(digest));
         state.known_good.retain(|digest| !recalled.contains(digest));
         if !runs_recalled {
             continue;
