@@ -397,8 +397,6 @@ fn killed_after_commit_before_delivery_the_same_command_is_delivered() {
 }
 
 #[test]
-#[ignore = "fails on the engine: a restarted engine repairs every box it commanded before, under \
-            a new id, because restored boxes carry no observation and read as running nothing"]
 fn killed_in_the_middle_of_a_long_poll_and_at_random_points_it_converges() {
     let mut world = World::new();
     // A long-poll in flight when the server dies.
