@@ -788,3 +788,30 @@ fn a_deployment_waits_until_its_target_runs_one_artifact_to_roll_back_to() {
         ],
     );
 }
+
+#[test]
+fn an_override_lasts_at_most_a_day() {
+    let mut h = Harness::new(vec![one_region()], 10);
+    let day = gantry_engine::limits::MAX_OVERRIDE_SECONDS;
+    assert_eq!(day, 24 * 3600, "the operator API allows 24 hours; the engine the same");
+    for (id, lasts) in [("op-day", day), ("op-longer", day + 1), ("op-hour", 3600)] {
+        let command = OperatorCommand::Override {
+            pipeline: "api".into(),
+            blocker: gantry_engine::BlockerKind::TimeWindow,
+            stage: None,
+            region: None,
+            reason: "a fix across the night".into(),
+            expires_at: h.now + SignedDuration::from_secs(lasts),
+        };
+        let input = h.operator(id, command);
+        h.round(vec![input]);
+    }
+    check(
+        &h,
+        &[
+            "accepted op-day: override of TimeWindow",
+            "refused op-longer: an override lasts at most 24 hours",
+            "accepted op-hour: override of TimeWindow",
+        ],
+    );
+}

@@ -729,11 +729,12 @@ impl Checker {
                 self.holds.remove(&(pipeline, stage));
             }
             OperatorCommand::Override { pipeline, blocker, stage, region, expires_at, .. } => {
-                if expires_at.duration_since(now) > SignedDuration::from_hours(4) {
+                let limit = gantry_engine::limits::MAX_OVERRIDE_SECONDS;
+                if expires_at.duration_since(now) > SignedDuration::from_secs(limit) {
                     self.violate(
                         now,
                         "I15 bounded overrides",
-                        format!("override {id} lasts past four hours"),
+                        format!("override {id} lasts past {} hours", limit / 3600),
                     );
                 }
                 if blocker == BlockerKind::Unreviewed {
