@@ -68,6 +68,10 @@ enum Command {
     Rollback(commands::operate::RollbackArgs),
     /// Run a failed stage again with the same artifact.
     Retry(commands::operate::RetryArgs),
+    /// Ask for a newer artifact to replace one that failed in a stage, through every gate.
+    RollForward(commands::operate::RollForwardArgs),
+    /// Urgent mode: ask for it, approve it (senior approvers), list requests, end it.
+    Urgent(commands::operate::UrgentArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(commands::operate::CompletionsArgs),
     /// The sample service an example artifact's hooks start (see examples/sample-service).
@@ -107,6 +111,8 @@ fn main() -> ExitCode {
         Command::Override(args) => commands::operate::override_blocker(args),
         Command::Rollback(args) => commands::operate::rollback(args),
         Command::Retry(args) => commands::operate::retry(args),
+        Command::RollForward(args) => commands::operate::roll_forward(args),
+        Command::Urgent(args) => commands::operate::urgent(args),
         Command::Completions(args) => commands::operate::completions(args, Cli::command()),
         Command::Demo(args) => commands::demo::run(args),
     };

@@ -297,6 +297,47 @@ fn each_operator_command_acts_through_the_api() {
         &controller.gantry(&operator, &["pipeline", "show", "no-such-pipeline"]),
         Expect::Refused("no pipeline \"no-such-pipeline\" runs here"),
     );
+
+    // Roll forward and urgent mode: who may, and refusals with the field at fault.
+    let senior = controller.person("senior_approver");
+    let developer = controller.person("developer");
+    let roll = ["roll-forward", PIPELINE, "--stage", "gamma", "--artifact", unknown];
+    let roll_with_reason = [&roll[..], &["--reason", "fix"]].concat();
+    for (token, args, expect) in [
+        (
+            &viewer,
+            &roll_with_reason[..],
+            Expect::Refused("this needs the `roll_forward` permission"),
+        ),
+        (&operator, &roll[..], Expect::Refused("--reason")),
+        (&operator, &roll_with_reason[..], Expect::Refused("field `artifact`")),
+        (
+            &developer,
+            &["urgent", "request", PIPELINE, "--artifact", unknown, "--reason", "outage"][..],
+            Expect::Refused("field `artifact`"),
+        ),
+        (
+            &viewer,
+            &["urgent", "request", PIPELINE, "--artifact", unknown, "--reason", "outage"][..],
+            Expect::Refused("this needs the `urgent_request` permission"),
+        ),
+        (
+            &operator,
+            &["urgent", "approve", PIPELINE, "urgent-0000"][..],
+            Expect::Refused("senior_approver"),
+        ),
+        (
+            &senior,
+            &["urgent", "approve", PIPELINE, "urgent-0000"][..],
+            Expect::Refused("no urgent request \"urgent-0000\" waits"),
+        ),
+        (&developer, &["urgent", "end", PIPELINE][..], Expect::Refused("urgent mode is off")),
+    ] {
+        check(&controller.gantry(token, args), expect);
+    }
+    let list = controller.gantry(&viewer, &["urgent", "list", PIPELINE, "-o", "json"]);
+    let list: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list["requests"], json!([]), "{list}");
 }
 
 #[test]

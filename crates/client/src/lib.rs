@@ -20,7 +20,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use config::Settings;
-use views::{BoxDetail, BoxList, Decision, Health, Pipeline, PipelineList};
+use views::{
+    BoxDetail, BoxList, Decision, Health, PipelineList, PipelineView, UrgentRequestList,
+    UrgentRequestView,
+};
 
 /// How long one request may take, connecting included. A pipeline action waits up to five
 /// seconds on the server for the round that decides it; this leaves room for a slow network
@@ -116,7 +119,7 @@ impl Client {
     }
 
     /// `GET /api/v1/pipelines/{pipeline}`.
-    pub fn pipeline(&self, pipeline: &str) -> Result<Pipeline, Error> {
+    pub fn pipeline(&self, pipeline: &str) -> Result<PipelineView, Error> {
         self.get(&format!("/api/v1/pipelines/{}", segment(pipeline)))
     }
 
@@ -135,8 +138,45 @@ impl Client {
         self.get(&format!("/api/v1/audit?after={after}&limit={limit}"))
     }
 
-    /// A pipeline action (`hold`, `release`, `retry`, `approve`, `override`, `rollback`) with
-    /// its body; the engine's verdict, whichever it is.
+    /// `GET /api/v1/pipelines/{pipeline}/urgent`: urgent requests waiting for approval.
+    pub fn urgent_requests(&self, pipeline: &str) -> Result<UrgentRequestList, Error> {
+        self.get(&format!("/api/v1/pipelines/{}/urgent", segment(pipeline)))
+    }
+
+    /// `POST /api/v1/pipelines/{pipeline}/urgent`: asks for urgent mode for an artifact.
+    pub fn request_urgent(
+        &self,
+        pipeline: &str,
+        artifact: &gantry_model::Digest,
+        reason: &str,
+    ) -> Result<UrgentRequestView, Error> {
+        let path = format!("/api/v1/pipelines/{}/urgent", segment(pipeline));
+        let body = json!({"artifact": artifact.to_string(), "reason": reason});
+        let answer = self.send("POST", &path, Some(&body))?;
+        if answer.status == 201 {
+            return read(&path, &answer.body);
+        }
+        Err(self.refusal("POST", &path, answer))
+    }
+
+    /// `POST /api/v1/pipelines/{pipeline}/urgent/{request}/approve`: a senior approval; the
+    /// request as it stands after it (with the engine's verdict once approvals sufficed).
+    pub fn approve_urgent(
+        &self,
+        pipeline: &str,
+        request: &str,
+    ) -> Result<UrgentRequestView, Error> {
+        let path =
+            format!("/api/v1/pipelines/{}/urgent/{}/approve", segment(pipeline), segment(request));
+        let answer = self.send::<Value>("POST", &path, None)?;
+        if matches!(answer.status, 200 | 202 | 409) {
+            return read(&path, &answer.body);
+        }
+        Err(self.refusal("POST", &path, answer))
+    }
+
+    /// A pipeline action (`hold`, `release`, `retry`, `approve`, `override`, `rollback`,
+    /// `roll-forward`, `urgent/end`) with its body; the engine's verdict, whichever it is.
     pub fn act(&self, pipeline: &str, action: &Action) -> Result<Decision, Error> {
         let path = format!("/api/v1/pipelines/{}/{}", segment(pipeline), action.route());
         let answer = self.send("POST", &path, Some(&action.body()))?;
@@ -298,6 +338,13 @@ pub enum Action {
         scope: RollbackScope,
         reason: String,
     },
+    /// A newer artifact to replace one that failed in `stage`, through every gate.
+    RollForward {
+        stage: String,
+        artifact: gantry_model::Digest,
+        reason: String,
+    },
+    EndUrgent,
 }
 
 impl Action {
@@ -310,6 +357,8 @@ impl Action {
             Action::Approve { .. } => "approve",
             Action::Override { .. } => "override",
             Action::Rollback { .. } => "rollback",
+            Action::RollForward { .. } => "roll-forward",
+            Action::EndUrgent => "urgent/end",
         }
     }
 
@@ -337,6 +386,10 @@ impl Action {
                     "scope": "everywhere", "artifact": artifact.to_string(), "reason": reason,
                 }),
             },
+            Action::RollForward { stage, artifact, reason } => {
+                json!({"stage": stage, "artifact": artifact.to_string(), "reason": reason})
+            }
+            Action::EndUrgent => json!({}),
         };
         if let Some(fields) = body.as_object_mut() {
             fields.retain(|_, value| !value.is_null());

@@ -12,44 +12,8 @@ use gantry_model::Target;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BlockerKind {
-    /// One of the step's own rollback alarms is in ALARM: the deployment would roll back at
-    /// once, so no override lifts this one.
-    RollbackAlarm,
-    /// One of the team's blocker alarms is in ALARM (or its state is unknown) in the region.
-    TeamAlarm,
-    /// An organisation-wide alarm, e.g. a large-scale event, is in ALARM (or unknown).
-    OrganisationAlarm,
-    /// The region's deployment windows are closed.
-    TimeWindow,
-    /// The artifact contains a blocked commit or package version.
-    Content,
-    /// A person holds the pipeline or the stage.
-    ManualHold,
-    /// Too many artifacts in production already, or urgent mode allows only one.
-    InFlightLimit,
-    /// A commit was not approved by someone other than its author.
-    Unreviewed,
-}
-
-impl BlockerKind {
-    /// Whether an override may lift this kind.
-    pub fn overridable(self) -> bool {
-        !matches!(self, BlockerKind::Unreviewed | BlockerKind::RollbackAlarm)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Blocker {
-    pub kind: BlockerKind,
-    /// What blocks: the alarm's name, the commit, `time-window`, the holder.
-    pub name: String,
-    pub reason: String,
-    /// When it will clear, where that can be known.
-    pub clears_at: Option<Timestamp>,
-}
+/// The kinds of blocker and a blocker as people read it: one type each, in `gantry-model`.
+pub use gantry_model::views::{Blocker, BlockerKind};
 
 /// A person's manual hold.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -18,8 +18,7 @@ use serde::Serialize;
 
 use crate::action::BoxCommand;
 use crate::artifact::Digest;
-use crate::blockers::Blocker;
-use crate::state::{Engine, Pipeline, SharedTarget, StagePhase, TargetPhase};
+use crate::state::{Engine, Lane, Pipeline, SharedTarget, StagePhase, TargetPhase};
 
 /// What a controller must keep fresh reports of now: the boxes of targets deploying, about to
 /// start or rolling back; the data points of targets baking; the alarms of their regions.
@@ -34,49 +33,11 @@ pub struct Watch {
     pub alarm_regions: BTreeSet<String>,
 }
 
-/// One pipeline's status, as people and the dashboard read it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PipelineStatus {
-    pub pipeline: String,
-    pub plan_version: u32,
-    pub pending_plan: Option<u32>,
-    pub stages: Vec<StageStatus>,
-    pub rollbacks: Vec<RollbackStatus>,
-    pub held: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StageStatus {
-    pub stage: String,
-    pub artifact: Option<Digest>,
-    /// `idle`, `rollout`, `testing`, `awaiting_approval`, `failed: <reason>`.
-    pub phase: String,
-    pub lanes: Vec<LaneStatus>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LaneStatus {
-    pub region: String,
-    pub step: String,
-    pub target: Target,
-    /// `waiting`, `deploying`, `deployed`, `baked`, `halted`, or `stuck` (a deployment that
-    /// cannot make progress).
-    pub phase: &'static str,
-    pub blockers: Vec<Blocker>,
-    pub bake_started: Option<Timestamp>,
-    /// Data points counted for this step per metric, since its own deployment.
-    pub evidence_from: BTreeMap<String, u64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RollbackStatus {
-    pub target: Target,
-    pub to: Digest,
-    pub reason: String,
-    pub started_at: Timestamp,
-    /// Why it cannot make progress, when it cannot.
-    pub stuck: Option<String>,
-}
+/// A pipeline's status as people read it: one type each, in `gantry-model`, so the server
+/// serves and the client reads the very shapes the engine builds.
+pub use gantry_model::views::{
+    Capacity, DataPoints, LaneStatus, PipelineStatus, RollbackStatus, StageStatus, UrgentStatus,
+};
 
 impl Engine {
     pub fn epoch(&self) -> u64 {
@@ -184,23 +145,8 @@ impl Engine {
                             StagePhase::Rollout { lanes } => {
                                 let lanes = lanes
                                     .iter()
-                                    .map(|(region, lane)| LaneStatus {
-                                        region: region.clone(),
-                                        step: stage.steps[lane.step].name.clone(),
-                                        target: lane.target.clone(),
-                                        phase: match &lane.phase {
-                                            TargetPhase::Waiting => "waiting",
-                                            TargetPhase::Deploying {
-                                                stuck_reported: true, ..
-                                            } => "stuck",
-                                            TargetPhase::Deploying { .. } => "deploying",
-                                            TargetPhase::Deployed { .. } => "deployed",
-                                            TargetPhase::Baked { .. } => "baked",
-                                            TargetPhase::Halted => "halted",
-                                        },
-                                        blockers: lane.blockers.clone(),
-                                        bake_started: lane.bake_started,
-                                        evidence_from: lane.evidence_from.clone(),
+                                    .map(|(region, lane)| {
+                                        lane_status(pipeline, stage, region, lane, &run.artifact)
                                     })
                                     .collect();
                                 ("rollout".to_string(), lanes)
@@ -216,7 +162,11 @@ impl Engine {
                         (Some(run.artifact), phase, lanes)
                     }
                 };
-                StageStatus { stage: stage.name.clone(), artifact, phase, lanes }
+                let passed = state
+                    .passed
+                    .and_then(|sequence| pipeline.artifacts.get(&sequence))
+                    .map(|known| known.digest);
+                StageStatus { stage: stage.name.clone(), artifact, phase, passed, lanes }
             })
             .collect();
         let rollbacks = pipeline
@@ -240,6 +190,97 @@ impl Engine {
             stages,
             rollbacks,
             held: !pipeline.holds.is_empty(),
+            urgent: pipeline.urgent.as_ref().map(|urgent| UrgentStatus {
+                artifact: urgent.artifact,
+                approvers: urgent.approvers.clone(),
+                since: urgent.since,
+            }),
+            urgent_policy: pipeline.plan.urgent.clone(),
         })
+    }
+}
+
+/// One lane as people read it: its phase and blockers, its bake against what it needs, and
+/// its target's boxes against the floor with the deployment's batches. Health is counted as of
+/// the target's latest snapshot.
+fn lane_status(
+    pipeline: &Pipeline,
+    stage: &gantry_model::Stage,
+    region: &str,
+    lane: &Lane,
+    artifact: &Digest,
+) -> LaneStatus {
+    let step = &stage.steps[lane.step];
+    let state = &pipeline.targets[&lane.target];
+    let bake = stage.bake_in_region(lane.step, region);
+    let mut bake_seconds = bake.duration.as_seconds() as i64;
+    if pipeline.urgent.as_ref().is_some_and(|urgent| &urgent.artifact == artifact) {
+        bake_seconds =
+            bake_seconds * i64::from(pipeline.plan.urgent.minimum_bake_percent.min(100)) / 100;
+    }
+    let data_points = bake
+        .data_points
+        .iter()
+        .map(|(metric, required)| {
+            let counted = lane.evidence_from.get(metric).map_or(0, |from| {
+                state
+                    .data_points
+                    .get(metric)
+                    .and_then(|readings| readings.get(artifact))
+                    .map_or(0, |reading| reading.count.saturating_sub(*from))
+            });
+            (metric.clone(), DataPoints { counted, required: *required })
+        })
+        .collect();
+    let fleet = &state.fleet;
+    let size = fleet.size();
+    let capacity = (size > 0).then(|| {
+        let strategy = &stage.deployment;
+        let now = fleet.observed_at.unwrap_or_default();
+        let one_box = step.kind == gantry_model::StepKind::OneBox;
+        let batch_size =
+            if one_box { 1 } else { crate::capacity::batch_limit(strategy.batch_size, size) };
+        let batches = if one_box { 1 } else { size.div_ceil(batch_size) };
+        let batch = match &lane.phase {
+            TargetPhase::Waiting => 0,
+            TargetPhase::Deploying { attempted, .. } => {
+                (attempted.len() as u32).div_ceil(batch_size).clamp(1, batches)
+            }
+            TargetPhase::Deployed { .. } | TargetPhase::Baked { .. } | TargetPhase::Halted => {
+                batches
+            }
+        };
+        Capacity {
+            boxes: size,
+            healthy: fleet.healthy(now),
+            floor: crate::capacity::minimum_healthy(strategy.minimum_healthy_hosts, size),
+            batch_size,
+            batches,
+            batch,
+            on_artifact: fleet.boxes.values().filter(|b| b.healthy_on(artifact, now)).count()
+                as u32,
+        }
+    });
+    LaneStatus {
+        region: region.to_string(),
+        step: step.name.clone(),
+        target: lane.target.clone(),
+        phase: match &lane.phase {
+            TargetPhase::Waiting => "waiting",
+            TargetPhase::Deploying { stuck_reported: true, .. } => "stuck",
+            TargetPhase::Deploying { .. } => "deploying",
+            TargetPhase::Deployed { .. } => "deployed",
+            TargetPhase::Baked { .. } => "baked",
+            TargetPhase::Halted => "halted",
+        }
+        .to_string(),
+        blockers: lane.blockers.clone(),
+        bake_started: lane.bake_started,
+        bake_until: lane
+            .bake_started
+            .map(|started| started + jiff::SignedDuration::from_secs(bake_seconds)),
+        evidence_from: lane.evidence_from.clone(),
+        data_points,
+        capacity,
     }
 }

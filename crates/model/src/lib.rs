@@ -12,6 +12,7 @@ mod duration;
 pub mod pipeline;
 pub mod plan;
 pub mod topology;
+pub mod views;
 
 pub use alarm::AlarmState;
 pub use digest::{Digest, DigestError};

@@ -10,10 +10,10 @@
 //! | role | may |
 //! | --- | --- |
 //! | viewer | read |
-//! | developer | read, retry and hold its team's pipelines |
+//! | developer | read, retry and hold its team's pipelines, ask for urgent mode |
 //! | approver | read, approve manual stages |
 //! | senior approver | read, approve, give urgent-mode approvals |
-//! | operator | read, hold, release, override (reason, expiry ≤ 24 h), retry, roll back, roll forward |
+//! | operator | read, hold, release, override (reason, expiry ≤ 24 h), retry, roll back, roll forward, ask for urgent mode |
 //! | admin | read, manage tokens and configuration |
 //!
 //! An agent token may only use the agent routes, and only for its own box. No role lifts a
@@ -81,12 +81,12 @@ impl Role {
         use Permission::*;
         match self {
             Role::Viewer => matches!(permission, Read),
-            Role::Developer => matches!(permission, Read | Retry | Hold),
+            Role::Developer => matches!(permission, Read | Retry | Hold | UrgentRequest),
             Role::Approver => matches!(permission, Read | Approve),
             Role::SeniorApprover => matches!(permission, Read | Approve | UrgentApprove),
             Role::Operator => matches!(
                 permission,
-                Read | Hold | Release | Override | Retry | RollBack | RollForward
+                Read | Hold | Release | Override | Retry | RollBack | RollForward | UrgentRequest
             ),
             Role::Admin => matches!(permission, Read | ManageTokens | Configure),
         }
@@ -104,6 +104,8 @@ pub enum Permission {
     Release,
     Retry,
     Approve,
+    /// Ask for (or end) urgent mode; senior approvers approve it.
+    UrgentRequest,
     UrgentApprove,
     Override,
     RollBack,

@@ -552,11 +552,8 @@ impl Rounds {
         let engine = driver.engine();
         let views = engine
             .pipelines()
-            .map(|(name, pipeline)| {
-                let status = engine
-                    .status(name)
-                    .and_then(|status| serde_json::to_value(status).ok())
-                    .unwrap_or(serde_json::Value::Null);
+            .filter_map(|(name, pipeline)| {
+                let status = engine.status(name)?;
                 let artifacts = pipeline
                     .artifacts
                     .values()
@@ -579,7 +576,7 @@ impl Rounds {
                     status,
                     artifacts,
                 };
-                (name.to_string(), view)
+                Some((name.to_string(), view))
             })
             .collect();
         self.controller.set_pipeline_views(views);

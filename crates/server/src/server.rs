@@ -109,6 +109,8 @@ pub struct Controller {
     verdicts: Mutex<std::collections::VecDeque<(String, Verdict)>>,
     /// Woken when a verdict arrives.
     pub verdict_changed: tokio::sync::Notify,
+    /// Urgent-mode requests waiting for senior approval (in memory; see the type).
+    pub urgent_requests: Mutex<crate::api::operator::UrgentRequests>,
     /// Held for the life of the controller: the data directory's lock.
     _data_dir: DataDir,
 }
@@ -148,28 +150,9 @@ pub enum Verdict {
     Rejected(String),
 }
 
-/// One pipeline as people read it: its team, the engine's status, its artifacts.
-#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct PipelineView {
-    pub pipeline: String,
-    pub team: String,
-    pub service: String,
-    /// The engine's status: stages with their lanes, blockers, bakes and waits; rollbacks.
-    pub status: serde_json::Value,
-    /// Artifacts the pipeline knows, newest first.
-    pub artifacts: Vec<ArtifactView>,
-}
-
-#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct ArtifactView {
-    pub digest: gantry_model::Digest,
-    pub sequence: u64,
-    /// Authors of the commits it adds.
-    pub authors: Vec<String>,
-    /// Commits no one but their author approved.
-    pub unreviewed_commits: Vec<String>,
-    pub deployable: bool,
-}
+/// One pipeline as people read it (its team, the engine's status, its artifacts), one type
+/// each for the server and its clients.
+pub use gantry_model::views::{ArtifactView, PipelineView};
 
 /// What [`open`] reports besides the controller.
 #[derive(Debug)]
@@ -240,6 +223,7 @@ pub fn open(config: &Config, now: Timestamp) -> Result<(Arc<Controller>, Opened)
         views: RwLock::new(BTreeMap::new()),
         verdicts: Mutex::new(std::collections::VecDeque::new()),
         verdict_changed: tokio::sync::Notify::new(),
+        urgent_requests: Mutex::default(),
         _data_dir: data_dir,
     };
     controller.store_health.healthy.store(true, Ordering::SeqCst);

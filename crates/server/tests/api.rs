@@ -93,6 +93,14 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("approve_stage", &["approver", "senior_approver"]),
     ("override_blocker", &["operator"]),
     ("roll_back", &["operator"]),
+    ("roll_forward", &["operator"]),
+    (
+        "list_urgent_requests",
+        &["viewer", "developer", "approver", "senior_approver", "operator", "admin"],
+    ),
+    ("request_urgent", &["developer", "operator"]),
+    ("approve_urgent", &["senior_approver"]),
+    ("end_urgent", &["developer", "operator"]),
     ("list_audit", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
     ("list_tokens", &["admin"]),
     ("issue_token", &["admin"]),
@@ -192,6 +200,7 @@ fn concrete(path: &str) -> String {
         .replace("{box_id}", "box-1")
         .replace("{token_id}", "t-none")
         .replace("{pipeline}", "no-such-pipeline")
+        .replace("{request}", "urgent-none")
 }
 
 #[tokio::test]
@@ -566,4 +575,107 @@ async fn a_failed_commit_stops_commands_and_shows_in_health_and_metrics() {
     }
     let (_, health) = api.call("anonymous", "GET", "/api/v1/health", None).await;
     assert_eq!(health["status"], "ok", "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn urgent_mode_needs_senior_approvers_other_than_the_requester_and_the_authors() {
+    // The example organisation's urgent policy: two of ana.ribeiro, david.okafor,
+    // hiroshi.tanaka and priya.raman.
+    let senior = json!([{"role": "senior_approver"}]);
+    let people = [
+        ("hiroshi.tanaka", json!([{"role": "developer"}, {"role": "senior_approver"}])),
+        ("ana.ribeiro", senior.clone()),
+        ("david.okafor", senior.clone()),
+        ("priya.raman", senior),
+    ];
+    let organisation = tempfile::tempdir().unwrap();
+    let api = Api::start_with(Some(example_organisation(organisation.path())), &people).await;
+    until(&api.controller, "the organisation's pipelines", |c| {
+        c.pipeline_views().contains_key("checkout-api-code")
+    })
+    .await;
+    let digest = gantry_model::Digest::of(b"checkout-api urgent fix");
+    api.controller.submit([gantry_engine::Input::ArtifactReady {
+        pipeline: "checkout-api-code".into(),
+        artifact: gantry_engine::ArtifactReady {
+            digest,
+            sequence: 1,
+            previous: None,
+            commits: vec![gantry_engine::Commit {
+                id: "f1x".into(),
+                author: "ana.ribeiro@example.com".into(),
+                approvers: vec!["bo@example.com".into(), "cy@example.com".into()],
+            }],
+            packages: Vec::new(),
+            signature_verified: true,
+        },
+    }]);
+    until(&api.controller, "the artifact", |c| {
+        c.pipeline_views()["checkout-api-code"].artifacts.iter().any(|a| a.digest == digest)
+    })
+    .await;
+    let base = "/api/v1/pipelines/checkout-api-code";
+    let ask = json!({"artifact": digest.to_string(), "reason": "card payments fail in eu-west-1"});
+    let (status, request) =
+        api.call("hiroshi.tanaka", "POST", &format!("{base}/urgent"), Some(ask.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    assert_eq!(
+        (request["status"].as_str(), request["required"].as_u64()),
+        (Some("waiting"), Some(2))
+    );
+    let (status, _) =
+        api.call("hiroshi.tanaka", "POST", &format!("{base}/urgent"), Some(ask)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "one request per artifact");
+    let approve = format!("{base}/urgent/{}/approve", request["id"].as_str().unwrap());
+    // (caller, status, what the answer says)
+    let steps: &[(&str, StatusCode, &str)] = &[
+        ("hiroshi.tanaka", StatusCode::FORBIDDEN, "may not approve their own request"),
+        ("ana.ribeiro", StatusCode::FORBIDDEN, "may not approve their own commit"),
+        (
+            "senior_approver",
+            StatusCode::FORBIDDEN,
+            "is not one of checkout-api-code's urgent approvers",
+        ),
+        ("david.okafor", StatusCode::OK, "\"waiting\""),
+        ("david.okafor", StatusCode::CONFLICT, "has approved this request already"),
+        ("priya.raman", StatusCode::OK, "\"accepted\""),
+    ];
+    for (caller, expected, says) in steps {
+        let (status, answer) = api.call(caller, "POST", &approve, None).await;
+        assert_eq!(status, *expected, "{caller}: {answer}");
+        assert!(answer.to_string().contains(says), "{caller}: {says:?} in {answer}");
+    }
+    let (_, view) = api.call("viewer", "GET", base, None).await;
+    assert_eq!(view["status"]["urgent"]["artifact"], digest.to_string(), "{view}");
+    assert_eq!(view["status"]["urgent"]["approvers"], json!(["david.okafor", "priya.raman"]));
+    let (status, answer) =
+        api.call("hiroshi.tanaka", "POST", &format!("{base}/urgent/end"), None).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("accepted")), "{answer}");
+
+    // Roll forward names a newer artifact for a failed stage; nothing failed here, so it is
+    // refused with the reason, and the request is audited.
+    let roll =
+        |stage: &str| json!({"stage": stage, "artifact": digest.to_string(), "reason": "fix"});
+    let (status, answer) =
+        api.call("operator", "POST", &format!("{base}/roll-forward"), Some(roll("nowhere"))).await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("stage"))
+    );
+    let (status, answer) =
+        api.call("operator", "POST", &format!("{base}/roll-forward"), Some(roll("gamma"))).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::CONFLICT, Some("rejected")),
+        "{answer}"
+    );
+    assert!(
+        answer["detail"].as_str().unwrap().contains("no failed artifact to replace"),
+        "{answer}"
+    );
+    let (_, audit) = api.call("viewer", "GET", "/api/v1/audit?limit=1000", None).await;
+    let text = audit.to_string();
+    for kind in ["urgent_requested", "urgent_approved", "roll_forward_requested"] {
+        assert!(text.contains(kind), "{kind} is audited");
+    }
 }

@@ -1,6 +1,6 @@
 //! The operator's commands against a running controller: `gantry status`, `gantry pipeline
-//! show`, `gantry approve`, `hold`, `release`, `override`, `rollback`, `retry` (and `gantry
-//! watch` in [`super::watch`]), plus `gantry completions`. Each routes to `gantry_client` and
+//! show`, `gantry approve`, `hold`, `release`, `override`, `rollback`, `retry`, `roll-forward`,
+//! `urgent` (and `gantry watch` in [`super::watch`]), plus `gantry completions`. Each routes to `gantry_client` and
 //! presents the answer: text for people, `-o json` for scripts, on stdout; refusals on stderr
 //! with a non-zero exit.
 
@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
-use gantry_client::views::{Decision, Lane, Pipeline, Verdict};
+use gantry_client::views::{
+    BlockerKind, Decision, LaneStatus, PipelineView, StageStatus, UrgentRequestView, Verdict,
+};
 use gantry_client::{Action, Client, RollbackScope, Settings};
 use gantry_model::{Digest, Target, Timestamp};
 
@@ -179,6 +181,65 @@ pub struct RetryArgs {
 }
 
 #[derive(Args)]
+pub struct RollForwardArgs {
+    pipeline: String,
+    /// The stage where an artifact failed.
+    #[arg(long)]
+    stage: String,
+    /// The newer artifact to replace it (it must be deployable and have passed the stages
+    /// before; nothing is skipped).
+    #[arg(long, value_name = "DIGEST")]
+    artifact: Digest,
+    /// Why, for the audit log.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Args)]
+pub struct UrgentArgs {
+    #[command(subcommand)]
+    action: UrgentAction,
+}
+
+#[derive(Subcommand)]
+enum UrgentAction {
+    /// Ask for urgent mode for an artifact: its bakes are cut once enough senior approvers
+    /// (other than you and the change's authors) approve, and nothing else may be in flight.
+    Request {
+        pipeline: String,
+        #[arg(long, value_name = "DIGEST")]
+        artifact: Digest,
+        /// Why, for the approvers and the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Approve an urgent request (senior approvers named by the pipeline's urgent policy).
+    Approve {
+        pipeline: String,
+        /// The request's id, as `gantry urgent request` or `gantry urgent list` shows it.
+        request: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The urgent requests waiting for approval.
+    List {
+        pipeline: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// End urgent mode: bakes are whole again.
+    End {
+        pipeline: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     shell: clap_complete::Shell,
@@ -236,7 +297,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A stage's phase in a few words: `idle`, `rollout 2/3 baked`, `failed: ...`.
-pub fn stage_summary(stage: &gantry_client::views::Stage) -> String {
+pub fn stage_summary(stage: &StageStatus) -> String {
     if stage.phase != "rollout" || stage.lanes.is_empty() {
         return stage.phase.clone();
     }
@@ -261,7 +322,7 @@ pub fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The lines of `gantry pipeline show`.
-pub fn show(pipeline: &Pipeline, now: Timestamp) -> Vec<String> {
+pub fn show(pipeline: &PipelineView, now: Timestamp) -> Vec<String> {
     let status = &pipeline.status;
     let mut lines = vec![format!(
         "pipeline {} (team {}, service {}), plan v{}{}",
@@ -313,7 +374,7 @@ pub fn show(pipeline: &Pipeline, now: Timestamp) -> Vec<String> {
 }
 
 /// A lane: its target and phase, then one line per blocker and its bake.
-pub fn lane_lines(lane: &Lane, now: Timestamp) -> Vec<String> {
+pub fn lane_lines(lane: &LaneStatus, now: Timestamp) -> Vec<String> {
     let mut lines = vec![format!(
         "{:<14} {:<12} {:<32} {}",
         lane.region,
@@ -329,16 +390,42 @@ pub fn lane_lines(lane: &Lane, now: Timestamp) -> Vec<String> {
         };
         lines.push(format!(
             "  blocked by {} {:?}: {}{clears}",
-            blocker.kind, blocker.name, blocker.reason
+            kind_name(blocker.kind),
+            blocker.name,
+            blocker.reason
         ));
     }
     if let Some(started) = lane.bake_started {
-        let points: Vec<String> =
-            lane.evidence_from.iter().map(|(metric, count)| format!("{metric} {count}")).collect();
-        let points = if points.is_empty() { "none yet".to_string() } else { points.join(", ") };
-        lines.push(format!("  baking for {}; data points: {points}", ago(started, now)));
+        let left = match lane.bake_until {
+            Some(until) if until > now => format!(", {} left", span(until.duration_since(now))),
+            Some(_) => ", time is up".to_string(),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "  baking for {}{left}; data points: {}",
+            ago(started, now),
+            data_points(lane)
+        ));
     }
     lines
+}
+
+/// The bake's evidence, per metric counted against required: `requests 40/100`.
+pub fn data_points(lane: &LaneStatus) -> String {
+    let points: Vec<String> = lane
+        .data_points
+        .iter()
+        .map(|(metric, points)| format!("{metric} {}/{}", points.counted, points.required))
+        .collect();
+    if points.is_empty() { "none required".to_string() } else { points.join(", ") }
+}
+
+/// A blocker kind as the API names it: `team_alarm`, `time_window`, ...
+pub fn kind_name(kind: BlockerKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|value| value.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{kind:?}"))
 }
 
 /// A digest shortened for people: `sha256:` and twelve hex digits.
@@ -461,6 +548,89 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         _ => unreachable!("clap allows exactly one of --target, --stage, --everywhere"),
     };
     act(&args.connection, &args.pipeline, Action::Rollback { scope, reason: args.reason })
+}
+
+pub fn roll_forward(args: RollForwardArgs) -> anyhow::Result<ExitCode> {
+    let action =
+        Action::RollForward { stage: args.stage, artifact: args.artifact, reason: args.reason };
+    act(&args.connection, &args.pipeline, action)
+}
+
+pub fn urgent(args: UrgentArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        UrgentAction::Request { pipeline, artifact, reason, connection } => {
+            let client = connection.client()?;
+            let request = client.request_urgent(&pipeline, &artifact, &reason).map_err(explain)?;
+            present_urgent(connection.output, &request)
+        }
+        UrgentAction::Approve { pipeline, request, connection } => {
+            let client = connection.client()?;
+            let request = client.approve_urgent(&pipeline, &request).map_err(explain)?;
+            present_urgent(connection.output, &request)
+        }
+        UrgentAction::List { pipeline, connection } => {
+            let client = connection.client()?;
+            let list = client.urgent_requests(&pipeline).map_err(explain)?;
+            if connection.output == Output::Json {
+                return print_json(&list);
+            }
+            if list.requests.is_empty() {
+                eprintln!("no urgent request waits in {pipeline}");
+            }
+            for request in &list.requests {
+                println!("{}", urgent_line(request));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UrgentAction::End { pipeline, connection } => {
+            let client = connection.client()?;
+            let decision = client.act(&pipeline, &Action::EndUrgent).map_err(explain)?;
+            present(connection.output, &pipeline, "end urgent mode of", &decision)
+        }
+    }
+}
+
+/// One request: `urgent-… sha256:… asked by ana: 1 of 2 approvals (bo); waiting`.
+fn urgent_line(request: &UrgentRequestView) -> String {
+    let by = if request.approvals.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", request.approvals.join(", "))
+    };
+    format!(
+        "{} {} in {} asked by {}: {} of {} approvals{by}; {}",
+        request.id,
+        short(&request.artifact),
+        request.pipeline,
+        request.requested_by,
+        request.approvals.len(),
+        request.required,
+        request.status
+    )
+}
+
+/// An urgent request as it stands: waiting (exit 0), or the engine's verdict once approvals
+/// sufficed (rejected exits 1).
+fn present_urgent(output: Output, request: &UrgentRequestView) -> anyhow::Result<ExitCode> {
+    if output == Output::Json {
+        print_json(request)?;
+    } else {
+        println!("{}", urgent_line(request));
+    }
+    match &request.decision {
+        None => {
+            if output == Output::Text {
+                eprintln!(
+                    "waiting for approvals from {}: `gantry urgent approve {} {}`",
+                    request.approvers.join(", "),
+                    request.pipeline,
+                    request.id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(decision) => present(output, &request.pipeline, "urgent mode for", decision),
+    }
 }
 
 /// Prints the completion script of `command` for a shell.

@@ -1,6 +1,7 @@
-//! `gantry watch`: live progress of pipelines, per target — its phase, its boxes (how many run
-//! the stage's artifact, how many are healthy), its bake with the data points counted so far,
-//! and every blocker with its reason. In a terminal the picture is redrawn in place every
+//! `gantry watch`: live progress of pipelines, per target — its phase, the deployment's batch,
+//! its healthy capacity against its floor, its bake's countdown with the data points counted
+//! against those required, and every blocker with its reason, all from the engine's status the
+//! controller serves. In a terminal the picture is redrawn in place every
 //! interval; otherwise each target's line is printed again only when it changes, so a log or a
 //! pipe reads as a history.
 
@@ -10,19 +11,16 @@ use std::process::ExitCode;
 
 use clap::Args;
 use gantry_client::Client;
-use gantry_client::views::{BoxDetail, Pipeline};
-use gantry_model::agent::Health;
-use gantry_model::{Target, Timestamp};
+use gantry_client::views::{LaneStatus, PipelineView};
+use gantry_model::Timestamp;
 
-use super::operate::{Connection, ago, explain, lane_lines, short, stage_summary};
+use super::operate::{
+    Connection, ago, data_points, explain, kind_name, lane_lines, short, stage_summary,
+};
 
 /// How often to refresh when no `--interval` is given: a round runs every quarter second, and a
 /// person reads a second's changes comfortably.
 pub const DEFAULT_INTERVAL: &str = "1s";
-
-/// The most boxes read per refresh: each is one request; past this the picture says how many
-/// were left out rather than hammering the controller.
-pub const MAX_BOXES_PER_REFRESH: usize = 200;
 
 #[derive(Args)]
 pub struct WatchArgs {
@@ -40,11 +38,7 @@ pub struct WatchArgs {
 
 /// One refresh: what the controller showed.
 struct Picture {
-    pipelines: Vec<Pipeline>,
-    /// Per target, the boxes read for it.
-    boxes: BTreeMap<Target, Vec<BoxDetail>>,
-    /// Boxes of watched targets not read (past [`MAX_BOXES_PER_REFRESH`]).
-    unread: usize,
+    pipelines: Vec<PipelineView>,
 }
 
 pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
@@ -140,58 +134,26 @@ fn look(client: &Client, pipeline: Option<&str>) -> Result<Picture, gantry_clien
         Some(name) => vec![client.pipeline(name)?],
         None => client.pipelines()?.pipelines,
     };
-    let targets: Vec<&Target> = pipelines
-        .iter()
-        .flat_map(|p| &p.status.stages)
-        .flat_map(|stage| &stage.lanes)
-        .map(|lane| &lane.target)
-        .collect();
-    let mut boxes: BTreeMap<Target, Vec<BoxDetail>> = BTreeMap::new();
-    let mut unread = 0;
-    if !targets.is_empty() {
-        let listed = client.boxes()?.boxes;
-        let mut read = 0;
-        for summary in listed.iter().filter(|b| targets.contains(&&b.target)) {
-            if read == MAX_BOXES_PER_REFRESH {
-                unread += 1;
-                continue;
-            }
-            read += 1;
-            match client.box_detail(&summary.box_id.0) {
-                Ok(detail) => boxes.entry(summary.target.clone()).or_default().push(detail),
-                // Gone between the list and the read (the controller restarted): the next
-                // refresh lists what is there.
-                Err(gantry_client::Error::Refused { status: 404, .. }) => {}
-                Err(error) => return Err(error),
-            }
-        }
-    }
-    Ok(Picture { pipelines, boxes, unread })
+    Ok(Picture { pipelines })
 }
 
-/// The boxes of `target` as one phrase: `4 boxes, 4 healthy, 1 on sha256:…`.
-fn fleet_line(
-    picture: &Picture,
-    pipeline: &str,
-    stage_artifact: Option<gantry_model::Digest>,
-    target: &Target,
-) -> String {
-    let Some(boxes) = picture.boxes.get(target) else { return "no boxes registered".into() };
-    let mut healthy = 0;
-    let mut on_artifact = 0;
-    for detail in boxes {
-        let slot = detail
-            .report
-            .as_ref()
-            .and_then(|report| report.pipelines.iter().find(|p| p.pipeline == pipeline));
-        if let Some(slot) = slot {
-            healthy += usize::from(slot.health == Health::Healthy);
-            on_artifact += usize::from(stage_artifact.is_some() && slot.running == stage_artifact);
-        }
+/// A target's deployment as one phrase: `batch 2/3 of 2 · 4/6 healthy, floor 4 · 3 on sha256:…`.
+fn capacity_line(lane: &LaneStatus, stage_artifact: Option<gantry_model::Digest>) -> String {
+    let Some(capacity) = lane.capacity else { return "no boxes registered".into() };
+    let mut line = format!(
+        "batch {}/{} of {} · {}/{} healthy, floor {}",
+        capacity.batch,
+        capacity.batches,
+        capacity.batch_size,
+        capacity.healthy,
+        capacity.boxes,
+        capacity.floor
+    );
+    if capacity.healthy < capacity.floor {
+        line.push_str(" (below the floor: no box is taken until it recovers)");
     }
-    let mut line = format!("{} boxes, {healthy} healthy", boxes.len());
     if let Some(artifact) = stage_artifact {
-        line.push_str(&format!(", {on_artifact} on {}", short(&artifact)));
+        line.push_str(&format!(" · {} on {}", capacity.on_artifact, short(&artifact)));
     }
     line
 }
@@ -211,8 +173,7 @@ fn draw(picture: &Picture, now: Timestamp) -> Vec<String> {
             lines.push(format!("  {:<12} {}{artifact}", stage.stage, stage_summary(stage)));
             for lane in &stage.lanes {
                 let mut lane_text = lane_lines(lane, now);
-                let fleet = fleet_line(picture, &pipeline.pipeline, stage.artifact, &lane.target);
-                lane_text.insert(1, format!("  {fleet}"));
+                lane_text.insert(1, format!("  {}", capacity_line(lane, stage.artifact)));
                 lines.extend(lane_text.into_iter().map(|line| format!("    {line}")));
             }
         }
@@ -227,9 +188,6 @@ fn draw(picture: &Picture, now: Timestamp) -> Vec<String> {
                 rollback.reason
             ));
         }
-    }
-    if picture.unread > 0 {
-        lines.push(format!("({} more boxes not read this refresh)", picture.unread));
     }
     lines
 }
@@ -253,19 +211,21 @@ fn plain_lines(picture: &Picture) -> Vec<(String, String)> {
                 let blockers: Vec<String> = lane
                     .blockers
                     .iter()
-                    .map(|b| format!("blocked by {} {:?}: {}", b.kind, b.name, b.reason))
+                    .map(|b| format!("blocked by {} {:?}: {}", kind_name(b.kind), b.name, b.reason))
                     .collect();
-                let points: Vec<String> =
-                    lane.evidence_from.iter().map(|(m, n)| format!("{m} {n}")).collect();
                 let mut text = format!(
                     "{name} {} {}: {}; {}",
                     stage.stage,
                     lane.target,
                     lane.phase,
-                    fleet_line(picture, name, stage.artifact, &lane.target)
+                    capacity_line(lane, stage.artifact)
                 );
-                if lane.bake_started.is_some() {
-                    text.push_str(&format!("; baking, data points: {}", points.join(", ")));
+                if let Some(until) = lane.bake_started.and(lane.bake_until) {
+                    text.push_str(&format!(
+                        "; baking until {}, data points: {}",
+                        until.strftime("%H:%M:%S"),
+                        data_points(lane)
+                    ));
                 }
                 for blocker in blockers {
                     text.push_str(&format!("; {blocker}"));
@@ -291,6 +251,72 @@ fn plain_lines(picture: &Picture) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_client::views::{Capacity, DataPoints};
+
+    fn lane(phase: &str, capacity: Option<Capacity>) -> LaneStatus {
+        let started: Timestamp = "2026-12-02T01:00:00Z".parse().unwrap();
+        LaneStatus {
+            region: "demo-east-1".into(),
+            step: "zone-1".into(),
+            target: gantry_model::Target {
+                environment: "prod".into(),
+                region: "demo-east-1".into(),
+                zone: Some("demo-east-1a".into()),
+                cell: None,
+            },
+            phase: phase.into(),
+            blockers: Vec::new(),
+            bake_started: Some(started),
+            bake_until: Some(started + jiff::SignedDuration::from_secs(90)),
+            evidence_from: Default::default(),
+            data_points: [("requests".to_string(), DataPoints { counted: 40, required: 100 })]
+                .into(),
+            capacity,
+        }
+    }
+
+    #[test]
+    fn a_target_shows_its_batch_its_floor_and_its_bake_against_what_it_needs() {
+        let now: Timestamp = "2026-12-02T01:00:30Z".parse().unwrap();
+        let capacity = |healthy, batch| Capacity {
+            boxes: 6,
+            healthy,
+            floor: 4,
+            batch_size: 2,
+            batches: 3,
+            batch,
+            on_artifact: 2,
+        };
+        let check = |lane: LaneStatus, expected: &[&str]| {
+            let mut lines = lane_lines(&lane, now);
+            lines.insert(1, format!("  {}", capacity_line(&lane, None)));
+            assert_eq!(lines, expected);
+        };
+        check(
+            lane("deploying", Some(capacity(4, 2))),
+            &[
+                "demo-east-1    zone-1       prod/demo-east-1/demo-east-1a    deploying",
+                "  batch 2/3 of 2 · 4/6 healthy, floor 4",
+                "  baking for 30s, 1m00s left; data points: requests 40/100",
+            ],
+        );
+        check(
+            lane("deploying", Some(capacity(3, 2))),
+            &[
+                "demo-east-1    zone-1       prod/demo-east-1/demo-east-1a    deploying",
+                "  batch 2/3 of 2 · 3/6 healthy, floor 4 (below the floor: no box is taken until it recovers)",
+                "  baking for 30s, 1m00s left; data points: requests 40/100",
+            ],
+        );
+        check(
+            lane("waiting", None),
+            &[
+                "demo-east-1    zone-1       prod/demo-east-1/demo-east-1a    waiting",
+                "  no boxes registered",
+                "  baking for 30s, 1m00s left; data points: requests 40/100",
+            ],
+        );
+    }
 
     #[test]
     fn the_picture_fits_the_terminal() {

@@ -1,7 +1,6 @@
 //! The handlers of [`super::routes::ROUTES`]. Authorization already happened in
 //! [`super::authorize`]; a handler checks only what its body and the object it names allow.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +44,16 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/api/v1/pipelines/{pipeline}/approve", post(super::operator::approve))
         .route("/api/v1/pipelines/{pipeline}/override", post(super::operator::override_blocker))
         .route("/api/v1/pipelines/{pipeline}/rollback", post(super::operator::roll_back))
+        .route("/api/v1/pipelines/{pipeline}/roll-forward", post(super::operator::roll_forward))
+        .route(
+            "/api/v1/pipelines/{pipeline}/urgent",
+            get(super::operator::list_urgent).post(super::operator::request_urgent),
+        )
+        .route("/api/v1/pipelines/{pipeline}/urgent/end", post(super::operator::end_urgent))
+        .route(
+            "/api/v1/pipelines/{pipeline}/urgent/{request}/approve",
+            post(super::operator::approve_urgent),
+        )
         .route("/api/v1/tokens", get(list_tokens).post(issue_token))
         .route("/api/v1/tokens/{token_id}", delete(revoke_token))
 }
@@ -101,18 +110,8 @@ async fn fence(controller: &Arc<Controller>, seen: (u64, u64)) -> Result<u64, Ap
     }
 }
 
-/// `GET /api/v1/health`.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct Health {
-    /// `ok`, or `degraded` while the store refuses commits (no commands are issued then).
-    pub status: String,
-    pub store_healthy: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub store_error: Option<String>,
-    pub epoch: u64,
-    pub agents: u64,
-    pub commands_waiting: u64,
-}
+/// `GET /api/v1/health`: one type for the server and its clients.
+pub use gantry_model::views::Health;
 
 async fn health(State(controller): State<Arc<Controller>>) -> axum::Json<Health> {
     let healthy = controller.store_health.healthy();
@@ -283,21 +282,8 @@ async fn report(
     Ok(axum::Json(ReportAccepted { epoch }))
 }
 
-/// `GET /api/v1/boxes`.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct BoxList {
-    pub boxes: Vec<BoxSummary>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct BoxSummary {
-    pub box_id: BoxId,
-    pub target: gantry_model::Target,
-    /// Per pipeline, the artifact the box last reported running.
-    pub running: BTreeMap<String, Option<gantry_model::Digest>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reported_at: Option<Timestamp>,
-}
+/// `GET /api/v1/boxes`: one type each for the server and its clients.
+pub use gantry_model::views::{BoxList, BoxSummary};
 
 async fn list_boxes(State(controller): State<Arc<Controller>>) -> axum::Json<BoxList> {
     let agents = controller.agents.lock().expect("agents lock");
@@ -362,23 +348,8 @@ fn parse_count(field: &str, text: Option<String>, default: u64) -> Result<u64, A
     }
 }
 
-/// `GET /api/v1/audit`.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct AuditPage {
-    pub records: Vec<AuditEntry>,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<u64>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct AuditEntry {
-    pub seq: u64,
-    pub at: Timestamp,
-    /// The record: an engine decision or command, or what the server did (a denied request, a
-    /// token issued), as JSON.
-    pub record: serde_json::Value,
-}
+/// `GET /api/v1/audit`: one type each for the server and its clients.
+pub use gantry_model::views::{AuditEntry, AuditPage};
 
 async fn list_audit(
     State(controller): State<Arc<Controller>>,

@@ -74,6 +74,20 @@ const DECIDED: &[(u16, &str, Body)] = &[
     ),
 ];
 
+/// The answers of an urgent approval besides `200` (recorded, or accepted by the engine).
+const URGENT_DECIDED: &[(u16, &str, Body)] = &[
+    (
+        202,
+        "Approved; the engine has not decided yet",
+        Body::Json(schema::<super::operator::UrgentRequestView>),
+    ),
+    (
+        409,
+        "Approved, and refused by the engine, with its reason",
+        Body::Json(schema::<super::operator::UrgentRequestView>),
+    ),
+];
+
 pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
@@ -292,6 +306,66 @@ pub const ROUTES: &[Route] = &[
         permission: Permission::RollBack,
         query: &[],
         request: Some(Body::Json(schema::<super::operator::RollbackRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/roll-forward",
+        operation_id: "roll_forward",
+        summary: "Ask for a newer artifact to replace one that failed in a stage, through every gate",
+        permission: Permission::RollForward,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::RollForwardRequest>)),
+        response: (200, Body::Json(schema::<super::operator::Decision>)),
+        also: DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/pipelines/{pipeline}/urgent",
+        operation_id: "list_urgent_requests",
+        summary: "Urgent-mode requests waiting for senior approval",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<super::operator::UrgentRequestList>)),
+        also: &[],
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/urgent",
+        operation_id: "request_urgent",
+        summary: "Ask for urgent mode (bake dialled down) for an artifact",
+        permission: Permission::UrgentRequest,
+        query: &[],
+        request: Some(Body::Json(schema::<super::operator::UrgentRequest>)),
+        response: (201, Body::Json(schema::<super::operator::UrgentRequestView>)),
+        also: &[],
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/urgent/{request}/approve",
+        operation_id: "approve_urgent",
+        summary: "A senior approver approves an urgent request (never their own, nor their own commit)",
+        permission: Permission::UrgentApprove,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<super::operator::UrgentRequestView>)),
+        also: URGENT_DECIDED,
+        tag: "pipelines",
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/pipelines/{pipeline}/urgent/end",
+        operation_id: "end_urgent",
+        summary: "End urgent mode: bakes are whole again",
+        permission: Permission::UrgentRequest,
+        query: &[],
+        request: None,
         response: (200, Body::Json(schema::<super::operator::Decision>)),
         also: DECIDED,
         tag: "pipelines",
