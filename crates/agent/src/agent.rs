@@ -46,6 +46,9 @@ pub struct AgentConfig {
     pub target: Target,
     /// Added to every hook's environment (see `HookEnvironment::box_variables`).
     pub box_variables: std::collections::BTreeMap<String, String>,
+    /// The box's service's `/metrics` endpoint, told to the controller at registration so it
+    /// can scrape the box for alarms and bake data points.
+    pub metrics_url: Option<String>,
 }
 
 /// What a command means for this box now.
@@ -217,6 +220,7 @@ impl<C: Controller> Agent<C> {
                 highest_epoch_seen: self.state.highest_epoch_seen,
                 highest_command_id_seen: self.state.highest_command_id_seen,
                 agent_version: format!("gantry {}", env!("CARGO_PKG_VERSION")),
+                metrics_url: self.config.metrics_url.clone(),
             })?;
             // Poll no longer than the controller's report interval, so a quiet box still
             // reports that often.

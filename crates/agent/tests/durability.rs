@@ -58,6 +58,7 @@ fn start_agent(root: &Path, controller: &MemoryController) -> Agent<MemoryContro
         box_id: BoxId("box-1".into()),
         target: target(),
         box_variables: Default::default(),
+        metrics_url: None,
     };
     let trust = TrustRoot::insecure_unpinned(
         TrustedKeys::default(),

@@ -313,6 +313,29 @@ impl AlarmSet {
         true
     }
 
+    /// The data points a metric alarm `name` decides on at `now`, oldest first, with the end
+    /// of each period: the "recent values" people read beside its state. `None` for an alarm
+    /// of another kind or one not defined.
+    pub fn recent_values(
+        &self,
+        name: &str,
+        store: &Store,
+        now: TimestampMs,
+    ) -> Option<Vec<(TimestampMs, metric::DataPoint)>> {
+        let alarm = &self.alarms[*self.index.get(name)?];
+        let AlarmKind::Metric(spec) = &alarm.kind else { return None };
+        let points = metric::data_points(spec, store, &self.scope, now);
+        let end = metric::window_end(spec, now);
+        let count = points.len() as i64;
+        Some(
+            points
+                .into_iter()
+                .enumerate()
+                .map(|(index, point)| (end - (count - 1 - index as i64) * spec.period_ms, point))
+                .collect(),
+        )
+    }
+
     pub fn status(&self, name: &str) -> Option<&AlarmStatus> {
         self.index.get(name).map(|&i| &self.alarms[i].status)
     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::series::{Labels, SeriesKind, Store, TimestampMs};
+use crate::series::{Labels, Series, SeriesKind, Store, TimestampMs};
 
 /// Prometheus's staleness horizon: a series with no sample for 5 minutes is stale there too.
 pub const DEFAULT_STALE_AFTER_MS: i64 = 5 * 60 * 1000;
@@ -73,6 +73,19 @@ pub fn count_data_points(
         None
     };
     DataPointCount { metric: metric.to_string(), count, required, shortfall }
+}
+
+/// The data points one series holds with `after < time <= until`: the sum of a counter's
+/// increments (every increment counted, so that a caller adding up adjacent windows counts each
+/// event once), or a gauge's finite samples. A controller keeps cumulative counts this way
+/// across scrapes, for the engine's `DataPoints` input, without reading samples the store has
+/// already dropped.
+pub fn data_points_between(series: &Series, after: TimestampMs, until: TimestampMs) -> f64 {
+    let samples = series.samples_between(after.saturating_add(1), until.saturating_add(1));
+    match series.kind {
+        SeriesKind::Counter => samples.map(|(_, increment)| increment.max(0.0)).sum(),
+        SeriesKind::Gauge => samples.filter(|(_, value)| value.is_finite()).count() as f64,
+    }
 }
 
 /// Counts every requirement of a bake (`metric -> minimum`), in name order.
@@ -164,6 +177,26 @@ mod tests {
             40,
             "met with 40",
         );
+    }
+
+    #[test]
+    fn adjacent_windows_count_every_event_once() {
+        let mut store = Store::new(StoreLimits::default());
+        let key = labels(&[("box", "b1")]);
+        for (time, value) in [(10, 0.0), (20, 5.0), (30, 9.0), (40, 2.0), (50, 4.0)] {
+            store.ingest("requests", &key, SeriesKind::Counter, time, value).unwrap();
+        }
+        store.ingest("latency", &key, SeriesKind::Gauge, 10, 0.1).unwrap();
+        store.ingest("latency", &key, SeriesKind::Gauge, 20, f64::NAN).unwrap();
+        store.ingest("latency", &key, SeriesKind::Gauge, 30, 0.3).unwrap();
+        let series = |name: &str| store.select(name, &key).next().unwrap();
+        // Increments 5, 4, 2 (a reset) and 2: 13 events, however the time is cut.
+        let whole = data_points_between(series("requests"), 0, 50);
+        let cut = data_points_between(series("requests"), 0, 25)
+            + data_points_between(series("requests"), 25, 50);
+        assert_eq!((whole, cut), (13.0, 13.0));
+        assert_eq!(data_points_between(series("latency"), 0, 30), 2.0);
+        assert_eq!(data_points_between(series("latency"), 10, 30), 1.0);
     }
 
     #[test]

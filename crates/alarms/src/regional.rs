@@ -41,6 +41,18 @@ impl RegionalAlarms {
         regions: impl IntoIterator<Item = String>,
         organisation_alarms: &[String],
     ) -> Result<RegionalAlarms, Error> {
+        RegionalAlarms::within(definitions, regions, organisation_alarms, &Labels::new())
+    }
+
+    /// As [`RegionalAlarms::new`], with every region's scope narrowed by `base` as well (a
+    /// controller scopes a pipeline's alarms to its service's series: `{service: ...}`). The
+    /// organisation-wide set reads every series, whatever `base` says.
+    pub fn within(
+        definitions: &BTreeMap<String, AlarmDefinition>,
+        regions: impl IntoIterator<Item = String>,
+        organisation_alarms: &[String],
+        base: &Labels,
+    ) -> Result<RegionalAlarms, Error> {
         let unknown: Vec<DefinitionError> = organisation_alarms
             .iter()
             .filter(|name| !definitions.contains_key(*name))
@@ -56,7 +68,8 @@ impl RegionalAlarms {
         let regions = regions
             .into_iter()
             .map(|region| {
-                let scope = Labels::from([(REGION_LABEL.to_string(), region.clone())]);
+                let mut scope = base.clone();
+                scope.insert(REGION_LABEL.to_string(), region.clone());
                 Ok((region, AlarmSet::new(definitions, scope)?))
             })
             .collect::<Result<_, Error>>()?;
@@ -167,6 +180,30 @@ high_severity:
             ]
         );
         assert!(alarms.region("eu").is_some() && alarms.region("ap").is_none());
+        assert_eq!(alarms.organisation().status("faults").unwrap().state, AlarmState::Alarm);
+    }
+
+    #[test]
+    fn a_base_scope_narrows_every_region_but_not_the_organisation() {
+        let base = Labels::from([("service".to_string(), "shop".to_string())]);
+        let mut alarms = RegionalAlarms::within(
+            &definitions(),
+            ["eu".to_string()],
+            &["faults".to_string()],
+            &base,
+        )
+        .unwrap();
+        let mut store = Store::new(StoreLimits::default());
+        for (service, faults) in [("shop", 4.0), ("search", 20.0)] {
+            let key = Labels::from([
+                (REGION_LABEL.to_string(), "eu".to_string()),
+                ("service".to_string(), service.to_string()),
+            ]);
+            store.ingest("faults", &key, SeriesKind::Gauge, 30_000, faults).unwrap();
+        }
+        alarms.evaluate(&store, 60_000);
+        // The shop's region reads only its own 4 faults; the organisation reads all 24.
+        assert_eq!(alarms.region("eu").unwrap().status("faults").unwrap().state, AlarmState::Ok);
         assert_eq!(alarms.organisation().status("faults").unwrap().state, AlarmState::Alarm);
     }
 

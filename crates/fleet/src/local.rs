@@ -274,6 +274,7 @@ fn up_into(
                 .args(["--region", &target.region])
                 .args(["--balancer", &format!("builtin:{admin}")])
                 .args(["--serve", &format!("127.0.0.1:{port}")])
+                .args(["--metrics-url", &format!("http://127.0.0.1:{port}/metrics")])
                 .args(["--health-path", &launch.health_path])
                 .arg("--box-var")
                 .arg(format!("GANTRY_BOX_DIR={}", dir.display()))

@@ -91,6 +91,12 @@ pub struct Register {
     /// The agent's version, for the boxes list; free text such as `gantry 0.1.0`.
     #[serde(default)]
     pub agent_version: String,
+    /// The box's service's Prometheus `/metrics` endpoint, such as
+    /// `http://10.0.3.7:8080/metrics`, which the controller scrapes for the pipeline's alarms
+    /// and bake data points. Absent: the box's metrics come from elsewhere (an external
+    /// Prometheus) or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
 }
 
 /// The controller's answer to [`Register`].
@@ -295,6 +301,18 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_older_than_metrics_urls_still_registers() {
+        let register: Register = serde_json::from_value(serde_json::json!({
+            "protocol_version": 1,
+            "box_id": "i-0a",
+            "target": {"environment": "prod", "region": "eu-west-1", "zone": "eu-west-1a"},
+            "highest_epoch_seen": 7,
+        }))
+        .unwrap();
+        assert_eq!(register.metrics_url, None);
+    }
+
+    #[test]
     fn wire_forms_are_pinned() {
         let at: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
         check(
@@ -305,6 +323,7 @@ mod tests {
                 highest_epoch_seen: 7,
                 highest_command_id_seen: 40,
                 agent_version: "gantry 0.1.0".into(),
+                metrics_url: Some("http://127.0.0.1:8080/metrics".into()),
             },
             serde_json::json!({
                 "protocol_version": 1,
@@ -313,6 +332,7 @@ mod tests {
                 "highest_epoch_seen": 7,
                 "highest_command_id_seen": 40,
                 "agent_version": "gantry 0.1.0",
+                "metrics_url": "http://127.0.0.1:8080/metrics",
             }),
         );
         check(

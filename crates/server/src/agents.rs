@@ -41,6 +41,9 @@ pub struct BoxRecord {
     pub service: String,
     pub target: Target,
     pub agent_version: String,
+    /// The box's service's `/metrics` endpoint the controller scrapes, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
     pub registered_at: Timestamp,
     /// When the controller received the latest report.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,7 @@ impl Agents {
             service: service.to_string(),
             target: register.target.clone(),
             agent_version: String::new(),
+            metrics_url: None,
             registered_at: now,
             reported_at: None,
             report: None,
@@ -77,6 +81,7 @@ impl Agents {
         record.service = service.to_string();
         record.target = register.target;
         record.agent_version = register.agent_version;
+        record.metrics_url = register.metrics_url;
         record.registered_at = now;
         record.highest_epoch_seen = record.highest_epoch_seen.max(seen.0);
         record.highest_command_id_seen = record.highest_command_id_seen.max(seen.1);
@@ -225,6 +230,10 @@ pub fn check_register(register: &Register) -> Result<(), FieldError> {
     }
     if register.target.region.is_empty() {
         return Err(FieldError::new("target.region", "must not be empty"));
+    }
+    if let Some(url) = &register.metrics_url {
+        crate::alarms::check_metrics_url(url)
+            .map_err(|reason| FieldError::new("metrics_url", reason))?;
     }
     Ok(())
 }

@@ -10,6 +10,8 @@
 //!   route needs, and separation of duties;
 //! - [`agents`]: what the controller knows of each box between rounds — registrations, the
 //!   latest whole-box report, the commands waiting to be long-polled;
+//! - [`alarms`]: the alarm loop — scrapes every box's metrics, evaluates every pipeline's
+//!   alarms and hands the engine their states and bake data points;
 //! - [`api`]: the HTTP API under `/api/v1`, its OpenAPI 3.1 document and its limits;
 //! - [`metrics`]: the controller's own Prometheus metrics;
 //! - [`organisation`]: pipelines as code, loaded from a directory whole or not at all;
@@ -24,6 +26,7 @@
 //! object it names (deny by default).
 
 pub mod agents;
+pub mod alarms;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub epoch: Gauge,
     pub agents: Gauge,
     pub audit_records: Gauge,
+    pub scrapes: Counter,
+    pub scrape_failures: Counter,
+    pub alarm_evaluations: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +74,9 @@ impl Metrics {
             epoch: Gauge::default(),
             agents: Gauge::default(),
             audit_records: Gauge::default(),
+            scrapes: Counter::default(),
+            scrape_failures: Counter::default(),
+            alarm_evaluations: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,6 +137,17 @@ impl Metrics {
             "audit_records",
             "Records in the audit chain",
             metrics.audit_records.clone(),
+        );
+        registry.register("scrapes", "Box metrics endpoints scraped", metrics.scrapes.clone());
+        registry.register(
+            "scrape_failures",
+            "Scrapes that failed (the box is up == 0 for them)",
+            metrics.scrape_failures.clone(),
+        );
+        registry.register(
+            "alarm_evaluations",
+            "Evaluations of one pipeline's alarms in every scope",
+            metrics.alarm_evaluations.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -31,6 +31,8 @@ pub struct Organisation {
     pub topology: Topology,
     /// Every pipeline's plan, by pipeline name.
     pub plans: BTreeMap<String, Plan>,
+    /// Every pipeline's definition (its sources and build), by pipeline name.
+    pub specs: BTreeMap<String, gantry_model::pipeline::PipelineSpec>,
     /// Best-practice findings that warn (enforced ones refuse the organisation).
     pub warnings: Vec<String>,
 }
@@ -192,7 +194,10 @@ pub fn load(directory: &Path, today: jiff::civil::Date) -> Result<Organisation, 
         }
     }
     match topology {
-        Some(topology) if refused.is_empty() => Ok(Organisation { topology, plans, warnings }),
+        Some(topology) if refused.is_empty() => {
+            let specs = loaded.into_iter().map(|p| (p.plan.pipeline.clone(), p.spec)).collect();
+            Ok(Organisation { topology, plans, specs, warnings })
+        }
         _ => Err(Refused { files: refused }),
     }
 }

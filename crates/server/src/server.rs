@@ -99,6 +99,10 @@ pub struct Controller {
     last_now: Mutex<Timestamp>,
     /// The organisation the rounds run, or why the last change to it was refused.
     organisation: RwLock<OrganisationStatus>,
+    /// The organisation the rounds run, whole, for the alarm loop.
+    loaded_organisation: RwLock<Option<Arc<crate::organisation::Organisation>>>,
+    /// What the alarm loop last evaluated, for the API.
+    pub alarms: crate::alarms::Board,
     /// Set to stop the round loop.
     pub stopping: AtomicBool,
     /// Whether the store had never been committed to when the controller opened it.
@@ -218,6 +222,8 @@ pub fn open(config: &Config, now: Timestamp) -> Result<(Arc<Controller>, Opened)
         command_high_water: AtomicU64::new(loaded.high_water.command_id),
         last_now: Mutex::new(last_now),
         organisation: RwLock::new(OrganisationStatus::default()),
+        loaded_organisation: RwLock::new(None),
+        alarms: Default::default(),
         stopping: AtomicBool::new(false),
         fresh_store: loaded.schema_version.is_none(),
         views: RwLock::new(BTreeMap::new()),
@@ -459,6 +465,11 @@ impl Controller {
         self.wake_rounds.notify_all();
     }
 
+    /// The organisation the rounds run, whole (`None` before one loaded).
+    pub fn loaded_organisation(&self) -> Option<Arc<crate::organisation::Organisation>> {
+        self.loaded_organisation.read().expect("organisation lock").clone()
+    }
+
     pub fn organisation(&self) -> OrganisationStatus {
         self.organisation.read().expect("organisation lock").clone()
     }
@@ -487,9 +498,11 @@ impl Controller {
                         .map(|(name, plan)| (name.clone(), plan.team.clone()))
                         .collect(),
                     loaded_at: Some(Timestamp::now()),
-                    warnings: organisation.warnings,
+                    warnings: organisation.warnings.clone(),
                     refused: None,
                 };
+                *self.loaded_organisation.write().expect("organisation lock") =
+                    Some(Arc::new(organisation));
             }
             Err(refused) => status.refused = Some(refused),
         }

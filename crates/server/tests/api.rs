@@ -87,6 +87,11 @@ const MATRIX: &[(&str, &[&str])] = &[
         &["viewer", "developer", "approver", "senior_approver", "operator", "admin"],
     ),
     ("get_pipeline", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    ("list_alarms", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    (
+        "get_pipeline_alarms",
+        &["viewer", "developer", "approver", "senior_approver", "operator", "admin"],
+    ),
     ("hold_pipeline", &["developer", "operator"]),
     ("release_pipeline", &["operator"]),
     ("retry_stage", &["developer", "operator"]),

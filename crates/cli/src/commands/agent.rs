@@ -57,6 +57,10 @@ pub struct AgentArgs {
     /// How long requests in flight may take to finish when the box is deregistered.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// The box's service's Prometheus `/metrics` endpoint, which the controller scrapes for the
+    /// pipeline's alarms and bake data points, such as http://127.0.0.1:8080/metrics.
+    #[arg(long)]
+    metrics_url: Option<String>,
 }
 
 fn parse_variable(text: &str) -> Result<(String, String), String> {
@@ -108,6 +112,7 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
             cell: args.cell.clone(),
         },
         box_variables: args.box_variables.iter().cloned().collect::<BTreeMap<_, _>>(),
+        metrics_url: args.metrics_url.clone(),
     };
     std::fs::create_dir_all(&args.root)
         .with_context(|| format!("creating {}", args.root.display()))?;

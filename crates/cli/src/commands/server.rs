@@ -154,6 +154,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || server::start_rounds(controller, organisation))
                 .await??
         };
+        // Scraping and alarm evaluation run on a thread of their own, beside the round loop.
+        let alarms = gantry_server::alarms::start(controller.clone(), Default::default())?;
         // The one line on stdout: scripts and tests read the bound address from it.
         println!("gantry server listening on http://{address} (epoch {})", controller.epoch());
         let shutdown = async {
@@ -166,6 +168,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         server::serve(controller, listener, rounds, shutdown).await?;
+        tokio::task::spawn_blocking(move || drop(alarms)).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

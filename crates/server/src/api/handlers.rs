@@ -38,6 +38,8 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/api/v1/organisation", get(organisation))
         .route("/api/v1/pipelines", get(super::operator::list_pipelines))
         .route("/api/v1/pipelines/{pipeline}", get(super::operator::get_pipeline))
+        .route("/api/v1/alarms", get(super::alarms::list))
+        .route("/api/v1/pipelines/{pipeline}/alarms", get(super::alarms::of_pipeline))
         .route("/api/v1/pipelines/{pipeline}/hold", post(super::operator::hold))
         .route("/api/v1/pipelines/{pipeline}/release", post(super::operator::release))
         .route("/api/v1/pipelines/{pipeline}/retry", post(super::operator::retry))

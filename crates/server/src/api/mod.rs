@@ -6,6 +6,7 @@
 //! refusal is a `401`/`403` and an audit record. Handlers read their bodies through [`Json`],
 //! which names the field at fault in every `4xx`.
 
+pub mod alarms;
 pub mod handlers;
 pub mod operator;
 pub mod routes;
