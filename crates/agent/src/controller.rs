@@ -42,6 +42,15 @@ pub trait Controller {
     -> Result<ReportAccepted, TransportError>;
     /// Downloads the artifact a command names: the package and its attestation and manifest.
     fn download(&mut self, command: &AgentCommand) -> Result<Artifact, TransportError>;
+    /// The build keys' trust list as the trust root signed it (a DSSE envelope), for a box whose
+    /// trust takes its lists from the controller. The box verifies it with its own root.
+    fn trust_list(&mut self) -> Result<Vec<u8>, TransportError> {
+        Err(TransportError::Refused("this controller serves no trust list".into()))
+    }
+    /// The published content block list as the trust root signed it (a DSSE envelope).
+    fn block_list(&mut self) -> Result<Vec<u8>, TransportError> {
+        Err(TransportError::Refused("this controller serves no block list".into()))
+    }
 }
 
 /// What an in-memory controller has seen and will send, shared with the test that drives it.

@@ -4,7 +4,9 @@
 //!
 //! An artifact is fetched from the command's `download_path` (the package), with its
 //! attestation and manifest beside it at `{download_path}/attestation` and
-//! `{download_path}/manifest`.
+//! `{download_path}/manifest`. The signed trust list and block list are fetched from
+//! `/api/v1/agent/trust-list` and `/api/v1/agent/block-list` (as DSSE envelopes the box
+//! verifies with its own trust root).
 
 use std::time::Duration;
 
@@ -161,5 +163,13 @@ impl Controller for HttpController {
             attestation: self.bytes(&format!("{path}/attestation"), MAX_DOCUMENT_BYTES)?,
             manifest: self.bytes(&format!("{path}/manifest"), MAX_DOCUMENT_BYTES)?,
         })
+    }
+
+    fn trust_list(&mut self) -> Result<Vec<u8>, TransportError> {
+        self.bytes("/api/v1/agent/trust-list", MAX_DOCUMENT_BYTES)
+    }
+
+    fn block_list(&mut self) -> Result<Vec<u8>, TransportError> {
+        self.bytes("/api/v1/agent/block-list", MAX_DOCUMENT_BYTES)
     }
 }

@@ -10,6 +10,11 @@
 //! (a version floor and a digest), and the block list is the root-signed published list, fresh
 //! and pinned too, re-read before every artifact; a list edited, replayed, unsigned or stale
 //! refuses the artifact before anything of it is unpacked.
+//!
+//! The two signed lists come from files named in `trust.json`, or — with
+//! `lists_from_controller` — from the controller before every artifact, kept in the agent's
+//! state directory. Either way only the trust root configured on the box (and the pins kept
+//! beside it) decide whether they count: the controller serves the lists, never the trust.
 
 use std::path::{Path, PathBuf};
 
@@ -44,8 +49,10 @@ pub struct Artifact {
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {
     /// The build keys' trust list (`trusted-keys.json`, as `gantry artifact key` writes it);
-    /// only its copy signed by the trust root (`trusted-keys.json.dsse`) is read.
-    pub trusted_keys: PathBuf,
+    /// only its copy signed by the trust root (`trusted-keys.json.dsse`) is read. Absent with
+    /// `lists_from_controller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_keys: Option<PathBuf>,
     /// The trust root's public key (base64 ed25519, `gantry artifact key root`), required: the
     /// box's trust is configured here, never learned from the controller or the list itself.
     pub trust_root_key: String,
@@ -60,9 +67,15 @@ pub struct TrustConfig {
     /// Every commit needs an approval by someone other than its authors.
     #[serde(default = "yes")]
     pub review_required: bool,
-    /// The published content block list (`gantry block publish`), required: only its copy
-    /// signed by the trust root (`<path>.dsse`) is read, and a stale one refuses everything.
-    pub block_list: PathBuf,
+    /// The published content block list (`gantry block publish`): only its copy signed by the
+    /// trust root (`<path>.dsse`) is read, and a stale one refuses everything. Absent with
+    /// `lists_from_controller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_list: Option<PathBuf>,
+    /// Fetch the trust list and the block list from the controller before every artifact
+    /// instead of reading files; they are verified with `trust_root_key` all the same.
+    #[serde(default)]
+    pub lists_from_controller: bool,
     /// Configured trusted bases (commit ids, or `root`): an artifact's commit range must start
     /// at one of them (see `gantry_supply::verify::Policy::trusted_bases`).
     #[serde(default)]
@@ -73,6 +86,13 @@ fn yes() -> bool {
     true
 }
 
+fn missing(path: &Path, field: &str) -> Error {
+    Error::Invalid(format!(
+        "{}: {field} is required (or set lists_from_controller to fetch the signed lists from          the controller)",
+        path.display()
+    ))
+}
+
 /// Where the trusted keys and the blocks come from.
 enum Lists {
     /// Given in code by a caller that vouches for them ([`TrustRoot::insecure_unpinned`]).
@@ -81,9 +101,15 @@ enum Lists {
     Pinned { keys_path: PathBuf, root_text: String, blocks_path: PathBuf, state_dir: PathBuf },
 }
 
+/// Where a box that takes its lists from the controller keeps the copies it fetched, under
+/// its state directory.
+pub const FETCHED_LISTS_DIR: &str = "controller-lists";
+
 /// What the box trusts: the policy, loaded once at start, and the signed lists.
 pub struct TrustRoot {
     lists: Lists,
+    /// The lists are fetched from the controller into the `Pinned` paths.
+    from_controller: bool,
     builder_ids: Vec<String>,
     repositories: Vec<String>,
     require_hermetic: bool,
@@ -102,6 +128,7 @@ impl TrustRoot {
     ) -> TrustRoot {
         TrustRoot {
             lists: Lists::Given { trusted, blocks },
+            from_controller: false,
             builder_ids,
             repositories: Vec::new(),
             require_hermetic: true,
@@ -136,7 +163,23 @@ impl TrustRoot {
         let config: TrustConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let keys_path = base.join(&config.trusted_keys);
+        let fetched = state_dir.join(FETCHED_LISTS_DIR);
+        let (keys_path, blocks_path) = match (
+            config.lists_from_controller,
+            &config.trusted_keys,
+            &config.block_list,
+        ) {
+            (false, Some(keys), Some(blocks)) => (base.join(keys), base.join(blocks)),
+            (true, None, None) => (fetched.join("trusted-keys.json"), fetched.join("blocks.json")),
+            (false, None, _) => return Err(missing(path, "trusted_keys")),
+            (false, _, None) => return Err(missing(path, "block_list")),
+            (true, _, _) => {
+                return Err(Error::Invalid(format!(
+                    "{}: lists_from_controller fetches the trust list and the block list;                          remove trusted_keys and block_list",
+                    path.display()
+                )));
+            }
+        };
         gantry_supply::keys::parse_public_key(&config.trust_root_key).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: trust_root_key is not a base64 ed25519 public key (print it with `gantry \
@@ -154,17 +197,21 @@ impl TrustRoot {
             lists: Lists::Pinned {
                 keys_path,
                 root_text: config.trust_root_key,
-                blocks_path: base.join(&config.block_list),
+                blocks_path,
                 state_dir: state_dir.to_path_buf(),
             },
+            from_controller: config.lists_from_controller,
             builder_ids: config.builder_ids,
             repositories: config.repositories,
             require_hermetic: config.require_hermetic,
             review_required: config.review_required,
             trusted_bases: config.trusted_bases,
         };
-        // A box whose trust list does not verify is misconfigured: say so at start.
-        if let Lists::Pinned { keys_path, root_text, state_dir, .. } = &root.lists {
+        // A box whose trust list does not verify is misconfigured: say so at start (a list
+        // fetched from the controller is checked when it arrives).
+        if let (Lists::Pinned { keys_path, root_text, state_dir, .. }, false) =
+            (&root.lists, root.from_controller)
+        {
             gantry_supply::keys::read_pinned(
                 keys_path,
                 &state_dir.join(TRUST_PIN_FILE),
@@ -174,6 +221,33 @@ impl TrustRoot {
             .map_err(|error| Error::Invalid(format!("{}: {error}", path.display())))?;
         }
         Ok(root)
+    }
+
+    /// Whether the box fetches its signed lists from the controller ([`TrustRoot::store_fetched`]).
+    pub fn lists_from_controller(&self) -> bool {
+        self.from_controller
+    }
+
+    /// Keeps the signed lists just fetched from the controller (DSSE envelopes) where the next
+    /// verification reads them. Nothing is trusted here: each is checked against the box's own
+    /// root and pins when an artifact is verified, so a forged, replayed or stale copy refuses
+    /// the artifact.
+    pub fn store_fetched(&self, trust_list: &[u8], block_list: &[u8]) -> Result<(), Error> {
+        let Lists::Pinned { keys_path, blocks_path, .. } = &self.lists else {
+            return Ok(());
+        };
+        if !self.from_controller {
+            return Ok(());
+        }
+        for (path, bytes) in [(keys_path, trust_list), (blocks_path, block_list)] {
+            let signed = gantry_supply::keys::signed_path(path);
+            if let Some(parent) = signed.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            gantry_supply::store::write_atomically(&signed, bytes)
+                .map_err(|error| Error::Invalid(error.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The trusted keys and the blocks in force now: for a loaded root, the signed lists read

@@ -54,6 +54,8 @@ const REVIEWERS: [&str; 2] = ["riley", "sam"];
 const AUTHOR_EMAIL: &str = "demo@gantry.invalid";
 /// The branch changes are written and reviewed on before the mainline moves to them.
 const WORK_BRANCH: &str = "work";
+/// What the good change is, as the narrative tells it.
+const GOOD_CHANGE: &str = "v2, a good change";
 /// The error rate of the bad change, on the boxes that install it.
 pub const BAD_ERROR_RATE: f64 = 0.5;
 
@@ -354,6 +356,12 @@ impl Demo {
         });
         std::fs::write(&trust, root.to_string()).map_err(|e| io(trust.display(), e))?;
 
+        // The good change, reviewed and on the mainline before the controller first looks: its
+        // artifact is the pipeline's first, with a commit range starting at the trusted base,
+        // which every box's trust root names.
+        let commit = demo.commit("v2", 0.0, "Sample service v2: a good change")?;
+        say(Narrative::Committed { commit, what: GOOD_CHANGE.into() });
+
         // The controller.
         let data_dir = dir.join("server");
         let log = std::fs::File::create(dir.join("server.log")).map_err(|e| io("server.log", e))?;
@@ -364,6 +372,8 @@ impl Demo {
             .args(["--listen", "127.0.0.1:0"])
             .arg("--organisation")
             .arg(&organisation)
+            .arg("--trusted-base")
+            .arg(format!("{PIPELINE}={}", demo.trusted_base))
             .env("GANTRY_HOME", home.root())
             .process_group(0)
             .stdin(Stdio::null())
@@ -544,15 +554,14 @@ impl Demo {
             .collect())
     }
 
-    /// The first rollback of `digest` the pipeline's status shows: the box and the reason.
-    fn rollback_of(&self, digest: &str) -> Option<(String, String)> {
+    /// Why `digest` failed, once a stage it was in failed: the stage's reason, which names
+    /// the rollback alarm that fired (the engine's `failed: <target>: rollback alarm … in ALARM`).
+    fn failure_of(&self, digest: &str) -> Option<String> {
         let view = self.api().get(&format!("/api/v1/pipelines/{PIPELINE}")).ok()?;
-        let rollbacks = view["status"]["rollbacks"].as_array()?;
-        rollbacks.iter().find(|r| r["artifact"].as_str() == Some(digest)).map(|r| {
-            (
-                r["box_id"].as_str().or(r["target"].as_str()).unwrap_or("its one box").to_string(),
-                r["reason"].as_str().unwrap_or("").to_string(),
-            )
+        view["status"]["stages"].as_array()?.iter().find_map(|stage| {
+            let phase = stage["phase"].as_str()?;
+            (stage["artifact"].as_str() == Some(digest) && phase.starts_with("failed"))
+                .then(|| phase.trim_start_matches("failed: ").to_string())
         })
     }
 }
@@ -647,8 +656,6 @@ pub fn run(
 
 fn story(demo: &Demo, stop: &AtomicBool, say: &mut dyn FnMut(Narrative)) -> Result<Outcome, Error> {
     let mut outcome = Outcome::default();
-    let commit = demo.commit("v2", 0.0, "Sample service v2: a good change")?;
-    say(Narrative::Committed { commit, what: "v2, a good change".into() });
     let (good, sequence) = demo.wait_for_artifact(0, stop)?;
     say(Narrative::Built { digest: good.clone() });
     wait_for(stop, EVERYWHERE_TIMEOUT, || {
@@ -671,20 +678,35 @@ fn story(demo: &Demo, stop: &AtomicBool, say: &mut dyn FnMut(Narrative)) -> Resu
     });
     let (bad, _) = demo.wait_for_artifact(sequence, stop)?;
     say(Narrative::Built { digest: bad.clone() });
+    // Caught: the stage fails with the alarm as its reason; rolled back: every box runs the good
+    // change again. Meanwhile, every box seen running the bad change is noted.
     let mut seen_on = std::collections::BTreeSet::new();
-    let (box_id, reason) = wait_for(stop, ROLLBACK_TIMEOUT, || {
-        for (id, digest) in demo.running().ok()? {
+    let mut failure = None;
+    wait_for(stop, ROLLBACK_TIMEOUT, || {
+        let running = demo.running().ok()?;
+        for (id, digest) in &running {
             if digest.as_deref() == Some(bad.as_str()) {
-                seen_on.insert(id);
+                seen_on.insert(id.clone());
             }
         }
-        demo.rollback_of(&bad)
+        if failure.is_none() {
+            failure = demo.failure_of(&bad);
+        }
+        let back = running.iter().all(|(_, digest)| digest.as_deref() == Some(good.as_str()));
+        (failure.is_some() && back).then_some(())
     })
-    .ok_or_else(|| Error::Io(format!("{bad} was not rolled back within {ROLLBACK_TIMEOUT:?}")))?;
-    say(Narrative::RolledBack { digest: bad.clone(), box_id, reason });
+    .ok_or_else(|| match &failure {
+        None => Error::Io(format!("{bad} was not caught within {ROLLBACK_TIMEOUT:?}")),
+        Some(reason) => Error::Io(format!(
+            "{bad} failed ({reason}) but its boxes were not rolled back within {ROLLBACK_TIMEOUT:?}"
+        )),
+    })?;
+    let reason = failure.unwrap_or_default();
     if seen_on.len() > 1 {
         return Err(Error::Io(format!("{bad} ran on {} boxes: {seen_on:?}", seen_on.len())));
     }
+    let box_id = seen_on.into_iter().next().unwrap_or_else(|| "its one box".to_string());
+    say(Narrative::RolledBack { digest: bad.clone(), box_id, reason });
     say(Narrative::NeverPromoted { digest: bad.clone() });
     outcome.bad_rolled_back = Some(bad);
     Ok(outcome)

@@ -5,6 +5,8 @@
 //! - [`data_dir`]: the data directory and the lock that keeps a second server out of it;
 //! - [`sqlite`]: the embedded store — `gantry_store::Store` on SQLite, with the audit chain
 //!   and the token table beside the engine's records;
+//! - [`builds`]: the build loop — each pipeline's source polled, new heads built as the
+//!   trusted build service and handed to the engine; the signed block list republished;
 //! - [`audit`]: the hash chain, signed checkpoints outside the database, `gantry audit verify`;
 //! - [`auth`]: tokens (stored hashed), principals, roles scoped per team, the permission each
 //!   route needs, and separation of duties;
@@ -30,6 +32,7 @@ pub mod alarms;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod builds;
 pub mod data_dir;
 pub mod metrics;
 pub mod organisation;

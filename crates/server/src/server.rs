@@ -30,12 +30,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The organisation directory (topology, policy, pipelines), watched for changes.
     pub organisation: Option<PathBuf>,
+    /// How pipelines are built; `None` builds nothing (no supply home).
+    pub builds: Option<crate::builds::BuildConfig>,
 }
 
 impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
         let checkpoints = audit::default_checkpoints(&data_dir);
-        Config { data_dir, checkpoints, listen, organisation: None }
+        Config { data_dir, checkpoints, listen, organisation: None, builds: None }
     }
 }
 
@@ -115,6 +117,8 @@ pub struct Controller {
     pub verdict_changed: tokio::sync::Notify,
     /// Urgent-mode requests waiting for senior approval (in memory; see the type).
     pub urgent_requests: Mutex<crate::api::operator::UrgentRequests>,
+    /// The build loop's configuration and what it reports (see [`crate::builds`]).
+    pub builds: crate::builds::Builds,
     /// Held for the life of the controller: the data directory's lock.
     _data_dir: DataDir,
 }
@@ -230,6 +234,7 @@ pub fn open(config: &Config, now: Timestamp) -> Result<(Arc<Controller>, Opened)
         verdicts: Mutex::new(std::collections::VecDeque::new()),
         verdict_changed: tokio::sync::Notify::new(),
         urgent_requests: Mutex::default(),
+        builds: crate::builds::Builds::new(config.builds.clone()),
         _data_dir: data_dir,
     };
     controller.store_health.healthy.store(true, Ordering::SeqCst);
@@ -491,6 +496,7 @@ impl Controller {
         let mut status = self.organisation.write().expect("organisation lock");
         match result {
             Ok(organisation) => {
+                self.builds.set_specs(organisation.specs.clone());
                 *status = OrganisationStatus {
                     pipelines: organisation
                         .plans
@@ -588,11 +594,13 @@ pub async fn serve(
             }
         })
     };
+    let builder = tokio::spawn(crate::builds::run(controller.clone()));
     tracing::info!(%address, epoch = controller.epoch(), "serving");
     let served = axum::serve(listener, crate::api::router(controller.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     checkpointer.abort();
+    builder.abort();
     let _ = tokio::task::spawn_blocking(move || drop(rounds)).await;
     let final_checkpoint = {
         let controller = controller.clone();

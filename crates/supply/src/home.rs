@@ -9,6 +9,7 @@
 //! reviews.jsonl        approvals, signed or imported from forge webhooks
 //! blocks.json          content blocks in force and their audit trail
 //! poller.json          the last mainline head seen per source
+//! published-blocks.json the block list the controller publishes for hosts (+ .dsse, signed)
 //! cache/ work/         mirrors of remote repositories; build scratch space
 //! ```
 //!
@@ -28,6 +29,15 @@ use crate::store::Store;
 /// The home's directory when none is named (relative to the working directory, made absolute
 /// when opened).
 pub const DEFAULT_HOME_DIR: &str = ".gantry";
+
+/// The environment variable naming the home when no `--home` is given.
+pub const HOME_ENV: &str = "GANTRY_HOME";
+
+/// The home a command was pointed at: `flag` (its `--home`), else [`HOME_ENV`]; `None` when
+/// neither names one (the CLI then takes [`DEFAULT_HOME_DIR`]; the controller builds nothing).
+pub fn configured_root(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os(HOME_ENV).map(PathBuf::from))
+}
 
 /// One Gantry home directory. Cheap to clone; every read goes to the files, so no caller can
 /// keep a stale copy.
@@ -87,6 +97,12 @@ impl Home {
 
     pub fn blocks_path(&self) -> PathBuf {
         self.root.join("blocks.json")
+    }
+
+    /// Where the controller publishes the block list for hosts (signed copy at `<path>.dsse`,
+    /// see [`crate::operations::publish_blocks`]).
+    pub fn published_blocks_path(&self) -> PathBuf {
+        self.root.join("published-blocks.json")
     }
 
     /// Every path of this home a build may not see: the keys (build keys and trust root) and

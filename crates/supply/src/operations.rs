@@ -2,10 +2,11 @@
 //! and check what it carries, poll a source and build its new mainline head, assemble a
 //! verification, find the artifacts a block affects. Each works on one [`Home`].
 //!
-//! The controller's build loop is [`poll_and_build`] with a [`BuildJob`] whose role is
-//! [`BuilderRole::Service`]: it looks at the pipeline's source, builds a new mainline head as
-//! the trusted build service, signs it, checks reviews and content blockers, and returns the
-//! stored artifact with its verdict ([`Checked`]). `gantry build` calls [`build_and_check`] with
+//! The controller's build loop calls [`build_or_resume`] with a [`BuildJob`] whose role is
+//! [`BuilderRole::Service`] for each new mainline head of a pipeline's source: it builds the
+//! head as the trusted build service, signs it, checks reviews and content blockers, and
+//! returns the stored artifact with its verdict and its [`Position`] ([`Checked`]).
+//! [`poll_and_build`] is the same with a poller's memory in the home (`gantry poll`). `gantry build` calls [`build_and_check`] with
 //! [`BuilderRole::Local`]. Hosts and `gantry artifact verify` call [`Verification::check`].
 //! Approvals arrive through [`approve`] (a reviewer's key) or [`receive_webhook`] (a verified
 //! forge delivery); blocks reach hosts through [`publish_blocks`].
@@ -15,8 +16,11 @@
 //! directory, and the files they share are written under locks or atomically.
 //!
 //! These functions are safe to call again after a crash: the store never overwrites (a rebuild
-//! of the same commit reproduces the same digest and reports [`Error::AlreadyStored`]), and the
-//! poller's memory is written before the build starts, so a head is built at most once.
+//! of the same commit reproduces the same digest and reports [`Error::AlreadyStored`]). The
+//! poller of [`poll_and_build`] writes its memory before the build starts, so a head is built
+//! at most once (and one lost to a crash mid-build is not built again): the controller, which
+//! must not lose a head, keeps its own memory instead and calls [`build_or_resume`], which
+//! hands back the artifact a crashed run already stored rather than building it again.
 
 use std::path::PathBuf;
 
@@ -27,7 +31,7 @@ use crate::keys::{TrustedKeys, parse_public_key};
 use crate::published_blocks::{PUBLISHED_BLOCKS_PAYLOAD_TYPE, PublishedBlocks};
 use crate::review::{Approval, ReviewBook};
 use crate::source::Commit;
-use crate::source::{Poller, Trigger};
+use crate::source::{Poller, Repository, Trigger};
 use crate::store::{Store, StoredArtifact};
 use crate::verify::{self, Failure, Inputs, Policy, Verified};
 use crate::webhook::{Delivery, Forge, PushEvent, WebhookEvent};
@@ -79,6 +83,32 @@ pub struct Checked {
     pub signed_by: String,
     /// Approvals in the review book that did not check out and were ignored, to report.
     pub ignored_approvals: Vec<String>,
+    /// Where it sits on the pipeline's mainline, and the position of its base.
+    pub position: Position,
+}
+
+/// Where an artifact sits on its pipeline's mainline, as the engine numbers artifacts: the
+/// depth of its commit ([`Repository::depth`]), and the depth of the commit of the artifact its
+/// commit range was computed from (its base, [`crate::build::Base::Artifact`]); `previous` is
+/// `None` when the range started at a configured trusted base. So the engine's "contains"
+/// walk (`previous` links) and the supply chain's commit ranges are one definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Position {
+    pub sequence: u64,
+    pub previous: Option<u64>,
+}
+
+/// The [`Position`] of an artifact built from `repository` (its pipeline's source).
+pub fn position(
+    repository: &Repository,
+    manifest: &crate::artifact::Manifest,
+) -> Result<Position, Error> {
+    let sequence = repository.depth(&manifest.source.commit)?;
+    let previous = match (&manifest.source.base_artifact, &manifest.source.baseline) {
+        (Some(_), Some(baseline)) => Some(repository.depth(baseline)?),
+        _ => None,
+    };
+    Ok(Position { sequence, previous })
 }
 
 impl Checked {
@@ -117,12 +147,81 @@ pub fn build_and_check(home: &Home, job: &BuildJob) -> Result<Checked, Error> {
         &built.artifact.manifest,
         job.request.review_required.then_some(&reviews),
     )?;
+    let repository = home.open_repository(&job.request.source)?;
+    let position = position(&repository, &built.artifact.manifest)?;
     Ok(Checked {
         built,
         blockers,
         signed_by: key.keyid.clone(),
         ignored_approvals: reviews.rejected.clone(),
+        position,
     })
+}
+
+/// The artifacts of the job's pipeline and source stored by the job's builder (its role in its
+/// sandbox), oldest first: what the controller built before, whether or not it got as far as
+/// handing them on.
+pub fn stored_builds(home: &Home, job: &BuildJob) -> Result<Vec<StoredArtifact>, Error> {
+    let builder = crate::build::builder_id(job.role, job.sandbox);
+    let repository = crate::source::normalize_repository(&job.request.source.repository);
+    Ok(home
+        .store()
+        .list()?
+        .into_iter()
+        .filter(|stored| {
+            let manifest = &stored.manifest;
+            manifest.builder.id == builder
+                && manifest.pipeline == job.request.pipeline
+                && manifest.source.branch == job.request.source.branch
+                && crate::source::normalize_repository(&manifest.source.repository) == repository
+        })
+        .collect())
+}
+
+/// A stored artifact with its verdict as it stands now (blocks and reviews are read afresh).
+pub fn check_stored(home: &Home, job: &BuildJob, stored: StoredArtifact) -> Result<Checked, Error> {
+    let reviews = home.reviews()?;
+    let blockers =
+        artifact_blockers(home, &stored.manifest, job.request.review_required.then_some(&reviews))?;
+    let repository = home.open_repository(&job.request.source)?;
+    let position = position(&repository, &stored.manifest)?;
+    let log = home.store().read_log(&stored.digest).unwrap_or_default();
+    let signed_by = stored.envelope.signatures.first().map(|s| s.keyid.clone()).unwrap_or_default();
+    Ok(Checked {
+        built: Built { artifact: stored, log, elapsed: std::time::Duration::ZERO },
+        blockers,
+        signed_by,
+        ignored_approvals: reviews.rejected.clone(),
+        position,
+    })
+}
+
+/// Builds the job's commit (the request's, else the mainline head) like [`build_and_check`],
+/// unless the job's builder already stored an artifact of that commit — a build that finished
+/// before a crash — which is then handed back checked instead of being built again. A rebuild
+/// that reproduces a stored digest ([`Error::AlreadyStored`]) hands back the stored one too.
+/// So calling it again for a head whose hand-off was lost always ends with the same artifact.
+pub fn build_or_resume(home: &Home, job: &BuildJob) -> Result<Checked, Error> {
+    let commit = match &job.request.commit {
+        Some(revision) => home.open_repository(&job.request.source)?.resolve(revision)?,
+        None => home.open_repository(&job.request.source)?.head()?,
+    };
+    let earlier =
+        stored_builds(home, job)?.into_iter().rev().find(|s| s.manifest.source.commit == commit);
+    if let Some(stored) = earlier {
+        return check_stored(home, job, stored);
+    }
+    let single = BuildJob {
+        request: BuildRequest { commit: Some(commit), ..job.request.clone() },
+        ..job.clone()
+    };
+    match build_and_check(home, &single) {
+        Err(Error::AlreadyStored { digest }) => {
+            let stored = home.store().get(&digest.to_string())?;
+            check_stored(home, job, stored)
+        }
+        outcome => outcome,
+    }
 }
 
 /// A new mainline head found by [`poll_and_build`], and how its build went.

@@ -201,6 +201,20 @@ impl Repository {
         Ok(status.success())
     }
 
+    /// How many commits `commit` reaches, itself included: its position on the mainline. A
+    /// descendant reaches every commit its ancestors reach and itself, so a later build always
+    /// numbers higher than the builds it follows.
+    pub fn depth(&self, commit: &str) -> Result<u64, Error> {
+        check_commit_id(commit)?;
+        let out = git(&self.git_dir, &["rev-list", "--count", commit, "--"])?;
+        String::from_utf8_lossy(&out).trim().parse().map_err(|_| {
+            Error::Source(format!(
+                "git rev-list --count {commit} in {} did not answer a number",
+                self.name
+            ))
+        })
+    }
+
     /// One commit's record.
     pub fn commit(&self, id: &str) -> Result<Commit, Error> {
         check_commit_id(id)?;

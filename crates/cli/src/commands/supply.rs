@@ -39,10 +39,7 @@ pub struct HomeArgs {
 
 impl HomeArgs {
     fn open(&self) -> anyhow::Result<Home> {
-        let root = self
-            .home
-            .clone()
-            .or_else(|| std::env::var_os("GANTRY_HOME").map(PathBuf::from))
+        let root = gantry_supply::home::configured_root(self.home.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME_DIR));
         Ok(Home::new(root)?)
     }
