@@ -312,6 +312,18 @@ impl<C: Controller> Agent<C> {
     }
 
     fn deploy(&mut self, command: &AgentCommand) -> Result<(), Error> {
+        if self.trust.lists_from_controller() {
+            // Fetched afresh for every artifact; a failed fetch leaves the last copies, which
+            // still verify only while signed by the box's root, newer than pinned, and fresh.
+            match (self.controller.trust_list(), self.controller.block_list()) {
+                (Ok(trust_list), Ok(block_list)) => {
+                    self.trust.store_fetched(&trust_list, &block_list)?
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    eprintln!("agent: fetching the signed lists: {error}; using the last copies")
+                }
+            }
+        }
         let directory = PipelineDirectory::open(&self.config.root, &command.pipeline)?;
         let artifact = match deploy::kept_artifact(&directory, &command.artifact) {
             Some(kept) => kept,

@@ -16,7 +16,8 @@
 //! | operator | read, hold, release, override (reason, expiry ≤ 24 h), retry, roll back, roll forward, ask for urgent mode |
 //! | admin | read, manage tokens and configuration |
 //!
-//! An agent token may only use the agent routes, and only for its own box. No role lifts a
+//! An agent token may only use the agent routes, and only for its own box (or, for what every
+//! box fetches, artifacts of its own service and the signed lists). No role lifts a
 //! review, signature or capacity-floor check: those live in the engine and the supply chain,
 //! which no route can bypass. Nobody approves their own commit or their own request
 //! ([`separation_of_duties`]).
@@ -114,6 +115,9 @@ pub enum Permission {
     Configure,
     /// The agent of the box the route names.
     Agent,
+    /// Any agent, for what boxes fetch by digest or in common (artifacts of its own service,
+    /// which the handler checks; the signed trust and block lists). No person's role grants it.
+    AgentFetch,
 }
 
 /// One role, for one team or (`team: None`) the whole organisation.
@@ -185,7 +189,8 @@ impl Principal {
         }
         match self {
             Principal::Agent { box_id, .. } => {
-                permission == Permission::Agent && scope == Scope::Box(box_id.as_str())
+                (permission == Permission::Agent && scope == Scope::Box(box_id.as_str()))
+                    || permission == Permission::AgentFetch
             }
             Principal::Person { grants, .. } => grants.iter().any(|grant| {
                 grant.role.grants(permission)
@@ -324,6 +329,9 @@ mod tests {
         check(&agent, Permission::Agent, Scope::Box("b1"), true);
         check(&agent, Permission::Agent, Scope::Box("b2"), false);
         check(&agent, Permission::Read, Scope::Organisation, false);
+        check(&agent, Permission::AgentFetch, Scope::Organisation, true);
+        let operator = person(&[(Role::Operator, None)]);
+        check(&operator, Permission::AgentFetch, Scope::Organisation, false);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub scrapes: Counter,
     pub scrape_failures: Counter,
     pub alarm_evaluations: Counter,
+    /// Builds that failed (and sources that could not be read), each reported once.
+    pub build_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -77,6 +79,7 @@ impl Metrics {
             scrapes: Counter::default(),
             scrape_failures: Counter::default(),
             alarm_evaluations: Counter::default(),
+            build_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -111,6 +114,11 @@ impl Metrics {
             metrics.commands_delivered.clone(),
         );
         registry.register("rollbacks", "Rollback commands issued", metrics.rollbacks.clone());
+        registry.register(
+            "build_failures",
+            "Builds that failed or sources that could not be read",
+            metrics.build_failures.clone(),
+        );
         registry.register(
             "store_commit_duration_seconds",
             "Store commit latency",

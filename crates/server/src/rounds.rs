@@ -340,7 +340,9 @@ impl Rounds {
             }
             self.applied.insert(name.clone(), self.plan_hashes[name]);
         }
-        if self.organisation_dir.is_some() {
+        // Only a loaded organisation says what to remove: on a start the engine resumes from
+        // the store before the organisation is read, and must not drop its pipelines then.
+        if self.organisation_dir.is_some() && self.controller.organisation().loaded_at.is_some() {
             for name in running {
                 if !self.plans.contains_key(&name) {
                     self.carried.push(Input::RemovePipeline { pipeline: name.clone() });

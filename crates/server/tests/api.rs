@@ -76,6 +76,18 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("agent_commands", &["agent-own-box"]),
     ("agent_acknowledge", &["agent-own-box"]),
     ("agent_report", &["agent-own-box"]),
+    // Any agent, for its own service's artifacts (checked by the handler) and the signed lists.
+    ("agent_artifact_package", &["agent-own-box", "agent-other-box"]),
+    ("agent_artifact_attestation", &["agent-own-box", "agent-other-box"]),
+    ("agent_artifact_manifest", &["agent-own-box", "agent-other-box"]),
+    ("agent_trust_list", &["agent-own-box", "agent-other-box"]),
+    ("agent_block_list", &["agent-own-box", "agent-other-box"]),
+    ("get_artifact", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
+    (
+        "list_artifacts",
+        &["viewer", "developer", "approver", "senior_approver", "operator", "admin"],
+    ),
+    ("list_builds", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
     ("list_boxes", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
     ("get_box", &["viewer", "developer", "approver", "senior_approver", "operator", "admin"]),
     (
@@ -205,6 +217,7 @@ fn concrete(path: &str) -> String {
         .replace("{box_id}", "box-1")
         .replace("{token_id}", "t-none")
         .replace("{pipeline}", "no-such-pipeline")
+        .replace("{digest}", &format!("sha256:{}", "0".repeat(64)))
         .replace("{request}", "urgent-none")
 }
 
@@ -360,6 +373,17 @@ async fn malformed_requests_name_the_field_at_fault() {
         ),
         ("GET", "/api/v1/agent/boxes/box-1/commands?wait=forever", None, 400, "query.wait"),
         ("GET", "/api/v1/agent/boxes/box-1/commands?wait=1h", None, 400, "query.wait"),
+        ("GET", "/api/v1/agent/artifacts/not-a-digest", None, 400, "path.digest"),
+        ("GET", "/api/v1/agent/artifacts/sha256:12ab/manifest", None, 400, "path.digest"),
+        (
+            "GET",
+            "/api/v1/agent/artifacts/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            None,
+            404,
+            "path.digest",
+        ),
+        ("GET", "/api/v1/artifacts/sha256:xyz", None, 400, "path.digest"),
+        ("GET", "/api/v1/pipelines/no-such-pipeline/artifacts", None, 404, "path.pipeline"),
         ("GET", "/api/v1/audit?limit=5000", None, 400, "query.limit"),
         ("GET", "/api/v1/audit?after=-3", None, 400, "query.after"),
         ("GET", "/api/v1/boxes/box-7", None, 404, "path.box_id"),

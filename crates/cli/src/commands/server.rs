@@ -60,6 +60,17 @@ struct RunArgs {
     /// The organisation directory (topology, policy, pipeline files), re-applied on change.
     #[arg(long)]
     organisation: Option<PathBuf>,
+    /// The supply home the controller builds with (keys, store, reviews, blocks) [default:
+    /// $GANTRY_HOME]; without one the controller builds nothing.
+    #[arg(long)]
+    supply_home: Option<PathBuf>,
+    /// How often each pipeline's source is polled for a new mainline head.
+    #[arg(long, default_value = "3s")]
+    poll_interval: gantry_model::Duration,
+    /// A pipeline's trusted base, `PIPELINE=COMMIT` (or `PIPELINE=root`): the commit its first
+    /// build's range starts after. Repeat for each pipeline.
+    #[arg(long = "trusted-base", value_name = "PIPELINE=COMMIT")]
+    trusted_bases: Vec<String>,
     /// Log lines as JSON objects (for collectors) or as text.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -133,6 +144,20 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config.checkpoints = checkpoints;
     }
     config.organisation = args.organisation;
+    if let Some(home) = gantry_supply::home::configured_root(args.supply_home) {
+        let mut builds = gantry_server::builds::BuildConfig::new(home);
+        builds.poll_interval =
+            std::time::Duration::from_secs(args.poll_interval.as_seconds().max(1));
+        for entry in &args.trusted_bases {
+            let Some((pipeline, commit)) = entry.split_once('=') else {
+                bail!("--trusted-base {entry:?}: write PIPELINE=COMMIT (or PIPELINE=root)");
+            };
+            builds.trusted_bases.insert(pipeline.to_string(), commit.to_string());
+        }
+        config.builds = Some(builds);
+    } else if !args.trusted_bases.is_empty() {
+        bail!("--trusted-base needs a supply home to build with: --supply-home or $GANTRY_HOME");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

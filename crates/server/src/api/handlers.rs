@@ -32,6 +32,17 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/api/v1/agent/boxes/{box}/commands", get(commands))
         .route("/api/v1/agent/boxes/{box}/acknowledge", post(acknowledge))
         .route("/api/v1/agent/boxes/{box}/report", post(report))
+        .route("/api/v1/agent/artifacts/{digest}", get(super::artifacts::agent_package))
+        .route(
+            "/api/v1/agent/artifacts/{digest}/attestation",
+            get(super::artifacts::agent_attestation),
+        )
+        .route("/api/v1/agent/artifacts/{digest}/manifest", get(super::artifacts::agent_manifest))
+        .route("/api/v1/agent/trust-list", get(super::artifacts::agent_trust_list))
+        .route("/api/v1/agent/block-list", get(super::artifacts::agent_block_list))
+        .route("/api/v1/artifacts/{digest}", get(super::artifacts::get_artifact))
+        .route("/api/v1/pipelines/{pipeline}/artifacts", get(super::artifacts::list_artifacts))
+        .route("/api/v1/builds", get(super::artifacts::list_builds))
         .route("/api/v1/boxes", get(list_boxes))
         .route("/api/v1/boxes/{box_id}", get(get_box))
         .route("/api/v1/audit", get(list_audit))

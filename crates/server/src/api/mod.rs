@@ -7,6 +7,7 @@
 //! which names the field at fault in every `4xx`.
 
 pub mod alarms;
+pub mod artifacts;
 pub mod handlers;
 pub mod operator;
 pub mod routes;

@@ -20,6 +20,8 @@ pub struct Query {
 pub enum Body {
     Json(fn(&mut SchemaGenerator) -> schemars::Schema),
     Text,
+    /// Raw bytes (`application/octet-stream`): an artifact's package.
+    Bytes,
     /// `204 No Content`.
     Empty,
 }
@@ -50,6 +52,11 @@ fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> schemars::Schema {
 
 fn duration_schema() -> Value {
     json!({"type": "string", "pattern": "^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"})
+}
+
+/// A signed document (a DSSE envelope) or a manifest: JSON the agent verifies itself.
+fn document_schema(_: &mut SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object"})
 }
 
 fn count_schema() -> Value {
@@ -177,6 +184,105 @@ pub const ROUTES: &[Route] = &[
         response: (200, Body::Json(schema::<wire::ReportAccepted>)),
         also: &[],
         tag: "agent",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/agent/artifacts/{digest}",
+        operation_id: "agent_artifact_package",
+        summary: "An artifact's package (tar + zstd), for an agent of its service",
+        permission: Permission::AgentFetch,
+        query: &[],
+        request: None,
+        response: (200, Body::Bytes),
+        also: &[],
+        tag: "agent",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/agent/artifacts/{digest}/attestation",
+        operation_id: "agent_artifact_attestation",
+        summary: "An artifact's signed provenance (a DSSE envelope), for an agent of its service",
+        permission: Permission::AgentFetch,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(document_schema)),
+        also: &[],
+        tag: "agent",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/agent/artifacts/{digest}/manifest",
+        operation_id: "agent_artifact_manifest",
+        summary: "An artifact's manifest exactly as its provenance names it",
+        permission: Permission::AgentFetch,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(document_schema)),
+        also: &[],
+        tag: "agent",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/agent/trust-list",
+        operation_id: "agent_trust_list",
+        summary: "The build keys' trust list, signed by the trust root (verify it with the \
+                  root configured on the box)",
+        permission: Permission::AgentFetch,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(document_schema)),
+        also: &[],
+        tag: "agent",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/agent/block-list",
+        operation_id: "agent_block_list",
+        summary: "The published content block list, signed by the trust root and fresh",
+        permission: Permission::AgentFetch,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(document_schema)),
+        also: &[],
+        tag: "agent",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/artifacts/{digest}",
+        operation_id: "get_artifact",
+        summary: "One artifact: commits, authors, signed reviews, builder, signer, blockers, \
+                  whether it may deploy",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<super::artifacts::ArtifactDetail>)),
+        also: &[],
+        tag: "artifacts",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/pipelines/{pipeline}/artifacts",
+        operation_id: "list_artifacts",
+        summary: "A pipeline's artifacts, newest first, with provenance and verdict",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<super::artifacts::ArtifactList>)),
+        also: &[],
+        tag: "artifacts",
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/builds",
+        operation_id: "list_builds",
+        summary: "The build loop: per pipeline, the head being built, the last built and the \
+                  last failure (commit and error)",
+        permission: Permission::Read,
+        query: &[],
+        request: None,
+        response: (200, Body::Json(schema::<crate::builds::BuildsView>)),
+        also: &[],
+        tag: "artifacts",
     },
     Route {
         method: "GET",
@@ -542,6 +648,11 @@ fn response(body: Body, description: &str, generator: &mut SchemaGenerator) -> V
         Body::Text => json!({
             "description": description,
             "content": {"text/plain": {"schema": {"type": "string"}}},
+        }),
+        Body::Bytes => json!({
+            "description": description,
+            "content": {"application/octet-stream": {
+                "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}},
         }),
         Body::Empty => json!({"description": description}),
     }
