@@ -224,6 +224,10 @@ pub fn eta(
         },
     }];
     let mut now = start;
+    // What needs fresh reports, as of `watched_at`: the watch a round ends with is the next
+    // round's when no time passed in between (nothing else moves the engine).
+    let mut watch = driver.engine().needs_observing(now);
+    let mut watched_at = now;
     for round in 0..MAX_WAKE_UPS {
         // Finish what is due, then report what changed or went stale, all in one round.
         installs.retain(|install| {
@@ -255,7 +259,9 @@ pub fn eta(
             false
         });
         // Only the regions and targets of steps in progress need fresh readings.
-        let watch = driver.engine().needs_observing(now);
+        if watched_at != now {
+            watch = driver.engine().needs_observing(now);
+        }
         for region in &watch.alarm_regions {
             alarm_fed.insert(region.clone(), now);
             for alarm in alarms.get(region.as_str()).into_iter().flatten() {
@@ -381,7 +387,8 @@ pub fn eta(
         }
         // An approval given, or a lane that may start now and needs fresh observations:
         // another round at the same instant.
-        let watch = driver.engine().needs_observing(now);
+        watch = driver.engine().needs_observing(now);
+        watched_at = now;
         let unobserved = watch.fleets.iter().any(|(_, target)| {
             fleet_fed.get(target).is_none_or(|at| now.duration_since(*at) >= fleet_refresh)
         }) || watch.alarm_regions.iter().any(|region| {

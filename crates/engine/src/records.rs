@@ -124,18 +124,20 @@ impl Engine {
                 self.plans.get(&(pipeline.to_string(), version)).map(|plan| json(&**plan))
             }
             RecordKind::Target => {
-                let (service, target) = self.target_keys.get(&key.key)?;
-                self.users.contains_key(&(service.clone(), target.clone())).then_some(())?;
-                Some(json(&self.target_record(service, target)))
+                let ((service, target), users) = self.target_keys.get(&key.key)?;
+                Some(json(&self.target_record(service, target, users)))
             }
         }
     }
 
-    fn target_record<'a>(&'a self, service: &'a str, target: &'a Target) -> TargetRecordOut<'a> {
-        let users = self.users.get(&(service.to_string(), target.clone()));
+    fn target_record<'a>(
+        &'a self,
+        service: &'a str,
+        target: &'a Target,
+        users: &'a BTreeSet<String>,
+    ) -> TargetRecordOut<'a> {
         let pipelines = users
-            .into_iter()
-            .flatten()
+            .iter()
             .filter_map(|name| {
                 let state = self.pipelines.get(name)?.targets.get(target)?;
                 Some((name.as_str(), state))
@@ -153,8 +155,13 @@ impl Engine {
         if let Some(pending) = pipeline.pending_plan {
             keys.push(plan_key(name, pending));
         }
-        let service = &pipeline.plan.service;
-        keys.extend(pipeline.targets.keys().map(|target| target_key(service, target)));
+        match self.target_record_keys.get(name) {
+            Some(targets) => keys.extend(targets.iter().cloned()),
+            None => {
+                let service = &pipeline.plan.service;
+                keys.extend(pipeline.targets.keys().map(|target| target_key(service, target)));
+            }
+        }
         keys
     }
 
@@ -177,8 +184,7 @@ impl Engine {
         match key.kind {
             RecordKind::Pipeline => self.pipelines.get(&key.key)?.hash(&mut hasher),
             RecordKind::Target => {
-                let (service, target) = self.target_keys.get(&key.key)?;
-                let users = self.users.get(&(service.clone(), target.clone()))?;
+                let ((_, target), users) = self.target_keys.get(&key.key)?;
                 for name in users {
                     if let Some(state) =
                         self.pipelines.get(name).and_then(|p| p.targets.get(target))
@@ -325,13 +331,22 @@ impl Engine {
         self.users.clear();
         self.alarm_readers.clear();
         self.shared_targets.clear();
+        self.target_keys.clear();
+        self.target_record_keys.clear();
         for (name, pipeline) in &self.pipelines {
+            let mut keys = Vec::with_capacity(pipeline.targets.len());
             for target in pipeline.targets.keys() {
                 let shared: SharedTarget = (pipeline.plan.service.clone(), target.clone());
-                let key = target_key(&shared.0, &shared.1).key;
-                self.target_keys.entry(key).or_insert_with(|| shared.clone());
+                let key = target_key(&shared.0, &shared.1);
+                self.target_keys
+                    .entry(key.key.clone())
+                    .or_insert_with(|| (shared.clone(), BTreeSet::new()))
+                    .1
+                    .insert(name.clone());
+                keys.push(key);
                 self.users.entry(shared).or_default().insert(name.clone());
             }
+            self.target_record_keys.insert(name.clone(), keys);
             let plans = std::iter::once(&pipeline.plan)
                 .chain(pipeline.pending_plan.and_then(|v| self.plans.get(&(name.clone(), v))));
             for plan in plans {

@@ -43,8 +43,13 @@ pub struct Engine {
     pub(crate) users: BTreeMap<SharedTarget, BTreeSet<String>>,
     /// Per pipeline, its targets that other pipelines deploy to too. Derived from the plans.
     pub(crate) shared_targets: BTreeMap<String, Vec<Target>>,
-    /// Each shared target by its record's key.
-    pub(crate) target_keys: BTreeMap<String, SharedTarget>,
+    /// Each shared target by its record's key, with the pipelines that deploy to it: what a
+    /// target record's hash and bytes are made of, found without building its tuple key.
+    /// Derived from the plans; looked up only, so hashed.
+    pub(crate) target_keys: HashMap<String, (SharedTarget, BTreeSet<String>)>,
+    /// Per pipeline, the record keys of its targets, formatted once per plan change rather
+    /// than on every step that concerns it. Derived from the plans.
+    pub(crate) target_record_keys: HashMap<String, Vec<RecordKey>>,
     /// Records a step may have deleted (a pipeline removed, a plan replaced): checked, with
     /// the step's other candidates, for whether they still exist.
     pub(crate) maybe_gone: BTreeSet<RecordKey>,
