@@ -53,6 +53,8 @@ fn generated_requests_find_no_server_error_and_no_schema_contradiction() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let organisation = Some(example_organisation(temp.path()));
     let rounds = server::start_rounds(controller.clone(), organisation).unwrap();
+    // The alarm loop too, so the alarm routes answer with every pipeline's alarms.
+    let _alarms = gantry_server::alarms::start(controller.clone(), Default::default()).unwrap();
     let served = runtime.spawn(server::serve(controller, listener, rounds, async move {
         let _ = stopped.await;
     }));
