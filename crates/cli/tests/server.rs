@@ -195,3 +195,109 @@ fn audit_verify_catches_a_truncated_log_after_kill_9() {
 fn rusqlite_connection(path: &Path) -> gantry_server::sqlite::RawConnection {
     gantry_server::sqlite::raw_connection(path).unwrap()
 }
+
+/// Starts `gantry server` with `args` and returns it with the address it printed, or `None`
+/// when it exited (refused to start) with its stderr.
+fn start_with(args: &[&str]) -> Result<(ServerProcess, String), String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("server")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    if line.is_empty() {
+        let output = child.wait_with_output().unwrap();
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let url = line
+        .split_whitespace()
+        .find(|word| word.contains("://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Ok((ServerProcess { child, url: url.clone() }, url))
+}
+
+#[test]
+fn beyond_loopback_the_server_speaks_https_only_and_refuses_plain_http() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_file, key_file) = (temp.path().join("cert.pem"), temp.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let data_arg = data.to_str().unwrap();
+    let (cert_arg, key_arg) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
+
+    // Beyond loopback without TLS: refused before anything is opened, saying what to do.
+    let refused = start_with(&["--data-dir", data_arg, "--listen", "0.0.0.0:0"]).err().unwrap();
+    assert!(refused.contains("loopback only") && refused.contains("--tls-cert"), "{refused}");
+    assert!(!data.exists(), "a refused start opens nothing");
+    // A key that is not a key: named, and nothing opened.
+    let refused = start_with(&[
+        "--data-dir",
+        data_arg,
+        "--listen",
+        "0.0.0.0:0",
+        "--tls-cert",
+        cert_arg,
+        "--tls-key",
+        cert_arg,
+    ])
+    .err()
+    .unwrap();
+    assert!(refused.contains("cert.pem: cannot read a private key"), "{refused}");
+    assert!(!data.exists(), "a refused start opens nothing");
+
+    // With a certificate and key, on every interface.
+    let (_server, url) = start_with(&[
+        "--data-dir",
+        data_arg,
+        "--listen",
+        "0.0.0.0:0",
+        "--tls-cert",
+        cert_arg,
+        "--tls-key",
+        key_arg,
+    ])
+    .unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let port = url.rsplit(':').next().unwrap();
+    let trusting: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    ureq::tls::Certificate::from_der(cert.der()).to_owned(),
+                ])))
+                .build(),
+        )
+        .build()
+        .into();
+    let health = format!("https://127.0.0.1:{port}/api/v1/health");
+    let response = trusting.get(&health).call().unwrap();
+    assert_eq!(response.status(), 200);
+    // An authenticated call over HTTPS, with the bootstrap admin token.
+    let response = trusting
+        .get(&format!("https://127.0.0.1:{port}/api/v1/tokens"))
+        .header("authorization", &format!("Bearer {}", admin_token(&data)))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.into_body().read_to_string());
+
+    // Plain HTTP on the same port gets no answer; nor does a client that does not trust it.
+    let plain = agent().get(&format!("http://127.0.0.1:{port}/api/v1/health")).call();
+    assert!(plain.is_err(), "plain HTTP answered: {:?}", plain.map(|r| r.status()));
+    let untrusting: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::WebPki).build(),
+        )
+        .build()
+        .into();
+    let error = untrusting.get(&health).call().unwrap_err();
+    assert!(format!("{error}").to_lowercase().contains("certificate"), "{error}");
+}
+

@@ -18,7 +18,8 @@
 //! - [`metrics`]: the controller's own Prometheus metrics;
 //! - [`organisation`]: pipelines as code, loaded from a directory whole or not at all;
 //! - [`rounds`]: the round loop — the engine on the real clock through the round driver;
-//! - [`server`]: opening a data directory and serving it.
+//! - [`server`]: opening a data directory and serving it;
+//! - [`tls`]: HTTPS from a certificate and key, required beyond loopback.
 //!
 //! Architecture invariant: nothing a round decided reaches an agent before that round's commit
 //! returned; a failed commit stops command delivery until one succeeds.
@@ -39,6 +40,7 @@ pub mod organisation;
 pub mod rounds;
 pub mod server;
 pub mod sqlite;
+pub mod tls;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -70,6 +72,8 @@ pub enum Error {
     Migration { path: PathBuf, from: u32, reason: String },
     #[error("{what} is unreadable: {reason}")]
     Corrupt { what: String, reason: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl Error {

@@ -30,6 +30,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The organisation directory (topology, policy, pipelines), watched for changes.
     pub organisation: Option<PathBuf>,
+    /// The certificate and key to serve HTTPS with; required beyond loopback.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// How pipelines are built; `None` builds nothing (no supply home).
     pub builds: Option<crate::builds::BuildConfig>,
 }
@@ -37,7 +39,7 @@ pub struct Config {
 impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
         let checkpoints = audit::default_checkpoints(&data_dir);
-        Config { data_dir, checkpoints, listen, organisation: None, builds: None }
+        Config { data_dir, checkpoints, listen, organisation: None, tls: None, builds: None }
     }
 }
 
@@ -515,9 +517,23 @@ impl Controller {
     }
 }
 
-/// Whether `address` may be served over plain HTTP.
-pub fn plain_http_allowed(address: &SocketAddr) -> bool {
-    address.ip().is_loopback()
+pub use crate::tls::plain_http_allowed;
+
+/// Gives the memory freed after a start or an organisation load back to the operating system.
+/// Both build everything at once (every record parsed or written, every pipeline file read)
+/// and drop most of it again; glibc's allocator would otherwise keep the freed pages resident
+/// for good, about as much again as the controller uses.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free pages of the allocator's own heaps.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// The path a data directory's bootstrap token is written to.
@@ -571,6 +587,29 @@ pub fn start_rounds(
 pub async fn serve(
     controller: Arc<Controller>,
     listener: tokio::net::TcpListener,
+    rounds: RoundsThread,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_on(controller, listener, rounds, shutdown).await
+}
+
+/// [`serve`] over HTTPS: every connection on `listener` is served through TLS with `tls`
+/// (see [`crate::tls::TlsFiles::server_config`]).
+pub async fn serve_tls(
+    controller: Arc<Controller>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    rounds: RoundsThread,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listener = crate::tls::TlsListener::new(listener, tls)
+        .map_err(|source| Error::Io { path: "listener".into(), source })?;
+    serve_on(controller, listener, rounds, shutdown).await
+}
+
+async fn serve_on<L: axum::serve::Listener<Addr = SocketAddr>>(
+    controller: Arc<Controller>,
+    listener: L,
     rounds: RoundsThread,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {

@@ -51,9 +51,16 @@ struct RunArgs {
     /// Where the database, the audit key and the bootstrap token live.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// The address to listen on. Plain HTTP is served on loopback only.
+    /// The address to listen on. Plain HTTP is served on loopback only; any other address
+    /// needs --tls-cert and --tls-key.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Where signed audit checkpoints are appended (default: beside the data directory).
     #[arg(long)]
     checkpoints: Option<PathBuf>,
@@ -131,15 +138,22 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if !server::plain_http_allowed(&args.listen) {
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(gantry_server::tls::TlsFiles { cert, key }),
+        _ => None,
+    };
+    if tls.is_none() && !server::plain_http_allowed(&args.listen) {
         bail!(
-            "--listen {}: plain HTTP is served on loopback only; listen on 127.0.0.1 or [::1] \
-             and put a TLS-terminating proxy in front for other hosts",
+            "--listen {}: plain HTTP is served on loopback only; give --tls-cert and --tls-key \
+             to serve HTTPS on this address, or listen on 127.0.0.1 or [::1]",
             args.listen
         );
     }
+    // Read before anything opens the data directory: a bad certificate changes nothing.
+    let tls_config = tls.as_ref().map(|files| files.server_config()).transpose()?;
     init_logging(args.log_format);
     let mut config = Config::new(args.data_dir.clone(), args.listen);
+    config.tls = tls;
     if let Some(checkpoints) = args.checkpoints {
         config.checkpoints = checkpoints;
     }
@@ -182,7 +196,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Scraping and alarm evaluation run on a thread of their own, beside the round loop.
         let alarms = gantry_server::alarms::start(controller.clone(), Default::default())?;
         // The one line on stdout: scripts and tests read the bound address from it.
-        println!("gantry server listening on http://{address} (epoch {})", controller.epoch());
+        let scheme = if tls_config.is_some() { "https" } else { "http" };
+        println!("gantry server listening on {scheme}://{address} (epoch {})", controller.epoch());
         let shutdown = async {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -192,7 +207,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = terminate.recv() => {}
             }
         };
-        server::serve(controller, listener, rounds, shutdown).await?;
+        match tls_config {
+            Some(tls) => server::serve_tls(controller, listener, tls, rounds, shutdown).await?,
+            None => server::serve(controller, listener, rounds, shutdown).await?,
+        }
         tokio::task::spawn_blocking(move || drop(alarms)).await?;
         anyhow::Ok(())
     })?;
