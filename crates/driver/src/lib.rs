@@ -197,12 +197,12 @@ impl<S: Store> Driver<S> {
         prepare: Option<fn(&mut Engine)>,
     ) -> Result<(Driver<S>, Started), Error> {
         let loaded = store.load()?;
-        let (mut engine, stored) = match loaded.schema_version {
-            None => (fresh()?, BTreeMap::new()),
-            Some(version) => {
-                (Engine::from_records(&loaded.records, version, loaded.high_water)?, loaded.records)
-            }
+        let mut engine = match loaded.schema_version {
+            None => fresh()?,
+            Some(version) => Engine::from_records(&loaded.records, version, loaded.high_water)?,
         };
+        // The records are in the engine now; a thousand pipelines' are tens of megabytes.
+        drop(loaded.records);
         if let Some(prepare) = prepare {
             prepare(&mut engine);
         }
@@ -215,7 +215,8 @@ impl<S: Store> Driver<S> {
             schema_version: gantry_engine::SCHEMA_VERSION,
             prepare,
         };
-        driver.shadow = Some(Shadow::new(&driver.engine, stored));
+        // No shadow for the start's round: it would copy and fingerprint every record (or, on
+        // a fresh store, every record the round writes) only to be dropped after the commit.
         let fresh_store = loaded.schema_version.is_none();
         let mut decided = driver.decide(now, vec![Input::ControllerStarted { epoch }]);
         if fresh_store {
@@ -228,7 +229,6 @@ impl<S: Store> Driver<S> {
             }
         }
         let round = driver.commit(decided)?;
-        driver.shadow = None;
         Ok((driver, Started { epoch, undelivered: loaded.outbox, round }))
     }
 

@@ -70,14 +70,10 @@ impl Store for SharedStore {
     }
 }
 
-/// The agent's form of an engine box command, with what the plan says about timeouts.
-pub fn agent_command(
-    command: &BoxCommand,
-    plans: &BTreeMap<String, Plan>,
-    now: Timestamp,
-) -> AgentCommand {
-    let strategy = plans
-        .get(&command.pipeline)
+/// The agent's form of an engine box command, with what its pipeline's plan says about
+/// timeouts.
+pub fn agent_command(command: &BoxCommand, plan: Option<&Plan>, now: Timestamp) -> AgentCommand {
+    let strategy = plan
         .and_then(|plan| {
             plan.stages
                 .iter()
@@ -188,8 +184,11 @@ struct Rounds {
     organisation_dir: Option<PathBuf>,
     fingerprint: Fingerprint,
     last_reload: std::time::Instant,
+    /// Plans read from the organisation and not yet handed to the engine. Once handed over
+    /// (or found to be what the engine runs) the engine's copy is the only one: a thousand
+    /// plans are tens of megabytes.
     plans: BTreeMap<String, Plan>,
-    /// [`plan_hash`] of each of `plans`, computed once per load.
+    /// [`plan_hash`] of every pipeline of the organisation last loaded, computed once per load.
     plan_hashes: BTreeMap<String, u64>,
     region_zones: BTreeMap<String, String>,
     next_wake: Option<Timestamp>,
@@ -237,6 +236,7 @@ impl Rounds {
             rounds.restart(0)?;
             rounds.last_reload = std::time::Instant::now() - RELOAD_INTERVAL;
         }
+        crate::server::return_freed_memory();
         Ok(rounds)
     }
 
@@ -251,9 +251,10 @@ impl Rounds {
             None => SharedStore(self.controller.clone()),
         };
         let now = self.now();
-        let plans: Vec<Plan> = self.plans.values().cloned().collect();
+        // Only a store never committed to starts from these; the engine then owns them.
+        let plans = std::mem::take(&mut self.plans);
         let zones = self.region_zones.clone();
-        let fresh = || Engine::new(plans, zones);
+        let fresh = || Engine::new(plans.into_values().collect(), zones);
         let (driver, started) = Driver::start(store, fresh, seen_epoch, now, None)?;
         self.controller.set_epoch(started.epoch);
         let mut commands: Vec<BoxCommand> = started
@@ -300,10 +301,14 @@ impl Rounds {
             Ok(organisation) => {
                 tracing::info!(pipelines = organisation.plans.len(), "organisation loaded");
                 self.region_zones = Engine::region_zones(&organisation.topology);
+                self.plan_hashes = organisation
+                    .plans
+                    .iter()
+                    .map(|(name, plan)| (name.clone(), plan_hash(plan)))
+                    .collect();
                 self.plans = organisation.plans.clone();
-                self.plan_hashes =
-                    self.plans.iter().map(|(name, plan)| (name.clone(), plan_hash(plan))).collect();
                 self.controller.set_organisation(Ok(organisation));
+                crate::server::return_freed_memory();
             }
             Err(refused) => {
                 tracing::warn!(
@@ -330,21 +335,40 @@ impl Rounds {
                 self.applied.insert(name.clone(), plan_hash(&pipeline.plan));
             }
         }
-        for (name, plan) in &self.plans {
-            if !running.contains(name) {
-                self.carried.push(Input::AddPipeline { plan: Box::new(plan.clone()) });
-            } else if self.applied.get(name) != self.plan_hashes.get(name) {
-                self.carried.push(Input::UpdatePlan { plan: Box::new(plan.clone()) });
-            } else {
+        let mut missing = false;
+        for (name, hash) in &self.plan_hashes {
+            let is_running = running.contains(name);
+            if is_running && self.applied.get(name) == Some(hash) {
+                // The engine runs it (or has it waiting): its copy is the one kept.
+                self.plans.remove(name);
                 continue;
             }
-            self.applied.insert(name.clone(), self.plan_hashes[name]);
+            if !is_running && self.applied.get(name) == Some(hash) && !self.plans.contains_key(name)
+            {
+                continue; // Handed over; the round that adds it has not run yet.
+            }
+            let Some(plan) = self.plans.remove(name) else {
+                // Handed over before and needed again (the engine was rebuilt from the store):
+                // read the organisation again on the next reload.
+                missing = true;
+                continue;
+            };
+            let plan = Box::new(plan);
+            self.carried.push(if is_running {
+                Input::UpdatePlan { plan }
+            } else {
+                Input::AddPipeline { plan }
+            });
+            self.applied.insert(name.clone(), *hash);
+        }
+        if missing {
+            self.fingerprint = Fingerprint::default();
         }
         // Only a loaded organisation says what to remove: on a start the engine resumes from
         // the store before the organisation is read, and must not drop its pipelines then.
         if self.organisation_dir.is_some() && self.controller.organisation().loaded_at.is_some() {
             for name in running {
-                if !self.plans.contains_key(&name) {
+                if !self.plan_hashes.contains_key(&name) {
                     self.carried.push(Input::RemovePipeline { pipeline: name.clone() });
                     self.applied.remove(&name);
                 }
@@ -539,9 +563,11 @@ impl Rounds {
             return;
         }
         self.controller.metrics.commands_issued.inc_by(commands.len() as u64);
+        let engine = self.driver.as_ref().map(Driver::engine);
         let mut agents = self.controller.agents.lock().expect("agents lock");
         for command in &commands {
-            agents.queue(agent_command(command, &self.plans, now));
+            let plan = engine.and_then(|engine| engine.pipeline(&command.pipeline));
+            agents.queue(agent_command(command, plan.map(|p| &*p.plan), now));
         }
         self.controller.metrics.outbox_depth.set(agents.depth() as i64);
         drop(agents);
