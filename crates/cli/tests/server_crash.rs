@@ -108,6 +108,8 @@ struct SimAgent {
     highest_epoch: u64,
     /// Every distinct command id this box received.
     seen: BTreeSet<u64>,
+    /// Every command this box accepted, as `(id, epoch)`, in the order received.
+    received: Vec<(u64, u64)>,
     outcomes: Vec<Value>,
 }
 
@@ -192,6 +194,7 @@ impl SimAgent {
             if !self.seen.insert(id) {
                 continue; // Already carried out: its outcome is in every report.
             }
+            self.received.push((id, epoch));
             if std::env::var_os("GANTRY_CRASH_TRACE").is_some() {
                 eprintln!(
                     "{} received {id} epoch {epoch} kind {} pipeline {} target {} while running {:?}",
@@ -262,6 +265,7 @@ impl World {
                 registered: false,
                 highest_epoch: 0,
                 seen: BTreeSet::new(),
+                received: Vec::new(),
                 outcomes: Vec::new(),
             });
         }
@@ -343,11 +347,10 @@ fn until(world: &mut World, what: &str, done: impl Fn(&World) -> bool) {
     }
 }
 
-#[test]
-fn killed_after_commit_before_delivery_the_same_command_is_delivered() {
-    let mut world = World::new();
-    // The two boxes' artifact becomes known good; the empty box's repair is committed and
-    // queued. Only the old boxes report, so nothing is taken by the new box's long-poll.
+/// Runs until the empty box's repair is committed and queued, without the box taking it: the
+/// two boxes' artifact becomes known good, and only the old boxes poll. Returns the repair's
+/// command ids as the controller holds them.
+fn commit_repair_undelivered(world: &mut World) -> Vec<u64> {
     let url = world.url();
     let mut committed = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -385,7 +388,14 @@ fn killed_after_commit_before_delivery_the_same_command_is_delivered() {
         committed = world.waiting("box-2");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(world.agents[2].seen.is_empty(), "killed before the box took the command");
+    assert!(world.agents[2].seen.is_empty(), "the box has not taken the command");
+    committed
+}
+
+#[test]
+fn killed_after_commit_before_delivery_the_same_command_is_delivered() {
+    let mut world = World::new();
+    let committed = commit_repair_undelivered(&mut world);
     world.restart();
     until(&mut world, "the repair", World::converged);
     assert_eq!(
@@ -453,6 +463,122 @@ fn placeholder() -> SimAgent {
         registered: false,
         highest_epoch: 0,
         seen: BTreeSet::new(),
+        received: Vec::new(),
         outcomes: Vec::new(),
     }
+}
+
+/// The highest epoch and command id any of `agents` has seen.
+fn highest_seen(agents: &[SimAgent]) -> (u64, u64) {
+    let epoch = agents.iter().map(|agent| agent.highest_epoch).max().unwrap_or(0);
+    let id = agents.iter().flat_map(|agent| agent.seen.iter().copied()).max().unwrap_or(0);
+    (epoch, id)
+}
+
+#[test]
+fn a_backup_taken_mid_deployment_and_restored_later_moves_past_what_agents_saw() {
+    let mut world = World::new();
+    // Two more empty boxes with tokens from before the backup: box-3 registers only after the
+    // restore, so the restored controller must command it afresh; box-4 only between the
+    // backup and the restore, so the history the backup does not hold issues commands too.
+    let empty_box = |box_id: &str| {
+        let body = json!({"kind": "agent", "box_id": box_id, "service": "checkout-api"});
+        let (status, answer) =
+            call(&world.url(), &world.admin, "POST", "/api/v1/tokens", Some(body), Duration::ZERO)
+                .unwrap();
+        assert_eq!(status, 201, "{answer}");
+        SimAgent {
+            box_id: box_id.into(),
+            token: answer["token"].as_str().unwrap().to_string(),
+            target: world.agents[2].target.clone(),
+            pipeline: world.agents[2].pipeline.clone(),
+            ..placeholder()
+        }
+    };
+    let (late, between) = (empty_box("box-3"), empty_box("box-4"));
+
+    // Mid-deployment: the repair is committed and waiting for its box. Back up now, with the
+    // server running.
+    let committed = commit_repair_undelivered(&mut world);
+    let backup = world._temp.path().join("backup.db");
+    let data = world.data.to_str().unwrap().to_string();
+    let (ok, _, stderr) = common::gantry(&[
+        "server",
+        "backup",
+        "--data-dir",
+        &data,
+        "--to",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+
+    // Later: the repair is carried out, box-4 joins and is repaired too, and the controller
+    // restarts twice more.
+    world.agents.push(between);
+    until(&mut world, "the repairs", World::converged);
+    assert_eq!(world.agents[2].seen.iter().copied().collect::<Vec<_>>(), committed);
+    for _ in 0..2 {
+        let (epoch, _) = highest_seen(&world.agents);
+        world.restart();
+        until(&mut world, "every box on the new epoch", |world| {
+            world.agents.iter().all(|agent| agent.highest_epoch > epoch)
+        });
+    }
+    let (epoch_seen, id_seen) = highest_seen(&world.agents);
+    assert!(epoch_seen >= 3, "two restarts after the backup's epoch: {epoch_seen}");
+    let between = world.agents.pop().unwrap();
+    assert!(
+        between.seen.iter().all(|id| *id > committed[0]),
+        "box-4's repair was issued after the backup: {:?} after {committed:?}",
+        between.seen
+    );
+
+    // Restore the backup taken mid-deployment and start again.
+    world.kill();
+    let (ok, _, stderr) = common::gantry(&[
+        "server",
+        "restore",
+        "--data-dir",
+        &data,
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    world.restart();
+    for agent in &mut world.agents {
+        agent.registered = false;
+    }
+    let before: Vec<usize> = world.agents.iter().map(|agent| agent.received.len()).collect();
+    world.agents.push(late);
+    until(&mut world, "the late box's repair", World::converged);
+    for _ in 0..5 {
+        world.step_agents("0s");
+    }
+
+    // Every command any box took after the restore is of a later epoch than any it saw, under
+    // an id never seen before; the late box got exactly one.
+    for (n, agent) in world.agents.iter().enumerate() {
+        for (id, epoch) in &agent.received[before.get(n).copied().unwrap_or(0)..] {
+            assert!(*epoch > epoch_seen, "{}: command {id} of epoch {epoch}", agent.box_id);
+            assert!(
+                *id > id_seen,
+                "{}: command id {id} reused (seen up to {id_seen})",
+                agent.box_id
+            );
+        }
+    }
+    let late = world.agents.last().unwrap();
+    assert_eq!(late.received.len(), 1, "one repair for the late box: {:?}", late.received);
+    assert!(late.highest_epoch > epoch_seen, "{} <= {epoch_seen}", late.highest_epoch);
+    for agent in &world.agents[..3] {
+        assert_eq!(
+            agent.received.len(),
+            before[world.agents.iter().position(|a| a.box_id == agent.box_id).unwrap()],
+            "{} needed nothing after the restore: {:?}",
+            agent.box_id,
+            agent.received
+        );
+    }
+    let (ok, stdout, stderr) = common::gantry(&["audit", "verify", "--data-dir", &data]);
+    assert!(ok, "the restored chain verifies: {stdout}{stderr}");
 }
