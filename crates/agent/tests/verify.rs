@@ -3,7 +3,8 @@
 //! and one with a blocked commit are each refused before any hook runs or file is installed (a
 //! hook would create a marker file; the files section would install one), and a good one runs.
 //! A box loaded from `trust.json` fails closed on its signed lists: an edited or replayed trust
-//! list, and an unsigned, stale or replayed block list, each refuse the artifact the same way.
+//! list, and an unsigned, stale or replayed block list, each refuse the artifact the same way;
+//! lists fetched from the controller count only when the box's own root signed them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -376,4 +377,53 @@ fn a_loaded_trust_root_refuses_edited_replayed_unsigned_and_stale_lists() {
     let trust = TrustRoot::load(&config, &state("good")).unwrap();
     world.deploy(&trust, digest, &artifact).unwrap();
     assert!(world.marker().exists());
+}
+
+#[test]
+fn lists_fetched_from_the_controller_count_only_when_the_box_root_signed_them() {
+    let world = World::new();
+    let (digest, artifact) = world.build("keys", BuilderRole::Service, "store");
+    publish(&world, 0, 3600, BlockList::default(), digest);
+    let keys = KeyDirectory::new(world.path().join("keys"));
+    let config = serde_json::json!({
+        "trust_root_key": keys.trust_root_public().unwrap(),
+        "builder_ids": [builder_id(BuilderRole::Service, Sandbox::detect())],
+        "review_required": false,
+        "trusted_bases": [TRUSTED_BASE_ROOT],
+        "lists_from_controller": true,
+    });
+    let path = world.path().join("trust-from-controller.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let trust = TrustRoot::load(&path, &world.path().join("state")).unwrap();
+    assert!(trust.lists_from_controller());
+    let genuine_keys = std::fs::read(keys.signed_trusted_keys_path()).unwrap();
+    let genuine_blocks = std::fs::read(world.path().join("blocks.json.dsse")).unwrap();
+
+    // Nothing fetched yet: refused, not trusted by default.
+    check_refused(&world, &trust, digest, &artifact, "trust list check failed");
+    // A controller serving another root's trust list: refused.
+    let forged = std::fs::read(
+        KeyDirectory::new(world.path().join("other-keys")).signed_trusted_keys_path(),
+    )
+    .unwrap();
+    trust.store_fetched(&forged, &genuine_blocks).unwrap();
+    check_refused(&world, &trust, digest, &artifact, "trust list check failed");
+    // The genuine lists, as the controller serves them: the artifact runs.
+    trust.store_fetched(&genuine_keys, &genuine_blocks).unwrap();
+    world.deploy(&trust, digest, &artifact).unwrap();
+    assert!(world.marker().exists());
+
+    // A configuration naming both files and the controller is refused, naming what to remove.
+    let mut both = config.clone();
+    both["trusted_keys"] = serde_json::json!("trusted-keys.json");
+    both["block_list"] = serde_json::json!("blocks.json");
+    std::fs::write(&path, both.to_string()).unwrap();
+    let error = TrustRoot::load(&path, &world.path().join("state")).err().unwrap().to_string();
+    assert!(error.contains("remove trusted_keys and block_list"), "{error}");
+    // Neither files nor the controller: the missing field is named.
+    let mut neither = config;
+    neither["lists_from_controller"] = serde_json::json!(false);
+    std::fs::write(&path, neither.to_string()).unwrap();
+    let error = TrustRoot::load(&path, &world.path().join("state")).err().unwrap().to_string();
+    assert!(error.contains("trusted_keys is required"), "{error}");
 }
