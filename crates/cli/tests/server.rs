@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "../../server/tests/support/organisation.rs"]
+mod organisation;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -217,6 +220,9 @@ fn start_with(args: &[&str]) -> Result<(ServerProcess, String), String> {
         .find(|word| word.contains("://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
+    // Its logs are drained, or a full pipe would stall the server's next log line.
+    let mut stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     Ok((ServerProcess { child, url: url.clone() }, url))
 }
 
@@ -301,3 +307,61 @@ fn beyond_loopback_the_server_speaks_https_only_and_refuses_plain_http() {
     assert!(format!("{error}").to_lowercase().contains("certificate"), "{error}");
 }
 
+/// Polls `GET path` with `token` until `done` holds of the answer (at most two minutes: an
+/// organisation load takes seconds on a loaded machine).
+fn until_answer(url: &str, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (status, answer) = call(url, token, "GET", path, None);
+        if status == 200 && done(&answer) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out on {path}: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_bad_pipeline_file_dropped_into_the_organisation_is_refused_and_nothing_else_changes() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let directory = organisation::example_organisation(temp.path());
+    let (_server, url) = start_with(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--organisation",
+        directory.to_str().unwrap(),
+    ])
+    .unwrap();
+    let admin = admin_token(&data);
+    let loaded = until_answer(&url, &admin, "/api/v1/organisation", |o| o["loaded_at"].is_string());
+    let names = |pipelines: &Value| -> Vec<String> {
+        let pipelines = pipelines["pipelines"].as_array().unwrap();
+        pipelines.iter().map(|p| p["pipeline"].as_str().unwrap().into()).collect()
+    };
+    let before = until_answer(&url, &admin, "/api/v1/pipelines", |p| {
+        p["pipelines"].as_array().is_some_and(|p| !p.is_empty())
+    });
+
+    // A copy of a good pipeline under a new name, with a field Gantry does not know.
+    let good =
+        std::fs::read_to_string(directory.join("services/checkout-api/config.yaml")).unwrap();
+    let broken =
+        good.replace("pipeline: checkout-api-config", "pipeline: broken") + "colour: blue\n";
+    std::fs::write(directory.join("services/checkout-api/broken.yaml"), broken).unwrap();
+
+    let refused = until_answer(&url, &admin, "/api/v1/organisation", |o| o["refused"].is_object());
+    let files = refused["refused"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "only the bad file is at fault: {refused}");
+    assert!(files[0]["file"].as_str().unwrap().ends_with("broken.yaml"), "{refused}");
+    assert!(files[0]["diagnostics"].as_str().unwrap().contains("colour"), "{refused}");
+    // The running organisation is the last good one: same load, same pipelines, none added.
+    assert_eq!(refused["loaded_at"], loaded["loaded_at"], "{refused}");
+    assert_eq!(refused["pipelines"], loaded["pipelines"], "{refused}");
+    let (status, after) = call(&url, &admin, "GET", "/api/v1/pipelines", None);
+    assert_eq!(status, 200);
+    assert_eq!(names(&after), names(&before));
+    assert!(!names(&after).contains(&"broken".to_string()));
+}
