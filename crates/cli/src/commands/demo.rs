@@ -51,13 +51,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     match result {
-        Ok(outcome) => {
-            let good = outcome.good_everywhere.as_deref().unwrap_or("-");
-            let bad = outcome.bad_rolled_back.as_deref().unwrap_or("-");
+        // Both outcomes, or the demo did not show what it is for.
+        Ok(demo::Outcome { good_everywhere: Some(good), bad_rolled_back: Some(bad) }) => {
             println!(
                 "demo passed: good change {good} everywhere; bad change {bad} rolled back at its one box"
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Ok(outcome) => {
+            let missing = if outcome.good_everywhere.is_none() {
+                "the good change never reached every box"
+            } else {
+                "the bad change was never rolled back"
+            };
+            println!("demo failed: {missing}");
+            Err(anyhow::anyhow!("{missing}"))
         }
         Err(error) => {
             if args.once {
