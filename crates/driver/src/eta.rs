@@ -421,6 +421,7 @@ fn observe(pipeline: &str, boxes: &[IdealBox], ids: &[BoxId]) -> Vec<BoxReport> 
             health: Health::Healthy,
             last_commands: ideal.last.iter().map(|l| (pipeline.to_string(), l.clone())).collect(),
             in_progress: ideal.installing,
+            observed_at: None,
         })
         .collect()
 }

@@ -71,6 +71,11 @@ pub struct BoxReport {
     /// The command the agent has received and is carrying out, of whichever pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress: Option<CommandId>,
+    /// When this box's own report was made, if earlier than the snapshot's time: agents report
+    /// at their own pace, so one snapshot holds reports of different ages. A box's report says
+    /// nothing of a command issued after it; `None` means as of the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Timestamp>,
 }
 
 impl BoxReport {
@@ -243,29 +248,34 @@ impl Fleet {
             .count() as u32
     }
 
-    /// Applies a snapshot taken at `observed_at`; returns false when it is older than the last.
-    pub fn apply_snapshot(&mut self, observed_at: Timestamp, boxes: Vec<BoxObservation>) -> bool {
+    /// Applies a snapshot taken at `observed_at`, each box as of its own report time (never
+    /// later than the snapshot's); returns false when it is no newer than the last.
+    pub fn apply_snapshot(
+        &mut self,
+        observed_at: Timestamp,
+        boxes: Vec<(BoxObservation, Option<Timestamp>)>,
+    ) -> bool {
         if self.observed_at.is_some_and(|last| observed_at <= last) {
             return false;
         }
         self.observed_at = Some(observed_at);
         // Boxes the snapshot lists are updated in place or added; the others are gone.
-        let before = self.boxes.len();
-        let mut updated = 0;
-        for observation in boxes {
+        let mut listed = std::collections::BTreeSet::new();
+        for (observation, at) in boxes {
+            let at = at.map_or(observed_at, |at| at.min(observed_at));
+            listed.insert(observation.id.clone());
             match self.boxes.get_mut(&observation.id) {
                 Some(state) => {
-                    // Counted once, should a snapshot list a box twice.
-                    if state.observed_at != observed_at {
-                        updated += 1;
+                    // A box's report never goes back in time, whatever order reports came in.
+                    if at >= state.observed_at {
+                        state.observation = observation;
+                        state.observed_at = at;
                     }
-                    state.observation = observation;
-                    state.observed_at = observed_at;
                 }
                 None => {
                     let state = BoxState {
                         observation,
-                        observed_at,
+                        observed_at: at,
                         taken_elsewhere: false,
                         unsettled_elsewhere: false,
                         pending: None,
@@ -276,9 +286,8 @@ impl Fleet {
                 }
             }
         }
-        if updated < before {
-            // Snapshots are strictly newer, so a box not in this one has an older time.
-            self.boxes.retain(|_, state| state.observed_at == observed_at);
+        if listed.len() < self.boxes.len() {
+            self.boxes.retain(|id, _| listed.contains(id));
         }
         true
     }

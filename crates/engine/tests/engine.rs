@@ -97,6 +97,8 @@ fn zones() -> BTreeMap<String, String> {
 struct IdealBox {
     running: BTreeMap<String, Digest>,
     last: BTreeMap<String, CommandOutcome>,
+    /// When it last carried out a command.
+    acted_at: Option<Timestamp>,
     /// Reports unhealthy whatever it runs (broken before any deployment).
     broken: bool,
 }
@@ -111,7 +113,13 @@ struct Harness {
     forced: BTreeMap<(String, String), AlarmState>,
     log: Vec<String>,
     stored: BTreeMap<RecordKey, Vec<u8>>,
+    /// Agents report at their own pace: a box that carried out a command reports at once,
+    /// the others' last reports are [`IDLE_REPORT_AGE`] old (older than the last round).
+    idle_reports_lag: bool,
 }
+
+/// How old an idle box's last report is when reports lag: past the last round, still fresh.
+const IDLE_REPORT_AGE: SignedDuration = SignedDuration::from_secs(90);
 
 impl Harness {
     /// `boxes` per target; every pipeline's boxes start on its artifact 0.
@@ -141,6 +149,7 @@ impl Harness {
             forced: BTreeMap::new(),
             log: Vec::new(),
             stored,
+            idle_reports_lag: false,
         };
         harness.round(vec![Input::ControllerStarted { epoch: 1 }]);
         harness
@@ -233,6 +242,7 @@ impl Harness {
                 let index: usize = command.box_id.0.trim_start_matches("box-").parse().unwrap();
                 let ideal = &mut self.boxes.get_mut(&(service, command.target)).unwrap()[index];
                 ideal.running.insert(command.pipeline.clone(), command.artifact);
+                ideal.acted_at = Some(self.now);
                 ideal.last.insert(
                     command.pipeline,
                     CommandOutcome { command: command.id, succeeded: true, detail: String::new() },
@@ -295,6 +305,9 @@ impl Harness {
                     running: ideal.running.clone(),
                     last_commands: ideal.last.clone(),
                     in_progress: None,
+                    observed_at: (self.idle_reports_lag
+                        && ideal.acted_at.is_none_or(|at| at < self.now - IDLE_REPORT_AGE))
+                    .then(|| self.now - IDLE_REPORT_AGE),
                 })
                 .collect();
             inputs.push(Input::Fleet {
@@ -814,4 +827,18 @@ fn an_override_lasts_at_most_a_day() {
             "accepted op-hour: override of TimeWindow",
         ],
     );
+}
+
+#[test]
+fn a_box_that_reported_after_its_command_counts_however_old_its_neighbours_reports_are() {
+    // Each box's report is as old as it is: the one box reports its deployment at once while
+    // its neighbours last reported before the command was issued. Stamping the whole snapshot
+    // with its oldest report would read the one box as not yet done, and fail it.
+    let mut h = Harness::new(vec![one_region()], 10);
+    h.idle_reports_lag = true;
+    let first = h.artifact("api", 1);
+    h.at_once(vec![first]);
+    h.run(90);
+    check(&h, &["api wave-1/one-box prod/r1/r1-az1: deploying api-1", "api wave-1: api-1 passed"]);
+    check_never(&h, "failed");
 }

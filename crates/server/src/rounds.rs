@@ -9,8 +9,9 @@
 //! retried on the next wake-up; the driver has already rebuilt the engine from the store.
 //!
 //! Agents' reports become one [`Input::Fleet`] per (service, target) whose boxes changed. The
-//! snapshot is stamped with the oldest fresh report among its boxes, so a box that reported
-//! before a command was issued never counts as having carried it out; a box silent for longer
+//! snapshot is taken now and carries each box's own report time, so a box that reported before
+//! a command was issued never counts as having carried it out, and a box that reported after
+//! it does, however old its neighbours' reports are; a box silent for longer
 //! than [`STALE_REPORT`] is reported unhealthy (fail closed). A box that registered but has not
 //! reported yet is not in a snapshot (nothing is known of it, and "runs nothing" would get it
 //! repaired). After a start, a target's snapshot waits up to [`STALE_REPORT`] for every box the
@@ -141,6 +142,7 @@ pub fn box_report(
         running,
         last_commands,
         in_progress,
+        observed_at: None,
     }
 }
 
@@ -419,15 +421,14 @@ impl Rounds {
                 self.held.insert((service, target));
                 continue;
             }
-            let mut oldest_fresh: Option<Timestamp> = None;
+            // Each box as of its own report: a report made before a command was issued says
+            // nothing of it, however recent its neighbours' reports are.
             let mut boxes = Vec::new();
             for record in &reported {
                 let fresh = record.reported_at.is_some_and(|at| now.duration_since(at) <= stale);
-                if fresh {
-                    let at = record.reported_at.expect("fresh reports have a time");
-                    oldest_fresh = Some(oldest_fresh.map_or(at, |oldest| oldest.min(at)));
-                }
-                boxes.push(box_report(&record.box_id, record.report.as_ref(), fresh));
+                let mut report = box_report(&record.box_id, record.report.as_ref(), fresh);
+                report.observed_at = record.reported_at;
+                boxes.push(report);
             }
             // Silent since the start: what the engine last knew, unhealthy.
             for (id, observations) in silent {
@@ -443,12 +444,13 @@ impl Rounds {
                         .filter_map(|(name, o)| Some((name.to_string(), o.last_command.clone()?)))
                         .collect(),
                     in_progress: observations.iter().find_map(|(_, o)| o.in_progress),
+                    observed_at: None,
                 });
             }
             if boxes.is_empty() {
                 continue;
             }
-            let observed_at = oldest_fresh.unwrap_or(now);
+            let observed_at = now;
             let key = (service.clone(), target.clone());
             // The engine ignores a snapshot no newer than the last; keep them strictly newer.
             if self.last_snapshot.get(&key).is_some_and(|last| observed_at <= *last) {

@@ -146,6 +146,7 @@ fn boxes(pipeline: &str) -> Vec<BoxReport> {
             running: [(pipeline.to_string(), base)].into(),
             last_commands: Default::default(),
             in_progress: None,
+            observed_at: None,
         })
         .collect()
 }

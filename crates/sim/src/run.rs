@@ -1042,6 +1042,7 @@ impl Sim {
                     health: b.reported_health(now),
                     last_commands: b.last_outcome.clone(),
                     in_progress: b.installing.as_ref().map(|install| install.command),
+                    observed_at: None,
                 })
                 .collect();
             self.send(SimEvent::ToController(Input::Fleet {

@@ -149,7 +149,10 @@ impl Engine {
                     else {
                         continue;
                     };
-                    let seen = boxes.iter().map(|report| report.for_pipeline(name)).collect();
+                    let seen = boxes
+                        .iter()
+                        .map(|report| (report.for_pipeline(name), report.observed_at))
+                        .collect();
                     state.fleet.apply_snapshot(observed_at, seen);
                 }
                 Concerns::Pipelines(users.iter().cloned().collect())
