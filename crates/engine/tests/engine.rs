@@ -842,3 +842,28 @@ fn a_box_that_reported_after_its_command_counts_however_old_its_neighbours_repor
     check(&h, &["api wave-1/one-box prod/r1/r1-az1: deploying api-1", "api wave-1: api-1 passed"]);
     check_never(&h, "failed");
 }
+
+#[test]
+fn a_first_deployment_to_boxes_that_run_nothing_goes_on_past_its_one_box() {
+    // A new fleet runs nothing: nothing is known good anywhere. The one box takes the first
+    // artifact; the zone step after it on the same target must not wait for a known-good
+    // artifact that can never exist (the only one there is the stage's own).
+    let mut h = Harness::new(vec![one_region()], 10);
+    for boxes in h.boxes.values_mut() {
+        for ideal in boxes {
+            ideal.running.clear();
+        }
+    }
+    h.run(1);
+    let first = h.artifact("api", 1);
+    h.at_once(vec![first]);
+    h.run(90);
+    check(
+        &h,
+        &[
+            "api wave-1/one-box prod/r1/r1-az1: deploying api-1",
+            "api wave-1/zone-1 prod/r1/r1-az1: deploying api-1",
+            "api wave-1: api-1 passed",
+        ],
+    );
+}

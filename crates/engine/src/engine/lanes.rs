@@ -79,8 +79,14 @@ pub(super) fn advance_lane(
             // (its boxes were never all healthy on one artifact since the engine first saw
             // them, say while another pipeline moved them): a deployment now would have
             // nothing to roll back to, so it waits for the target to be adopted.
+            // Boxes on this very artifact (an earlier step of the stage put it there) are the
+            // stage's own work, not another artifact to roll back to.
             let nothing_to_roll_back_to = state.known_good.is_empty()
-                && state.fleet.boxes.values().any(|b| b.observation.running.is_some());
+                && state
+                    .fleet
+                    .boxes
+                    .values()
+                    .any(|b| b.observation.running.is_some_and(|running| running != digest));
             if !blockers.is_empty() || !fresh || state.rollback.is_some() || nothing_to_roll_back_to
             {
                 lane_mut(pipeline, index, region).phase = next;
