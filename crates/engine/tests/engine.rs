@@ -867,3 +867,31 @@ fn a_first_deployment_to_boxes_that_run_nothing_goes_on_past_its_one_box() {
         ],
     );
 }
+
+#[test]
+fn on_a_fleet_that_started_empty_a_bad_change_rolls_back_its_one_box_to_the_first_good_one() {
+    let mut h = Harness::new(vec![one_region()], 10);
+    for boxes in h.boxes.values_mut() {
+        for ideal in boxes {
+            ideal.running.clear();
+        }
+    }
+    h.run(1);
+    let good = h.artifact("api", 1);
+    h.at_once(vec![good]);
+    h.run(120);
+    let bad = h.artifact("api", 2);
+    h.at_once(vec![bad]);
+    h.run(3);
+    h.forced.insert(("api-high-severity".into(), "r1".into()), AlarmState::Alarm);
+    h.run(10);
+    check(
+        &h,
+        &[
+            "api wave-1: api-1 passed",
+            "api wave-1/one-box prod/r1/r1-az1: deploying api-2",
+            "api prod/r1/r1-az1: rolling back to api-1",
+            "api prod/r1/r1-az1: rolled back to api-1",
+        ],
+    );
+}
