@@ -268,7 +268,7 @@ fn ctrl_c_stops_the_demo_and_every_process_it_started() {
 /// then the one box's deployment is judged failed the moment its agent reports the command
 /// done while its health check has not yet passed, so the story stops there.
 #[test]
-#[ignore = "the bad change is caught at its one box, but the box is not seen back on the good change in time"]
+#[ignore = "the story passes, but the controller's audit log does not yet record the alarm's transition with its scraped origin, which this test reads as evidence"]
 fn the_demo_story_good_change_everywhere_bad_change_rolled_back_at_its_one_box() {
     let dir = tempfile::tempdir().unwrap();
     let demo_dir = dir.path().join("demo");
@@ -375,8 +375,15 @@ fn the_demo_story_good_change_everywhere_bad_change_rolled_back_at_its_one_box()
         found
     };
     assert_eq!(installed(good).len(), 9, "boxes that installed {good}");
-    let bad_on = installed(bad);
-    assert_eq!(bad_on.len(), 1, "{bad} was installed on {bad_on:?}");
+    // Beta passed the bad change before production caught it, and keeps it; in production it
+    // reached the one box only.
+    let production = |path: &PathBuf| {
+        path.parent()
+            .and_then(|t| t.file_name())
+            .is_some_and(|t| t.to_string_lossy().starts_with("prod-"))
+    };
+    let bad_on: Vec<PathBuf> = installed(bad).into_iter().filter(production).collect();
+    assert_eq!(bad_on.len(), 1, "{bad} was installed in production on {bad_on:?}");
     assert!(bad_on[0].to_string_lossy().contains("demo-east-1a"), "{bad_on:?}");
 
     // The capacity floor (one healthy box per zone) held throughout, from each balancer's log.

@@ -540,11 +540,25 @@ impl Demo {
 
     /// What each box last reported running for the pipeline.
     fn running(&self) -> Result<Vec<(String, Option<String>)>, Error> {
+        self.boxes_running(|_| true)
+    }
+
+    /// What each production box runs. Pre-production keeps what passed it when production
+    /// fails: only production boxes roll back.
+    fn production_running(&self) -> Result<Vec<(String, Option<String>)>, Error> {
+        self.boxes_running(|b| b["target"]["environment"] == gantry_spec::expand::PRODUCTION)
+    }
+
+    fn boxes_running(
+        &self,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Result<Vec<(String, Option<String>)>, Error> {
         let boxes = self.api().get("/api/v1/boxes")?;
         Ok(boxes["boxes"]
             .as_array()
             .into_iter()
             .flatten()
+            .filter(|b| keep(b))
             .map(|b| {
                 (
                     b["box_id"].as_str().unwrap_or("").to_string(),
@@ -679,11 +693,12 @@ fn story(demo: &Demo, stop: &AtomicBool, say: &mut dyn FnMut(Narrative)) -> Resu
     let (bad, _) = demo.wait_for_artifact(sequence, stop)?;
     say(Narrative::Built { digest: bad.clone() });
     // Caught: the stage fails with the alarm as its reason; rolled back: every box runs the good
-    // change again. Meanwhile, every box seen running the bad change is noted.
+    // change again in production (beta passed it and keeps it). Meanwhile, every production
+    // box seen running the bad change is noted.
     let mut seen_on = std::collections::BTreeSet::new();
     let mut failure = None;
     wait_for(stop, ROLLBACK_TIMEOUT, || {
-        let running = demo.running().ok()?;
+        let running = demo.production_running().ok()?;
         for (id, digest) in &running {
             if digest.as_deref() == Some(bad.as_str()) {
                 seen_on.insert(id.clone());
