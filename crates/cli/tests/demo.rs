@@ -81,8 +81,9 @@ fn the_demo_brings_up_every_box_and_its_reviewed_change_builds_into_an_artifact_
     let mut told = Vec::new();
     let demo = Demo::start(&config, &mut |step| told.push(step)).unwrap();
     let pids = demo.processes();
-    // The controller and, for 9 boxes in 5 targets, 9 agents and 5 balancers.
-    assert_eq!(pids.len(), 1 + 9 + 5, "{pids:?}");
+    // The controller and, for 9 boxes in 5 targets, 9 agents and 5 balancers, and the sample
+    // service on each box the good change has reached so far (it deploys from the start).
+    assert!((1 + 9 + 5..=1 + 9 + 5 + 9).contains(&pids.len()), "{pids:?}");
     assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?}");
 
     // The controller's own view: every box of the demo topology reported.
@@ -249,7 +250,8 @@ fn ctrl_c_stops_the_demo_and_every_process_it_started() {
         .parse()
         .unwrap();
     pids.push(server);
-    assert_eq!(pids.len(), 1 + 9 + 5, "{pids:?}");
+    // The controller, 9 agents, 5 balancers, and a service on each box deployed so far.
+    assert!((1 + 9 + 5..=1 + 9 + 5 + 9).contains(&pids.len()), "{pids:?}");
 
     let interrupted =
         Command::new("kill").args(["-INT", &process.child.id().to_string()]).status().unwrap();
