@@ -292,6 +292,16 @@ impl Harness {
         }
     }
 
+    /// A fleet of `boxes` per target that runs nothing yet, reported once.
+    fn empty_fleet(plans: Vec<Plan>, boxes: u32) -> Harness {
+        let mut harness = Harness::new(plans, boxes);
+        for ideal in harness.boxes.values_mut().flatten() {
+            ideal.running.clear();
+        }
+        harness.run(1);
+        harness
+    }
+
     /// What every agent and alarm reports now.
     fn observations(&mut self) -> Vec<Input> {
         let mut inputs = Vec::new();
@@ -848,13 +858,7 @@ fn a_first_deployment_to_boxes_that_run_nothing_goes_on_past_its_one_box() {
     // A new fleet runs nothing: nothing is known good anywhere. The one box takes the first
     // artifact; the zone step after it on the same target must not wait for a known-good
     // artifact that can never exist (the only one there is the stage's own).
-    let mut h = Harness::new(vec![one_region()], 10);
-    for boxes in h.boxes.values_mut() {
-        for ideal in boxes {
-            ideal.running.clear();
-        }
-    }
-    h.run(1);
+    let mut h = Harness::empty_fleet(vec![one_region()], 10);
     let first = h.artifact("api", 1);
     h.at_once(vec![first]);
     h.run(90);
@@ -870,13 +874,7 @@ fn a_first_deployment_to_boxes_that_run_nothing_goes_on_past_its_one_box() {
 
 #[test]
 fn on_a_fleet_that_started_empty_a_bad_change_rolls_back_its_one_box_to_the_first_good_one() {
-    let mut h = Harness::new(vec![one_region()], 10);
-    for boxes in h.boxes.values_mut() {
-        for ideal in boxes {
-            ideal.running.clear();
-        }
-    }
-    h.run(1);
+    let mut h = Harness::empty_fleet(vec![one_region()], 10);
     let good = h.artifact("api", 1);
     h.at_once(vec![good]);
     h.run(120);
